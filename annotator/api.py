@@ -1,0 +1,99 @@
+"""The JSON API: one class per operation, each a thin adapter over selectors and services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import selectors
+from .models import Dataset, Image, Job
+from .permissions import IsAdminRole
+from .serializers import DatasetSerializer, ImageSerializer, JobCreateSerializer, JobSerializer
+from .services.jobs import job_cancel, job_create
+
+
+class DatasetListApi(generics.ListAPIView):
+    serializer_class = DatasetSerializer
+
+    def get_queryset(self) -> Any:
+        return selectors.dataset_list()
+
+
+class DatasetDetailApi(generics.RetrieveAPIView):
+    serializer_class = DatasetSerializer
+
+    def get_queryset(self) -> Any:
+        return selectors.dataset_list()
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        dataset = self.get_object()
+        data = dict(self.get_serializer(dataset).data)
+        data["summary"] = selectors.dataset_summary(dataset=dataset)
+        return Response(data)
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("dataset", int, description="only images of this dataset"),
+        OpenApiParameter("split", str, enum=Image.Split.values),
+        OpenApiParameter("label", str),
+    ]
+)
+class ImageListApi(generics.ListAPIView):
+    serializer_class = ImageSerializer
+
+    def get_queryset(self) -> Any:
+        params = self.request.query_params
+        dataset = None
+        if params.get("dataset"):
+            dataset = generics.get_object_or_404(Dataset, pk=params["dataset"])
+        return selectors.image_list(dataset=dataset, split=params.get("split"), label=params.get("label"))
+
+
+class ImageDetailApi(generics.RetrieveAPIView):
+    serializer_class = ImageSerializer
+
+    def get_queryset(self) -> Any:
+        return selectors.image_list()
+
+
+@extend_schema(parameters=[OpenApiParameter("dataset", int, description="only jobs of this dataset")])
+class JobListApi(generics.ListAPIView):
+    serializer_class = JobSerializer
+
+    def get_queryset(self) -> Any:
+        dataset_id = self.request.query_params.get("dataset")
+        dataset = generics.get_object_or_404(Dataset, pk=dataset_id) if dataset_id else None
+        return selectors.job_list(dataset=dataset)
+
+
+class JobCreateApi(APIView):
+    permission_classes = [IsAdminRole]
+
+    @extend_schema(request=JobCreateSerializer, responses={201: JobSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = JobCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        job = job_create(created_by=request.user, **serializer.validated_data)
+        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class JobDetailApi(generics.RetrieveAPIView):
+    serializer_class = JobSerializer
+
+    def get_queryset(self) -> Any:
+        return selectors.job_list()
+
+
+class JobCancelApi(APIView):
+    permission_classes = [IsAdminRole]
+
+    @extend_schema(request=None, responses={200: JobSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        job = generics.get_object_or_404(Job, pk=pk)
+        return Response(JobSerializer(job_cancel(job=job)).data)

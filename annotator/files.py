@@ -1,0 +1,77 @@
+"""Atomic writes into MEDIA_ROOT: a reader (web, another worker) never sees half a file."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from PIL import Image as PILImage
+
+__all__ = [
+    "delete_quietly",
+    "media_path",
+    "read_mask",
+    "read_png",
+    "unique_name",
+    "write_bytes_atomic",
+    "write_png_atomic",
+]
+
+
+def media_path(name: str) -> Path:
+    return Path(settings.MEDIA_ROOT) / name
+
+
+def unique_name(folder: str, stem: str, suffix: str) -> str:
+    """A storage name under `folder` that no other writer can pick (uuid4), keeping `stem` readable."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in stem)[:80] or "file"
+    return f"{folder.strip('/')}/{safe}-{uuid.uuid4().hex[:12]}{suffix}"
+
+
+def write_bytes_atomic(name: str, data: bytes) -> str:
+    """Write `data` to MEDIA_ROOT/name via a temp file in the same folder and os.replace."""
+    target = media_path(name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return name
+
+
+def write_png_atomic(name: str, array: np.ndarray) -> str:
+    """Write a 2-D uint8/uint16/bool array (or (H, W, 3|4) uint8) as a lossless PNG."""
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    buffer = io.BytesIO()
+    PILImage.fromarray(array).save(buffer, format="PNG", optimize=False, compress_level=3)
+    return write_bytes_atomic(name, buffer.getvalue())
+
+
+def delete_quietly(names: list[str]) -> None:
+    """Remove files written by a step that was rolled back; missing files are fine."""
+    for name in names:
+        if name:
+            media_path(name).unlink(missing_ok=True)
+
+
+def read_png(name: str) -> np.ndarray:
+    """A stored PNG as an array: (H, W) for grayscale (uint8 or uint16), bool never (masks are 0/255)."""
+    with PILImage.open(media_path(name)) as img:
+        return np.asarray(img)
+
+
+def read_mask(name: str) -> np.ndarray:
+    """A stored binary mask as bool (H, W)."""
+    return read_png(name) > 0

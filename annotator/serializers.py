@@ -1,0 +1,69 @@
+"""Output and input shapes of the JSON API."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from .models import Dataset, Finding, Image, Job
+
+
+class FindingSerializer(serializers.ModelSerializer):
+    concepts = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
+    mask_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Finding
+        fields = ["id", "pathology", "lesion_type", "concepts", "description", "area", "bbox", "mask_url"]
+
+    def get_mask_url(self, finding: Finding) -> str:
+        return reverse("media", args=[finding.mask.name]) if finding.mask else ""
+
+
+class ImageSerializer(serializers.ModelSerializer):
+    findings = FindingSerializer(many=True, read_only=True)
+    file_url = serializers.SerializerMethodField()
+    thumbnail_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Image
+        fields = [
+            "id", "dataset", "source_name", "width", "height", "bit_depth", "modality", "view", "laterality",
+            "patient_id", "split", "label", "metadata", "file_url", "thumbnail_url", "findings",
+        ]  # fmt: skip
+
+    def get_file_url(self, image: Image) -> str:
+        return reverse("media", args=[image.file.name])
+
+    def get_thumbnail_url(self, image: Image) -> str:
+        return reverse("media", args=[image.thumbnail.name]) if image.thumbnail else ""
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    image_count = serializers.IntegerField(read_only=True)
+    patient_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Dataset
+        fields = ["id", "name", "kind", "description", "source", "classes", "created_at", "image_count", "patient_count"]
+
+
+class JobSerializer(serializers.ModelSerializer):
+    kind_label = serializers.CharField(source="get_kind_display", read_only=True)
+    dataset_name = serializers.CharField(source="dataset.name", read_only=True, default=None)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+
+    class Meta:
+        model = Job
+        fields = [
+            "id", "kind", "kind_label", "status", "dataset", "dataset_name", "progress", "message", "params",
+            "result", "error", "cancel_requested", "celery_id", "worker", "created_by", "created_at",
+            "started_at", "finished_at", "heartbeat_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class JobCreateSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=Job.Kind.choices)
+    dataset = serializers.PrimaryKeyRelatedField(queryset=Dataset.objects.all(), required=False, allow_null=True)
+    params = serializers.DictField(required=False, default=dict)

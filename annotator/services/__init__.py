@@ -1,0 +1,1 @@
+"""Writes. One module per entity; import the functions from here."""

@@ -1,0 +1,230 @@
+"""The job life cycle: create and enqueue, run in a worker with progress and heartbeat, finish, cancel,
+and fail jobs whose worker died (stale heartbeat).
+
+A job row is the single source of truth for its state; Celery only carries the job id.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection, transaction
+from django.utils import timezone
+
+from mining.progress import Cancelled
+
+from ..errors import ApplicationError
+from ..models import Dataset, Job
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "JobReporter",
+    "job_cancel",
+    "job_create",
+    "job_run",
+    "jobs_fail_stale",
+    "register_runner",
+]
+
+# kind -> function(job, reporter) -> result dict. Runners live beside the work they do.
+_RUNNERS: dict[str, Callable[[Job, JobReporter], dict[str, Any]]] = {}
+
+
+def register_runner(kind: str) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]]:
+    def decorator(func: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+        _RUNNERS[kind] = func
+        return func
+
+    return decorator
+
+
+def job_create(
+    *,
+    kind: str,
+    params: dict[str, Any] | None = None,
+    dataset: Dataset | None = None,
+    created_by: AbstractBaseUser | None = None,
+) -> Job:
+    """Create a queued job and enqueue it once the surrounding transaction commits."""
+    if kind not in Job.Kind.values:
+        raise ApplicationError(f"unknown job kind {kind!r}")
+    job = Job(
+        kind=kind,
+        params=params or {},
+        dataset=dataset,
+        created_by=created_by if created_by and created_by.is_authenticated else None,
+        celery_id=uuid.uuid4().hex,
+        message="Waiting for a worker",
+    )
+    job.full_clean()
+    job.save()
+    transaction.on_commit(lambda: _enqueue(job))
+    return job
+
+
+def _enqueue(job: Job) -> None:
+    from mining.tasks import run_job  # the task module imports services; import late to avoid a cycle
+
+    run_job.apply_async(args=[job.pk], task_id=job.celery_id)
+
+
+def job_cancel(*, job: Job) -> Job:
+    """A queued job is cancelled at once; a running one is asked to stop at its next check."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job.pk)
+        if job.is_finished:
+            raise ApplicationError(f"job #{job.pk} has already finished ({job.status})", status=409)
+        if job.status == Job.Status.QUEUED:
+            job.status = Job.Status.CANCELLED
+            job.finished_at = timezone.now()
+            job.message = "Cancelled before it started"
+        else:
+            job.cancel_requested = True
+            job.message = "Cancelling…"
+        job.save(update_fields=["status", "finished_at", "message", "cancel_requested"])
+    return job
+
+
+def jobs_fail_stale(*, now: Any = None) -> int:
+    """Mark running jobs whose heartbeat is older than JOB_HEARTBEAT_TIMEOUT as failed.
+
+    A worker killed mid-job (OOM, SIGKILL, machine lost) cannot say so itself; this is how the
+    product finds out. Its partial results were never committed (runners write in one transaction).
+    """
+    now = now or timezone.now()
+    limit = now - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT)
+    stale = Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=limit)
+    return stale.update(
+        status=Job.Status.FAILED,
+        finished_at=now,
+        error=(
+            "The worker running this job stopped responding (no heartbeat for over "
+            f"{settings.JOB_HEARTBEAT_TIMEOUT} s); it was probably killed. No partial results were kept. "
+            "Start the job again."
+        ),
+        message="Worker lost",
+    )
+
+
+@dataclass
+class JobReporter:
+    """Handed to runners: `progress(done, total, message)` and `cancelled()` as mining/ expects them.
+
+    Writes are throttled (the hot loop may call progress per batch) and use UPDATE on the fields
+    it owns, so a concurrent cancel request is never overwritten.
+    """
+
+    job_id: int
+    min_interval: float = 0.5
+    _last_write: float = field(default=-float("inf"), init=False)
+    _last_cancel_check: float = field(default=-float("inf"), init=False)
+    _cancel_seen: bool = field(default=False, init=False)
+
+    def progress(self, done: int, total: int, message: str = "") -> None:
+        now = time.monotonic()
+        if done < total and now - self._last_write < self.min_interval:
+            return
+        self._last_write = now
+        fraction = min(max(done / total, 0.0), 1.0) if total else 0.0
+        Job.objects.filter(pk=self.job_id).update(
+            progress=fraction, message=message[:500], heartbeat_at=timezone.now()
+        )
+
+    def cancelled(self) -> bool:
+        now = time.monotonic()
+        if not self._cancel_seen and now - self._last_cancel_check >= self.min_interval:
+            self._last_cancel_check = now
+            self._cancel_seen = Job.objects.filter(pk=self.job_id, cancel_requested=True).exists()
+        return self._cancel_seen
+
+
+class _Heartbeat:
+    """Bumps the job's heartbeat from a side thread, so a long step with no progress call still looks alive."""
+
+    def __init__(self, job_id: int, interval: float) -> None:
+        self.job_id = job_id
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-job-{job_id}", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.interval):
+                Job.objects.filter(pk=self.job_id, status=Job.Status.RUNNING).update(heartbeat_at=timezone.now())
+        except Exception:  # a heartbeat failure must never kill the job itself
+            logger.exception("heartbeat for job %s failed", self.job_id)
+        finally:
+            connection.close()  # this thread's own connection
+
+
+def _claim(job_id: int) -> Job | None:
+    """Move a queued job to running; None if it is not queued (already ran, cancelled, or failed)."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.status != Job.Status.QUEUED:
+            return None
+        now = timezone.now()
+        job.status = Job.Status.RUNNING
+        job.started_at = now
+        job.heartbeat_at = now
+        job.worker = f"{socket.gethostname()}:{os.getpid()}"
+        job.message = "Started"
+        job.save(update_fields=["status", "started_at", "heartbeat_at", "worker", "message"])
+    return job
+
+
+def _finish(job_id: int, **fields: Any) -> None:
+    Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(finished_at=timezone.now(), **fields)
+
+
+def job_run(*, job_id: int) -> str:
+    """Run a queued job to its end state. Safe to call twice: a job that is not queued is left alone."""
+    job = _claim(job_id)
+    if job is None:
+        status = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+        logger.info("job %s not run: status is %s", job_id, status)
+        return status or "missing"
+    runner = _RUNNERS.get(job.kind)
+    reporter = JobReporter(job_id=job.pk)
+    interval = max(1.0, settings.JOB_HEARTBEAT_TIMEOUT / 6)
+    try:
+        with _Heartbeat(job.pk, interval):
+            if runner is None:
+                raise ApplicationError(f"no runner registered for job kind {job.kind!r}")
+            result = runner(job, reporter)
+    except Cancelled:
+        _finish(job.pk, status=Job.Status.CANCELLED, message="Cancelled")
+        return Job.Status.CANCELLED
+    except Exception as exc:
+        logger.exception("job %s failed", job.pk)
+        text = exc.message if isinstance(exc, ApplicationError) else f"{type(exc).__name__}: {exc}"
+        _finish(
+            job.pk,
+            status=Job.Status.FAILED,
+            error=f"{text}\n\n{traceback.format_exc(limit=8)}",
+            message=f"Failed: {text}"[:500],
+        )
+        return Job.Status.FAILED
+    _finish(job.pk, status=Job.Status.SUCCEEDED, progress=1.0, result=result, message="Done")
+    return Job.Status.SUCCEEDED

@@ -1,0 +1,73 @@
+"""Patch extraction for a dataset: the first real job. Cuts every image into DeepMiner patches
+(mining.patches) and stores their boxes and labels, replacing any earlier extraction."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, fields
+from typing import Any
+
+from django.db import transaction
+
+from mining.patches import CLASSES, PatchParams, extract_patches
+from mining.progress import CancelFn, ProgressFn, check_cancel
+
+from ..errors import ApplicationError
+from ..files import read_mask, read_png
+from ..models import Dataset, Job, Patch
+from .jobs import JobReporter, register_runner
+
+__all__ = ["patch_params_from", "patches_extract"]
+
+
+def patch_params_from(params: dict[str, Any]) -> PatchParams:
+    """PatchParams from a job's params, ignoring unrelated keys; out-of-range values are refused."""
+    known = {f.name for f in fields(PatchParams)}
+    values = {k: float(v) for k, v in params.items() if k in known}
+    result = PatchParams(**values)
+    for name in ("side_fraction", "stride_fraction", "min_tissue", "min_finding_fraction"):
+        value = getattr(result, name)
+        if not 0 < value <= 1:
+            raise ApplicationError(f"{name} must be in (0, 1], got {value}")
+    return result
+
+
+def patches_extract(*, dataset: Dataset, params: PatchParams, progress: ProgressFn, cancelled: CancelFn) -> dict[str, Any]:
+    """Extract and store the patches of every image of `dataset`; returns counts per split and label."""
+    images = list(dataset.images.prefetch_related("findings").order_by("id"))
+    if not images:
+        raise ApplicationError(f"dataset {dataset.name!r} has no images")
+    rows: list[Patch] = []
+    counts: Counter[tuple[str, str]] = Counter()
+    for index, image in enumerate(images, start=1):
+        check_cancel(cancelled)
+        pixels = read_png(image.file.name)
+        findings = [(read_mask(f.mask.name), f.pathology) for f in image.findings.all()]
+        patch_set = extract_patches(pixels, findings, params)
+        for (x0, y0, x1, y1), label, tissue in zip(
+            patch_set.boxes.tolist(), patch_set.labels.tolist(), patch_set.tissue_fraction.tolist(), strict=True
+        ):
+            rows.append(Patch(image=image, x0=x0, y0=y0, x1=x1, y1=y1, label=CLASSES[label], tissue_fraction=tissue))
+            counts[(image.split, CLASSES[label])] += 1
+        progress(index, len(images), f"Image {index}/{len(images)}: {len(patch_set.boxes)} patches")
+    check_cancel(cancelled)
+    # Replace, never duplicate: the old extraction disappears in the same transaction the new one appears.
+    with transaction.atomic():
+        Patch.objects.filter(image__dataset=dataset).delete()
+        Patch.objects.bulk_create(rows, batch_size=2000)
+    by_split: dict[str, dict[str, int]] = {}
+    for (split, label), n in sorted(counts.items()):
+        by_split.setdefault(split, {})[label] = n
+    return {"patches": len(rows), "images": len(images), "by_split": by_split, "params": asdict(params)}
+
+
+@register_runner(Job.Kind.EXTRACT_PATCHES)
+def run_extract_patches(job: Job, reporter: JobReporter) -> dict[str, Any]:
+    if job.dataset is None:
+        raise ApplicationError("a patch extraction job needs a dataset")
+    return patches_extract(
+        dataset=job.dataset,
+        params=patch_params_from(job.params),
+        progress=reporter.progress,
+        cancelled=reporter.cancelled,
+    )

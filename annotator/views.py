@@ -1,0 +1,90 @@
+"""HTML pages: each a few lines over selectors and services."""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseForbidden
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from . import selectors
+from .errors import ApplicationError
+from .models import Dataset, Image, Job
+from .permissions import user_is_admin
+from .services.jobs import job_cancel, job_create
+
+IMAGES_PER_PAGE = 48
+
+
+def dashboard(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "annotator/dashboard.html",
+        {
+            "datasets": selectors.dataset_list(),
+            "jobs": selectors.job_list()[:25],
+            "is_admin": user_is_admin(request.user),
+        },
+    )
+
+
+def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    dataset = get_object_or_404(selectors.dataset_list(), pk=pk)
+    split, label = request.GET.get("split", ""), request.GET.get("label", "")
+    page = Paginator(selectors.image_list(dataset=dataset, split=split, label=label), IMAGES_PER_PAGE)
+    return render(
+        request,
+        "annotator/dataset_detail.html",
+        {
+            "dataset": dataset,
+            "summary": selectors.dataset_summary(dataset=dataset),
+            "page": page.get_page(request.GET.get("page")),
+            "split": split,
+            "label": label,
+            "splits": Image.Split.choices,
+            "jobs": selectors.job_list(dataset=dataset)[:10],
+            "is_admin": user_is_admin(request.user),
+        },
+    )
+
+
+@require_POST
+def dataset_extract_patches(request: HttpRequest, pk: int) -> HttpResponse:
+    if not user_is_admin(request.user):
+        return HttpResponseForbidden("Only admins can start jobs.")
+    dataset = get_object_or_404(Dataset, pk=pk)
+    job = job_create(kind=Job.Kind.EXTRACT_PATCHES, dataset=dataset, created_by=request.user)
+    messages.success(request, f"Patch extraction for {dataset.name} queued as job #{job.pk}.")
+    return redirect(request.POST.get("next") or "dashboard")
+
+
+@require_POST
+def job_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
+    if not user_is_admin(request.user):
+        return HttpResponseForbidden("Only admins can cancel jobs.")
+    try:
+        job_cancel(job=get_object_or_404(Job, pk=pk))
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    return redirect(request.POST.get("next") or "dashboard")
+
+
+def media(request: HttpRequest, path: str) -> FileResponse:
+    """Serve a stored file to signed-in users only (patient images never leave without a session)."""
+    root = Path(settings.MEDIA_ROOT).resolve()
+    target = (root / path).resolve()
+    if root not in target.parents or not target.is_file():
+        raise Http404("no such file")
+    content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    response = FileResponse(target.open("rb"), content_type=content_type)
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+def healthz(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok", content_type="text/plain")

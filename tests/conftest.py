@@ -1,0 +1,155 @@
+"""Shared fixtures: media in a temp folder, users with roles, a real Celery worker process, headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from tests.factories import UserFactory
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def media_root(tmp_path_factory: pytest.TempPathFactory, settings) -> Path:  # noqa: ANN001
+    """Every test writes media into its own folder, never into var/media."""
+    root = tmp_path_factory.mktemp("media")
+    settings.MEDIA_ROOT = root
+    return root
+
+
+@pytest.fixture
+def admin_user(db):  # noqa: ANN001, ANN201
+    return UserFactory(username="alice-admin", groups=["admin"], is_staff=True)
+
+
+@pytest.fixture
+def expert_user(db):  # noqa: ANN001, ANN201
+    return UserFactory(username="eve-expert", groups=["expert"])
+
+
+@pytest.fixture
+def researcher_user(db):  # noqa: ANN001, ANN201
+    return UserFactory(username="rita-researcher", groups=["researcher"])
+
+
+def _database_url_for_subprocess() -> str:
+    """The URL of the database the tests are using right now (the test database, not the dev one)."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+def _purge_broker() -> None:
+    """Drop messages a previous run left behind, so the new worker only sees this run's jobs."""
+    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        for folder in settings.CELERY_BROKER_TRANSPORT_OPTIONS.values():
+            if isinstance(folder, str):
+                for item in Path(folder).glob("*"):
+                    item.unlink(missing_ok=True)
+    else:
+        from config.celery import app
+
+        app.control.purge()
+
+
+class WorkerProcess:
+    """A real `celery worker` subprocess on the tests' database, broker and media folder."""
+
+    def __init__(self, media_root: Path, log_path: Path, name: str = "w1") -> None:
+        env = {
+            **os.environ,
+            "DATABASE_URL": _database_url_for_subprocess(),
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            "MEDIA_ROOT": str(media_root),
+            "DEEPMINER_VAR_DIR": str(settings.VAR_DIR),
+            "JOB_HEARTBEAT_TIMEOUT": str(settings.JOB_HEARTBEAT_TIMEOUT),
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.log_path = log_path
+        self._log = log_path.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--concurrency=1",
+             f"--hostname={name}@%h", "--without-gossip", "--without-mingle", "--loglevel=INFO"],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"celery worker exited early:\n{self.log()}")
+            if "ready." in self.log():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"celery worker not ready after {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL, as the OOM killer would: no chance to clean up."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, media_root: Path, tmp_path: Path) -> Iterator[WorkerProcess]:  # noqa: ANN001
+    """A real worker process. Needs committed data, hence the transactional database."""
+    _purge_broker()
+    worker = WorkerProcess(media_root, tmp_path / "worker.log")
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        print(f"--- worker log ---\n{worker.log()[-4000:]}")
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture
+def browser_page(tmp_path: Path) -> Iterator[object]:
+    """A Playwright page in Debian's headless Chromium (no browser download)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: apt-get install -y --no-install-recommends chromium chromium-driver")
+    # Playwright's sync API runs an event loop in this thread; Django's ORM calls from the test are still sync.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )  # fmt: skip
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            yield page
+        finally:
+            browser.close()
