@@ -18,6 +18,8 @@
     const message = row.querySelector('[data-field="message"]');
     message.textContent = job.message;
     message.title = job.error || "";
+    const started = row.querySelector('[data-field="started"]');
+    if (started && job.started_at) started.textContent = new Date(job.started_at).toLocaleTimeString();
     if (FINISHED.has(job.status)) {
       const cancel = row.querySelector("form");
       if (cancel) cancel.remove();

@@ -1,0 +1,68 @@
+# DeepMiner Studio: `make demo` brings the whole product up; `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+DEMO_IMAGES ?= 200
+DEMO_SEED ?= 0
+export DJANGO_SETTINGS_MODULE := config.settings
+
+.PHONY: demo venv migrate demo-users demo-data demo-jobs worker serve test test-fast lint bench browser clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q --upgrade pip
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+migrate: venv
+	$(BIN)/python manage.py migrate --noinput
+
+# The README's first command: install, migrate, demo accounts + data, run the pipeline through a real
+# Celery worker, then serve at http://$(HOST):$(PORT) with the worker still running (Ctrl-C stops both).
+demo: migrate
+	$(BIN)/python manage.py demo_users
+	$(BIN)/python manage.py make_demo_data --images $(DEMO_IMAGES) --seed $(DEMO_SEED)
+	@mkdir -p var/log
+	@$(BIN)/celery -A config worker --pool=solo --concurrency=1 --hostname=demo@%h --loglevel=INFO \
+	    --without-gossip --without-mingle > var/log/worker.log 2>&1 & echo $$! > var/worker.pid; \
+	  trap 'kill $$(cat var/worker.pid) 2>/dev/null; rm -f var/worker.pid' EXIT INT TERM; \
+	  echo "Celery worker started (pid $$(cat var/worker.pid), log var/log/worker.log)"; \
+	  $(BIN)/python manage.py run_demo_jobs && \
+	  $(BIN)/python manage.py demo_users --quiet && \
+	  echo "Serving DeepMiner Studio at http://$(HOST):$(PORT)/ (Ctrl-C to stop)" && \
+	  $(BIN)/gunicorn config.wsgi --bind $(HOST):$(PORT) --workers 2 --threads 4 --access-logfile -
+
+worker: migrate
+	$(BIN)/celery -A config worker --pool=solo --concurrency=1 --loglevel=INFO
+
+serve: migrate
+	$(BIN)/gunicorn config.wsgi --bind $(HOST):$(PORT) --workers 2 --threads 4 --access-logfile -
+
+# Debian's Chromium drives the browser tests (no browser download); installed when missing and we are root.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  apt-get install -y -qq --no-install-recommends chromium chromium-driver; } || \
+	  { echo "Chromium is needed for the browser tests: apt-get install chromium chromium-driver"; exit 1; }
+
+# The README's second command: the whole suite, end-to-end tests included. Uses var/test, never the demo's data.
+test: venv browser
+	DEEPMINER_VAR_DIR=$${DEEPMINER_VAR_DIR:-$(CURDIR)/var/test} $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Quick loop while developing: skips the tests that start workers and browsers.
+test-fast: venv
+	DEEPMINER_VAR_DIR=$${DEEPMINER_VAR_DIR:-$(CURDIR)/var/test} $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+
+bench: venv
+	$(BIN)/python bench/patches.py
+
+clean:
+	rm -rf var/test var/log
