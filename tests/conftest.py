@@ -27,6 +27,12 @@ def media_root(tmp_path_factory: pytest.TempPathFactory, settings) -> Path:  # n
     return root
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings) -> None:  # noqa: ANN001
+    """PBKDF2 costs ~0.3 s per login; tests check roles, not hash strength."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def admin_user(db):  # noqa: ANN001, ANN201
     return UserFactory(username="alice-admin", groups=["admin"], is_staff=True)
