@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -281,7 +282,7 @@ def test_denser_breasts_are_brighter() -> None:
     means = {d: np.mean(v) for d, v in by_density.items()}
     present = sorted(means)
     assert len(present) >= 3
-    assert all(means[a] < means[b] for a, b in zip(present, present[1:], strict=False))
+    assert all(means[a] < means[b] for a, b in pairwise(present))
 
 
 def test_generation_is_fast() -> None:
