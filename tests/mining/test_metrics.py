@@ -1,0 +1,369 @@
+"""mining.metrics: hand-computed AUC / pAUC / DOR values, edge cases and a self-consistent evaluation report."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from mining.metrics import (
+    _cumulative_counts,
+    _resampled_aucs,
+    _sorted_negatives,
+    age_band,
+    auc_ci,
+    confusion_matrix,
+    diagnostic_odds_ratio,
+    evaluate,
+    mean_probability_by_true_class,
+    one_vs_rest_auc,
+    operating_point_metrics,
+    partial_auc,
+    rank_auc,
+    roc_points,
+)
+
+CLASSES = ("normal", "benign", "malignant")
+
+# Six cases worked by hand below. argmax: rows 0, 1 (a 0.4 / 0.4 tie -> first class), 2 -> normal; 3 -> benign;
+# 4, 5 -> malignant.
+TINY_Y = np.array([0, 0, 1, 1, 2, 2])
+TINY_P = np.array(
+    [
+        [0.7, 0.2, 0.1],
+        [0.4, 0.4, 0.2],
+        [0.5, 0.3, 0.2],
+        [0.2, 0.6, 0.2],
+        [0.1, 0.3, 0.6],
+        [0.3, 0.2, 0.5],
+    ]
+)
+
+
+def approx(x: float) -> object:
+    return pytest.approx(x, abs=1e-6)
+
+
+def synthetic(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A 3-class problem with some signal: softmax of noise plus a bump on the true class."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(3, size=n, p=[0.5, 0.3, 0.2])
+    logits = rng.normal(size=(n, 3))
+    logits[np.arange(n), y] += 1.5
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return y, probs
+
+
+# ------------------------------------------------------------------------------------------ partial AUC
+
+
+def test_partial_auc_of_a_perfect_classifier_is_the_whole_strip_above_tpr_08() -> None:
+    assert partial_auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == approx(0.2)
+
+
+def test_partial_auc_of_the_chance_diagonal_is_the_triangle_from_08_to_1() -> None:
+    # All scores tied: the ROC curve is the diagonal, ∫_{0.8}^{1} (x - 0.8) dx = 0.02.
+    assert partial_auc([0, 1, 0, 1, 1], [0.5] * 5) == approx(0.02)
+
+
+def test_partial_auc_of_an_inverted_classifier_is_zero() -> None:
+    assert partial_auc([1, 1, 0, 0], [0.1, 0.2, 0.8, 0.9]) == approx(0.0)
+
+
+def test_partial_auc_hand_example_cuts_the_crossing_segment_exactly() -> None:
+    # 4 positives, 2 negatives; one positive ties a negative at 0.5. ROC: (0,0) (0,0.75) (0.5,1) (1,1).
+    # The segment (0,0.75)-(0.5,1) is TPR = 0.75 + 0.5·FPR, crossing 0.8 at FPR = 0.1:
+    # triangle 0.5·0.4·0.2 = 0.04, plus the rectangle 0.5·0.2 = 0.1 -> 0.14.
+    y, s = [1, 1, 1, 1, 0, 0], [0.9, 0.8, 0.7, 0.5, 0.5, 0.1]
+    assert partial_auc(y, s) == approx(0.14)
+    # At TPR >= 0.5: ∫_0^0.5 (0.25 + 0.5x) dx = 0.1875, plus 0.5·0.5 = 0.25 -> 0.4375.
+    assert partial_auc(y, s, min_tpr=0.5) == approx(0.4375)
+    # min_tpr = 0 is the full AUC: (3·2 + 0.5 + 1) / 8.
+    assert partial_auc(y, s, min_tpr=0.0) == approx(0.9375)
+
+
+def test_partial_auc_agrees_with_numerical_integration_and_full_auc_on_random_scores() -> None:
+    rng = np.random.default_rng(4)
+    y = rng.random(400) < 0.4
+    s = np.round(rng.normal(size=400) + y, 1)  # rounding makes ties, i.e. diagonal ROC segments
+    fpr, tpr, _ = roc_curve(y, s)
+    grid = np.linspace(0, 1, 400_001)
+    # np.interp picks one end of a vertical segment, which changes nothing under the integral.
+    numeric = np.trapezoid(np.maximum(np.interp(grid, fpr, tpr) - 0.8, 0), grid)
+    assert partial_auc(y, s) == pytest.approx(numeric, abs=1e-5)
+    assert partial_auc(y, s, min_tpr=0.0) == approx(roc_auc_score(y, s))
+
+
+def test_partial_auc_is_none_for_one_class_and_rejects_bad_levels() -> None:
+    assert partial_auc([1, 1, 1], [0.1, 0.2, 0.3]) is None
+    with pytest.raises(ValueError, match="min_tpr"):
+        partial_auc([0, 1], [0.1, 0.2], min_tpr=1.5)
+    with pytest.raises(ValueError, match="0/1"):
+        partial_auc([0, 2], [0.1, 0.2])
+
+
+# ------------------------------------------------------------------------------------------ ROC points
+
+
+def test_roc_points_keep_a_short_curve_as_sklearn_gives_it() -> None:
+    y, s = [1, 1, 1, 1, 0, 0], [0.9, 0.8, 0.7, 0.5, 0.5, 0.1]
+    fpr, tpr, _ = roc_curve(y, s)
+    assert roc_points(y, s) == {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
+    assert roc_points(y, s)["fpr"][-2:] == [0.5, 1.0] and roc_points(y, s)["tpr"][-3:] == [0.75, 1.0, 1.0]
+
+
+def test_roc_points_thin_a_long_curve_keeping_both_ends_and_order() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.random(5000) < 0.3
+    s = rng.normal(size=5000) + y
+    points = roc_points(y, s, max_points=50)
+    fpr, tpr = np.array(points["fpr"]), np.array(points["tpr"])
+    assert 40 <= fpr.size <= 50
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
+    assert (np.diff(fpr) >= 0).all() and (np.diff(tpr) >= 0).all()
+    # Thinning along the curve: no gap between kept points is large.
+    assert np.abs(np.diff(fpr) + np.diff(tpr)).max() < 0.1
+
+
+def test_roc_points_are_empty_for_one_class() -> None:
+    assert roc_points([0, 0], [0.1, 0.2]) == {"fpr": [], "tpr": []}
+    with pytest.raises(ValueError, match="max_points"):
+        roc_points([0, 1], [0.1, 0.2], max_points=1)
+
+
+# ----------------------------------------------------------------------------------- AUC and its CI
+
+
+@pytest.mark.parametrize("decimals", [None, 1, 0])
+def test_rank_auc_equals_sklearn_with_and_without_ties(decimals: int | None) -> None:
+    rng = np.random.default_rng(decimals or 7)
+    y = rng.random(300) < 0.35
+    s = rng.normal(size=300) + 0.8 * y
+    if decimals is not None:
+        s = np.round(s, decimals)
+    assert rank_auc(y, s) == approx(roc_auc_score(y, s))
+
+
+def test_rank_auc_hand_value_and_one_class() -> None:
+    # Positives 0.3, 0.6 against negatives 0.2, 0.4, 0.3, 0.2: 0.6 beats 4; 0.3 beats 2 and ties 1 -> 6.5 / 8.
+    assert rank_auc([1, 1, 0, 0, 0, 0], [0.3, 0.6, 0.2, 0.4, 0.3, 0.2]) == approx(0.8125)
+    assert rank_auc([0, 0], [0.3, 0.6]) is None
+
+
+def test_vectorised_bootstrap_equals_sklearn_on_the_same_resamples() -> None:
+    rng = np.random.default_rng(3)
+    pos, neg = np.round(rng.normal(1, 1, 40), 1), np.round(rng.normal(0, 1, 60), 1)
+    neg_sorted, lo, hi = _sorted_negatives(pos, neg)
+    neg_idx, pos_idx = rng.integers(0, 60, (5, 60)), rng.integers(0, 40, (5, 40))
+    fast = _resampled_aucs(_cumulative_counts(neg_idx, 60), lo, hi, pos_idx)
+    for b in range(5):
+        scores = np.concatenate([pos[pos_idx[b]], neg_sorted[neg_idx[b]]])
+        labels = np.r_[np.ones(40), np.zeros(60)]
+        assert fast[b] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+
+
+def test_auc_ci_brackets_the_auc_is_seeded_and_fast_on_5k_samples() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.random(5000) < 0.3
+    s = rng.normal(size=5000) + y
+    start = time.perf_counter()
+    low, high = auc_ci(y, s, n_boot=500, seed=0)
+    assert time.perf_counter() - start < 2.0
+    auc = roc_auc_score(y, s)
+    assert low is not None and high is not None
+    assert low < auc < high
+    # SE of an AUC ~0.76 with 1500 / 3500 cases is ~0.007, so the 95% interval is ~0.03 wide.
+    assert 0.015 < high - low < 0.05
+    assert auc_ci(y, s, n_boot=500, seed=0) == (low, high)
+    assert auc_ci(y, s, n_boot=500, seed=1) != (low, high)
+
+
+def test_auc_ci_edge_cases() -> None:
+    assert auc_ci([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == (1.0, 1.0)  # every resample stays separated
+    assert auc_ci([1, 1, 1], [0.1, 0.2, 0.3]) == (None, None)
+    assert auc_ci([0, 1, 0, 1], [0.5] * 4) == (0.5, 0.5)
+
+
+def test_one_vs_rest_auc_hand_values() -> None:
+    # normal: positives 0.7, 0.4 vs 0.5, 0.2, 0.1, 0.3 -> 7/8; benign as in rank_auc above; malignant separated.
+    assert one_vs_rest_auc(TINY_Y, TINY_P, CLASSES) == {"normal": 0.875, "benign": 0.8125, "malignant": 1.0}
+
+
+def test_one_vs_rest_auc_is_none_for_an_absent_or_only_class() -> None:
+    absent = one_vs_rest_auc(TINY_Y[:4], TINY_P[:4], CLASSES)
+    assert absent["malignant"] is None and absent["normal"] is not None
+    assert one_vs_rest_auc(np.array([1, 1]), TINY_P[:2], CLASSES) == dict.fromkeys(CLASSES)
+
+
+# -------------------------------------------------------------------------------------- operating point
+
+
+def test_operating_point_metrics_hand_computed() -> None:
+    # TP=40, FN=10, FP=5, TN=45. DOR = 40·45 / (5·10) = 36;
+    # SE(ln DOR) = sqrt(1/40 + 1/45 + 1/5 + 1/10) = sqrt(0.3472222) = 0.5892557;
+    # CI = exp(3.5835189 ∓ 1.96·0.5892557) = exp(2.4285778), exp(4.7384600) = 11.342740, 114.258110.
+    y = [1] * 50 + [0] * 50
+    predicted = [1] * 40 + [0] * 10 + [1] * 5 + [0] * 45
+    m = operating_point_metrics(y, predicted)
+    assert (m["tp"], m["fn"], m["fp"], m["tn"]) == (40, 10, 5, 45)
+    assert m["sensitivity"] == approx(0.8)
+    assert m["specificity"] == approx(0.9)
+    assert m["accuracy"] == approx(0.85)
+    assert m["f1"] == approx(80 / 95)
+    assert m["ppv"] == approx(40 / 45)
+    assert m["npv"] == approx(45 / 55)
+    assert m["dor"] == approx(36.0)
+    assert m["dor_ci_low"] == approx(11.342740)
+    assert m["dor_ci_high"] == approx(114.258110)
+
+
+def test_zero_cell_uses_haldane_correction_for_dor_only() -> None:
+    # TP=10, FN=0, FP=2, TN=8 -> cells 10.5, 0.5, 2.5, 8.5: DOR = 89.25 / 1.25 = 71.4,
+    # SE = sqrt(1/10.5 + 1/0.5 + 1/2.5 + 1/8.5) = 1.6164421 -> CI exp(ln 71.4 ∓ 3.1682266) = 3.004380, 1696.842484.
+    m = operating_point_metrics([1] * 10 + [0] * 10, [1] * 10 + [1] * 2 + [0] * 8)
+    assert (m["tp"], m["fn"], m["fp"], m["tn"]) == (10, 0, 2, 8)  # raw counts, uncorrected
+    assert m["sensitivity"] == 1.0
+    assert m["dor"] == approx(71.4)
+    assert m["dor_ci_low"] == approx(3.004380)
+    assert m["dor_ci_high"] == approx(1696.842484)
+
+
+def test_dor_undefined_without_positives_or_negatives() -> None:
+    m = operating_point_metrics([0, 0, 0], [0, 1, 0])
+    assert m["sensitivity"] is None and m["specificity"] == approx(2 / 3)
+    assert (m["dor"], m["dor_ci_low"], m["dor_ci_high"]) == (None, None, None)
+    assert diagnostic_odds_ratio(tp=3, fp=0, tn=0, fn=0)["dor"] is None
+
+
+def test_no_positive_decisions_leave_ppv_undefined() -> None:
+    m = operating_point_metrics([1, 0, 1, 0], [0, 0, 0, 0])
+    assert m["ppv"] is None and m["f1"] == 0.0 and m["npv"] == 0.5
+    assert m["dor"] == approx((0.5 * 2.5) / (0.5 * 2.5))  # all of TP, FP are 0 -> corrected, DOR 1
+
+
+def test_confusion_matrix_rows_are_true_classes() -> None:
+    assert confusion_matrix([0, 0, 1, 1, 2, 2], [0, 0, 0, 1, 2, 2], 3) == [[2, 0, 0], [1, 1, 0], [0, 0, 2]]
+    assert confusion_matrix([], [], 2) == [[0, 0], [0, 0]]
+    with pytest.raises(ValueError, match="labels"):
+        confusion_matrix([0, 3], [0, 1], 3)
+
+
+def test_mean_probability_by_true_class_hand_values_and_absent_class() -> None:
+    result = mean_probability_by_true_class(TINY_Y, TINY_P, CLASSES)
+    assert result["normal"] == {"normal": 0.55, "benign": 0.3, "malignant": 0.15}
+    assert result["benign"] == {"normal": 0.35, "benign": 0.45, "malignant": 0.2}
+    assert result["malignant"] == {"normal": 0.2, "benign": 0.25, "malignant": 0.55}
+    absent = mean_probability_by_true_class(TINY_Y[:2], TINY_P[:2], CLASSES)
+    assert absent["benign"] == dict.fromkeys(CLASSES)
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+@pytest.mark.parametrize(
+    ("age", "band"),
+    [(0, "<40"), (39.9, "<40"), (40, "40-49"), (49.99, "40-49"), (50, "50-59"), (69, "60-69"), (70, "70+"),
+     (101, "70+"), ("55", "50-59")],
+)  # fmt: skip
+def test_age_band_boundaries(age: float, band: str) -> None:
+    assert age_band(age) == band
+
+
+@pytest.mark.parametrize("age", [-1, float("nan"), "old"])
+def test_age_band_rejects_non_ages(age: object) -> None:
+    with pytest.raises(ValueError):
+        age_band(age)  # type: ignore[arg-type]
+
+
+def test_evaluate_tiny_report_matches_hand_values() -> None:
+    report = evaluate(TINY_Y, TINY_P, CLASSES)
+    assert report["n"] == 6
+    assert report["class_counts"] == {"normal": 2, "benign": 2, "malignant": 2}
+    assert report["accuracy"] == approx(5 / 6)
+    assert report["confusion_matrix"] == [[2, 0, 0], [1, 1, 0], [0, 0, 2]]
+    normal = report["per_class"]["normal"]
+    # Decision "argmax == normal" on rows 0, 1, 2: TP=2, FP=1, TN=3, FN=0; Haldane DOR = 2.5·3.5 / (1.5·0.5).
+    assert (normal["tp"], normal["fp"], normal["tn"], normal["fn"]) == (2, 1, 3, 0)
+    assert (normal["sensitivity"], normal["specificity"], normal["f1"]) == (1.0, 0.75, 0.8)
+    assert normal["dor"] == approx(8.75 / 0.75)
+    # pAUC by hand: normal ROC (0,.5) (.25,.5) (.25,1) (1,1) -> 0.75·0.2; benign ROC (0,.5) (.25,.5) (.5,1) (1,1)
+    # crosses 0.8 at FPR 0.4 -> 0.5·0.1·0.2 + 0.5·0.2; malignant is perfect.
+    assert [report["per_class"][c]["pauc"] for c in CLASSES] == [approx(0.15), approx(0.11), approx(0.2)]
+    assert [report["per_class"][c]["auc"] for c in CLASSES] == [0.875, 0.8125, 1.0]
+    assert report["breakdown"] == {}
+
+
+def test_evaluate_synthetic_report_is_internally_consistent_and_json_ready() -> None:
+    y, probs = synthetic()
+    rng = np.random.default_rng(1)
+    metadata = [{"view": str(rng.choice(["CC", "MLO"])), "age": float(rng.integers(30, 90))} for _ in y]
+    metadata[0] = {"view": None, "age": None}
+    report = evaluate(y, probs, CLASSES, metadata=metadata, n_boot=200)
+    json.dumps(report, allow_nan=False)
+
+    cm = np.array(report["confusion_matrix"])
+    assert cm.sum() == report["n"] == 300
+    assert cm.sum(axis=1).tolist() == list(report["class_counts"].values())
+    assert report["accuracy"] == approx(np.trace(cm) / cm.sum())
+    aucs = one_vs_rest_auc(y, probs, CLASSES)
+    for c, name in enumerate(CLASSES):
+        section = report["per_class"][name]
+        tp, fn, fp = cm[c, c], cm[c].sum() - cm[c, c], cm[:, c].sum() - cm[c, c]
+        assert (section["tp"], section["fn"], section["fp"]) == (tp, fn, fp)
+        assert section["tn"] == cm.sum() - tp - fn - fp
+        assert section["sensitivity"] == approx(tp / (tp + fn))
+        assert section["ppv"] == approx(tp / (tp + fp))
+        assert section["auc"] == aucs[name]
+        assert section["auc_ci_low"] < section["auc"] < section["auc_ci_high"]
+        assert 0.0 < section["pauc"] < 0.2
+        assert section["roc"]["fpr"][0] == 0.0 and section["roc"]["tpr"][-1] == 1.0
+        means = report["mean_probability_by_true_class"][name]
+        assert sum(means.values()) == pytest.approx(1.0, abs=1e-5)
+        assert max(means, key=means.__getitem__) == name  # the synthetic model has signal on every class
+
+    views = report["breakdown"]["view"]
+    assert list(views) == ["CC", "MLO", "unknown"]
+    assert sum(g["n"] for g in views.values()) == 300
+    assert views["unknown"] == {"n": 1, "accuracy": views["unknown"]["accuracy"], "auc": dict.fromkeys(CLASSES)}
+    bands = report["breakdown"]["age_band"]
+    assert list(bands) == ["<40", "40-49", "50-59", "60-69", "70+", "unknown"]
+    assert all("age_band" not in m for m in metadata)  # derived on copies
+
+
+def test_evaluate_when_every_prediction_is_one_class() -> None:
+    y = np.array([0, 1, 2, 0, 1, 2])
+    probs = np.tile([0.6, 0.3, 0.1], (6, 1))
+    report = evaluate(y, probs, CLASSES)
+    assert report["confusion_matrix"] == [[2, 0, 0], [2, 0, 0], [2, 0, 0]]
+    benign = report["per_class"]["benign"]
+    assert (benign["tp"], benign["fp"], benign["sensitivity"], benign["ppv"]) == (0, 0, 0.0, None)
+    assert benign["auc"] == 0.5 and benign["pauc"] == approx(0.02)  # constant scores: the chance diagonal
+    assert report["per_class"]["normal"]["specificity"] == 0.0
+
+
+def test_evaluate_with_an_absent_class_and_a_threshold_decision() -> None:
+    y = np.array([0, 0, 1, 1])
+    probs = np.array([[0.8, 0.15, 0.05], [0.5, 0.1, 0.4], [0.3, 0.6, 0.1], [0.45, 0.35, 0.2]])
+    report = evaluate(y, probs, CLASSES, metadata=[{"view": "CC"}] * 4, positive_threshold=0.3)
+    malignant = report["per_class"]["malignant"]
+    assert malignant["auc"] is None and malignant["pauc"] is None and malignant["roc"] == {"fpr": [], "tpr": []}
+    assert (malignant["auc_ci_low"], malignant["auc_ci_high"]) == (None, None)
+    assert malignant["fp"] == 1 and malignant["dor"] is None  # row 1 has p(malignant) = 0.4 >= 0.3
+    benign = report["per_class"]["benign"]
+    assert (benign["tp"], benign["fp"]) == (2, 0)  # 0.6 and 0.35 pass the threshold; argmax would take one
+    assert report["breakdown"] == {
+        "view": {"CC": {"n": 4, "accuracy": 0.75, "auc": one_vs_rest_auc(y, probs, CLASSES)}}
+    }
+    assert "age_band" not in report["breakdown"]
+
+
+def test_evaluate_rejects_mismatched_inputs() -> None:
+    with pytest.raises(ValueError, match="metadata"):
+        evaluate(TINY_Y, TINY_P, CLASSES, metadata=[{}])
+    with pytest.raises(ValueError, match="probs"):
+        evaluate(TINY_Y, TINY_P[:, :2], CLASSES)
+    with pytest.raises(ValueError, match="class indices"):
+        evaluate(np.array([0, 3]), TINY_P[:2], CLASSES)
