@@ -1,0 +1,368 @@
+"""Reading medical images into plain arrays: PNG / JPEG / TIFF through Pillow, DICOM through pydicom.
+
+Everything the importer needs from an image file and nothing more: a 2-D grayscale array where
+bright = dense, its bit depth, the modality and a few header fields. Pure (no Django).
+
+Safety: an image is sized from its header *before* any pixel is decoded, so a small file that
+claims 50 000 x 50 000 pixels (a decompression bomb) is refused without allocating anything. Any
+other failure -- truncated, corrupt, unsupported -- becomes one ``ImageReadError`` whose message
+can be shown to the user as is.
+
+DICOM intensities: stored values pass through the modality rescale (slope / intercept) and are
+then mapped linearly from the full range the header allows (``BitsStored``, signed or not) onto
+uint16 (uint8 when ``BitsStored <= 8``). Because the rescale is linear, only its sign changes the
+pixels; its effect is kept in ``metadata["value_range"]`` = the physical values of pixel 0 and of
+the largest pixel value, so ``physical = lo + pixel / max * (hi - lo)``. Nothing is clipped or
+windowed, and the same stored value gives the same pixel in every image of a scanner.
+MONOCHROME1 images are inverted so bright = dense, like MONOCHROME2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import pydicom.pixels
+from PIL import Image as PILImage
+from scipy import ndimage
+
+__all__ = [
+    "ImageReadError",
+    "ImageTooLargeError",
+    "LoadedImage",
+    "finding_overlay",
+    "is_dicom",
+    "read_image",
+    "read_image_size",
+    "read_mask",
+    "thumbnail_uint8",
+    "to_display_uint8",
+]
+
+DICOM_SUFFIXES = (".dcm", ".dicom")
+# DICOM header fields copied into LoadedImage.metadata (laterality: ImageLaterality, else Laterality).
+_DICOM_FIELDS = ("PatientID", "ViewPosition", "PatientAge", "PatientSex")
+# A mask may be stored at an integer fraction or multiple of the image size (nearest neighbour).
+_MAX_MASK_FACTOR = 16
+# Outline colours of the finding overlay (RGBA); pathologies not listed (normal anatomy) are not drawn.
+OUTLINE_COLOURS: dict[str, tuple[int, int, int, int]] = {"benign": (0, 200, 0, 255), "malignant": (230, 0, 0, 255)}
+# ITU-R 601-2 luma, the weights Pillow's convert("L") uses, so RGB DICOM and RGB PNG agree.
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+class ImageReadError(Exception):
+    """The file is not an image we can read; the message is meant for the user."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """The header announces more pixels than allowed; nothing was decoded."""
+
+
+@dataclass
+class LoadedImage:
+    """A decoded image. ``pixels``: (H, W) uint8 or uint16, bright = dense."""
+
+    pixels: np.ndarray
+    bit_depth: int  # 8 or 16, the dtype's width
+    modality: str  # DICOM Modality ("MG", "CR", ...); "" for PNG / JPEG / TIFF
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (int(self.pixels.shape[0]), int(self.pixels.shape[1]))
+
+
+# --- public functions -------------------------------------------------------------------------
+
+
+def is_dicom(path: Path) -> bool:
+    """True for a .dcm/.dicom name or a file with the DICOM preamble ("DICM" at byte 128)."""
+    path = Path(path)
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:] == b"DICM"
+
+
+def read_image(path: Path, *, max_pixels: int) -> LoadedImage:
+    """Decode an image file into a grayscale array (see the module docstring for DICOM intensities).
+
+    Raises ImageTooLargeError if the header announces more than ``max_pixels`` pixels (checked
+    before decoding), ImageReadError for anything else that goes wrong.
+    """
+    path = Path(path)
+    with _as_read_error():
+        if is_dicom(path):
+            return _read_dicom(path, max_pixels)
+        return _read_pillow(path, max_pixels)
+
+
+def read_image_size(path: Path) -> tuple[int, int]:
+    """(height, width) from the header alone, without decoding pixels."""
+    path = Path(path)
+    with _as_read_error():
+        if is_dicom(path):
+            header = pydicom.dcmread(path, stop_before_pixels=True)
+            return int(header.Rows), int(header.Columns)
+        with PILImage.open(path) as img:
+            width, height = img.size
+            return height, width
+
+
+def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A region-of-interest mask as bool (H, W) = ``shape``; nonzero stored value = inside.
+
+    A mask at an exact integer fraction or multiple of the image size (same factor on both axes,
+    at most 16) is resized nearest-neighbour; any other size is an ImageReadError. Stored values
+    are used as they are (no MONOCHROME1 inversion, no rescale): 0 means outside.
+    """
+    path = Path(path)
+    mask_shape = read_image_size(path)
+    up, down = _mask_factor(mask_shape, shape)
+    limit = mask_shape[0] * mask_shape[1]  # already bounded by _mask_factor
+    with _as_read_error():
+        raw = _dicom_raw_frame(path, limit)[0] if is_dicom(path) else _pillow_gray(path, limit)[0]
+    inside = raw != 0 if raw.ndim == 2 else np.any(raw != 0, axis=-1)
+    if up > 1:
+        inside = np.repeat(np.repeat(inside, up, axis=0), up, axis=1)
+    if down > 1:
+        inside = inside[down // 2 :: down, down // 2 :: down]
+    return np.ascontiguousarray(inside)
+
+
+def to_display_uint8(pixels: np.ndarray) -> np.ndarray:
+    """8-bit version for thumbnails and overlays: uint8 as is, deeper images windowed to their
+    0.5th-99.5th percentiles (a few saturated or dead pixels must not flatten the contrast)."""
+    if pixels.dtype == np.uint8:
+        return pixels
+    if pixels.dtype == bool:
+        return pixels.astype(np.uint8) * 255
+    if pixels.dtype == np.uint16:
+        lo, hi = _uint16_percentiles(pixels, 0.005, 0.995)
+        lut = _window_lut(lo, hi)
+        return lut[pixels]
+    values = pixels.astype(np.float64)
+    lo, hi = (float(v) for v in np.percentile(values, [0.5, 99.5]))
+    hi = max(hi, lo + 1e-12)
+    return np.rint(np.clip((values - lo) / (hi - lo), 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def thumbnail_uint8(pixels: np.ndarray, side: int = 256) -> np.ndarray:
+    """8-bit (h, w) thumbnail whose longest side is ``side`` (smaller images are not enlarged)."""
+    display = to_display_uint8(pixels)
+    height, width = display.shape
+    size = _thumbnail_size((height, width), side)
+    if size == (height, width):
+        return display.copy()
+    resized = PILImage.fromarray(display).resize((size[1], size[0]), PILImage.Resampling.LANCZOS, reducing_gap=3.0)
+    return np.asarray(resized)
+
+
+def finding_overlay(findings: Sequence[tuple[np.ndarray, str]], size: tuple[int, int]) -> np.ndarray:
+    """RGBA (h, w, 4) uint8 of 1-px finding outlines at ``size`` = (h, w), transparent elsewhere.
+
+    ``findings``: (bool mask (H, W), pathology). Benign outlines green, malignant red (drawn last,
+    so on top); other pathologies (normal anatomy) are left out. A thumbnail pixel counts as
+    inside when any image pixel under it is, so a few-pixel calcification still shows.
+    """
+    overlay = np.zeros((*size, 4), dtype=np.uint8)
+    for pathology in ("benign", "malignant"):
+        for mask, finding_pathology in findings:
+            if finding_pathology == pathology:
+                inside = _downsample_any(mask, size)
+                outline = inside & ~ndimage.binary_erosion(inside, border_value=0)
+                overlay[outline] = OUTLINE_COLOURS[pathology]
+    return overlay
+
+
+# --- Pillow -----------------------------------------------------------------------------------
+
+
+def _read_pillow(path: Path, max_pixels: int) -> LoadedImage:
+    pixels, image_format, mode = _pillow_gray(path, max_pixels)
+    bit_depth = 16 if pixels.dtype == np.uint16 else 8
+    return LoadedImage(pixels, bit_depth, "", {"format": image_format, "mode": mode})
+
+
+def _pillow_gray(path: Path, max_pixels: int) -> tuple[np.ndarray, str, str]:
+    """First frame as uint8 / uint16 (H, W), colour converted to luma; plus format and mode."""
+    # Image.open only parses the header (lazy); Pillow's own bomb guard also runs inside it.
+    with PILImage.open(path) as img:
+        width, height = img.size
+        _check_size(width * height, max_pixels, f"{width}x{height}")
+        img.load()
+        return _pillow_to_gray(img), img.format or "", img.mode
+
+
+def _pillow_to_gray(img: PILImage.Image) -> np.ndarray:
+    if img.mode.startswith("I;16"):
+        return np.asarray(img).astype(np.uint16)  # native byte order, same values
+    if img.mode in ("I", "F"):
+        return _fit_uint16(np.asarray(img))
+    if img.mode != "L":
+        img = img.convert("L")
+    return np.asarray(img).astype(np.uint8, copy=True)
+
+
+def _fit_uint16(values: np.ndarray) -> np.ndarray:
+    """32-bit integer or float grayscale as uint16: as is when it fits, else scaled min-max."""
+    if not np.all(np.isfinite(values)):
+        raise ImageReadError("corrupt or unreadable image: non-finite pixel values")
+    lo, hi = float(values.min()), float(values.max())
+    if lo >= 0 and hi <= 65535 and np.array_equal(values, np.round(values)):
+        return values.astype(np.uint16)
+    span = max(hi - lo, 1e-12)
+    return np.rint((values.astype(np.float64) - lo) / span * 65535).astype(np.uint16)
+
+
+# --- DICOM ------------------------------------------------------------------------------------
+
+
+def _read_dicom(path: Path, max_pixels: int) -> LoadedImage:
+    raw, header = _dicom_raw_frame(path, max_pixels)
+    if raw.ndim == 3:  # colour (RGB after pydicom's YBR conversion): luma, 8 bit
+        pixels = np.rint(raw[..., :3].astype(np.float32) @ _LUMA.astype(np.float32)).astype(np.uint8)
+        value_range: tuple[float, float] = (0.0, 255.0)
+    else:
+        pixels, value_range = _dicom_gray(raw, header)
+    metadata = _dicom_metadata(header)
+    metadata["value_range"] = list(value_range)
+    bit_depth = 16 if pixels.dtype == np.uint16 else 8
+    return LoadedImage(pixels, bit_depth, str(header.get("Modality", "") or ""), metadata)
+
+
+def _dicom_raw_frame(path: Path, max_pixels: int) -> tuple[np.ndarray, pydicom.Dataset]:
+    """Stored values of the first frame, after checking the header's size against ``max_pixels``."""
+    header = pydicom.dcmread(path, stop_before_pixels=True)
+    if "Rows" not in header or "Columns" not in header:
+        raise ImageReadError("corrupt or unreadable image: DICOM file has no image (Rows/Columns missing)")
+    rows, cols = int(header.Rows), int(header.Columns)
+    frames = int(header.get("NumberOfFrames", 1) or 1)
+    _check_size(rows * cols * frames, max_pixels, f"{cols}x{rows}" + (f"x{frames} frames" if frames > 1 else ""))
+    # Decode only the first frame straight from the file; a mammogram has one.
+    raw = pydicom.pixels.pixel_array(path, index=0 if frames > 1 else None)
+    if raw.shape[:2] != (rows, cols):
+        raise ImageReadError(f"corrupt or unreadable image: pixel data is {raw.shape}, header says {rows}x{cols}")
+    return raw, header
+
+
+def _dicom_gray(raw: np.ndarray, header: pydicom.Dataset) -> tuple[np.ndarray, tuple[float, float]]:
+    """Map stored values onto uint16 (uint8 for <= 8 bits stored), bright = dense."""
+    bits = int(header.get("BitsStored", raw.dtype.itemsize * 8) or raw.dtype.itemsize * 8)
+    signed = int(header.get("PixelRepresentation", 0) or 0) == 1
+    stored_lo, stored_hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    slope = float(header.get("RescaleSlope", 1) or 1)
+    intercept = float(header.get("RescaleIntercept", 0) or 0)
+    out_max = 255 if bits <= 8 else 65535
+    dtype = np.uint8 if bits <= 8 else np.uint16
+
+    # The rescale is linear, so mapping the rescaled range [lo, hi] onto [0, out_max] is mapping the
+    # stored range, reversed when the slope is negative (checked by the tests with exact values).
+    reverse = slope < 0
+    if str(header.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        reverse = not reverse  # MONOCHROME1: high stored value = dark
+    offset = np.clip(raw.astype(np.int32), stored_lo, stored_hi) - stored_lo  # 0 .. span
+    span = stored_hi - stored_lo
+    if reverse:
+        offset = span - offset
+    # 8 or 16 bits stored: an exact integer copy; other depths: stretched, rounded to the nearest.
+    scaled = offset if span == out_max else np.rint(offset * (out_max / span))
+    pixels = scaled.astype(dtype)
+    # Physical values of pixel 0 and of pixel out_max: physical = lo + pixel / out_max * (hi - lo).
+    ends = (stored_hi, stored_lo) if reverse else (stored_lo, stored_hi)
+    value_range = (float(ends[0] * slope + intercept), float(ends[1] * slope + intercept))
+    return pixels, value_range
+
+
+def _dicom_metadata(header: pydicom.Dataset) -> dict[str, Any]:
+    """A few identifying / descriptive header fields, as strings, when present and non-empty."""
+    metadata: dict[str, Any] = {"format": "DICOM"}
+    for keyword in _DICOM_FIELDS:
+        value = header.get(keyword)
+        if value not in (None, ""):
+            metadata[keyword] = str(value)
+    laterality = header.get("ImageLaterality") or header.get("Laterality")
+    if laterality:
+        metadata["Laterality"] = str(laterality)
+    metadata["PhotometricInterpretation"] = str(header.get("PhotometricInterpretation", ""))
+    metadata["BitsStored"] = int(header.get("BitsStored", 0) or 0)
+    return metadata
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+@contextmanager
+def _as_read_error() -> Iterator[None]:
+    """Any failure while reading becomes an ImageReadError with a readable reason.
+
+    Decoders raise a zoo of types (OSError, SyntaxError, ValueError, struct.error, zlib.error,
+    pydicom's InvalidDicomError, NotImplementedError for a missing codec, ...); the caller only
+    needs to know that the file cannot be used and why, never a traceback.
+    """
+    try:
+        yield
+    except ImageReadError:
+        raise
+    except PILImage.DecompressionBombError as exc:  # Pillow's own guard, stricter than ours at times
+        raise ImageTooLargeError(f"image too large: {exc}") from exc
+    except Exception as exc:
+        reason = str(exc).strip() or type(exc).__name__
+        raise ImageReadError(f"corrupt or unreadable image: {reason[:300]}") from exc
+
+
+def _check_size(pixels: int, max_pixels: int, described: str) -> None:
+    if pixels > max_pixels:
+        raise ImageTooLargeError(f"image too large: {described} = {pixels:,} pixels, the limit is {max_pixels:,}")
+
+
+def _mask_factor(mask_shape: tuple[int, int], shape: tuple[int, int]) -> tuple[int, int]:
+    """(upsample, downsample) integer factors taking a mask of ``mask_shape`` to ``shape``."""
+    (mh, mw), (h, w) = mask_shape, shape
+    if (mh, mw) == (h, w):
+        return 1, 1
+    for small, big, up in (((mh, mw), (h, w), True), ((h, w), (mh, mw), False)):
+        if small[0] and small[1] and big[0] % small[0] == 0 and big[1] % small[1] == 0:
+            factor = big[0] // small[0]
+            if factor == big[1] // small[1] and factor <= _MAX_MASK_FACTOR:
+                return (factor, 1) if up else (1, factor)
+    raise ImageReadError(f"mask size {mw}x{mh} does not match the image size {w}x{h}")
+
+
+def _thumbnail_size(shape: tuple[int, int], side: int) -> tuple[int, int]:
+    height, width = shape
+    scale = min(1.0, side / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def _downsample_any(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """bool mask at ``size``: True where any source pixel in the cell is True (box filter > 0)."""
+    if mask.shape == size:
+        return mask.astype(bool)
+    as_uint8 = PILImage.fromarray(mask.astype(np.uint8) * 255)
+    return np.asarray(as_uint8.resize((size[1], size[0]), PILImage.Resampling.BOX)) > 0
+
+
+def _uint16_percentiles(pixels: np.ndarray, low: float, high: float) -> tuple[int, int]:
+    """Exact low/high quantiles of a uint16 array from its histogram (O(n), no sort)."""
+    counts = np.bincount(pixels.ravel(), minlength=65536)
+    cdf = np.cumsum(counts)
+    total = int(cdf[-1])
+    lo = int(np.searchsorted(cdf, low * total, side="right"))
+    hi = int(np.searchsorted(cdf, high * total, side="left"))
+    return lo, max(hi, lo + 1)
+
+
+def _window_lut(lo: int, hi: int) -> np.ndarray:
+    """uint8 lookup table for every uint16 value: lo -> 0, hi -> 255, linear between, clipped."""
+    values = np.arange(65536, dtype=np.float64)
+    return np.rint(np.clip((values - lo) / (hi - lo), 0.0, 1.0) * 255).astype(np.uint8)
