@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from annotator.demo import demo_dataset_create
 from annotator.models import Job
-from tests.factories import PASSWORD, DatasetFactory, ImageFactory
+from tests.factories import PASSWORD
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -25,13 +25,10 @@ def sign_in(page, base_url: str, username: str) -> None:  # noqa: ANN001
     page.wait_for_url(f"{base_url}/")
 
 
-def test_dashboard_progress_bar_reaches_100(live_server, celery_worker_process, browser_page, admin_user):
+def test_dashboard_progress_bar_reaches_100(live_server, celery_worker_process, browser_page, admin_user, tmp_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    dataset = DatasetFactory(name="Browser demo")
-    pixels = np.zeros((512, 512), dtype=np.uint8)
-    pixels[:, :384] = 160
-    for _ in range(40):
-        ImageFactory(dataset=dataset, pixels=pixels)
+    # Imported through the real import path, so thumbnails and finding outlines exist.
+    demo_dataset_create(folder=tmp_path / "phantoms", n_images=40, seed=1, name="Browser demo")
 
     page = browser_page
     sign_in(page, live_server.url, admin_user.username)
@@ -55,8 +52,10 @@ def test_dashboard_progress_bar_reaches_100(live_server, celery_worker_process, 
     assert Job.objects.get().status == Job.Status.SUCCEEDED
 
     page.get_by_role("link", name="Browser demo").first.click()
-    page.wait_for_selector(".thumbs figure")
+    page.wait_for_selector(".thumbs figure img.overlay")
     assert page.locator(".thumbs figure").count() == 40
+    # Thumbnails really load (naturalWidth > 0), through the login-protected media view.
+    page.wait_for_function("() => [...document.querySelectorAll('.thumbs img')].every(i => i.complete && i.naturalWidth > 0)")
     page.screenshot(path=str(ARTIFACTS / "dataset.png"), full_page=True)
 
 
