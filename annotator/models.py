@@ -105,6 +105,7 @@ class Patch(models.Model):
     y1 = models.PositiveIntegerField()
     label = models.CharField(max_length=16, choices=PATHOLOGIES)
     tissue_fraction = models.FloatField()
+    crop = models.FileField(upload_to="patches/", blank=True, help_text="8-bit PNG, written when a unit keeps it")
 
     class Meta:
         ordering = ["image", "y0", "x0"]
@@ -114,6 +115,8 @@ class Patch(models.Model):
 class Job(models.Model):
     class Kind(models.TextChoices):
         EXTRACT_PATCHES = "extract_patches", "Patch extraction"
+        TRAIN = "train", "Training"
+        MINE = "mine", "Unit mining"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -151,3 +154,69 @@ class Job(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+
+class TrainedModel(models.Model):
+    """A network trained by a `train` job: its checkpoint, training curves and evaluation report."""
+
+    job = models.OneToOneField(Job, related_name="trained_model", on_delete=models.CASCADE)
+    dataset = models.ForeignKey(Dataset, related_name="trained_models", on_delete=models.CASCADE)
+    name = models.CharField(max_length=200)
+    architecture = models.CharField(max_length=32)
+    classes = models.JSONField(default=list)
+    initialisation = models.CharField(max_length=300, help_text="random, or the weights file it started from")
+    checkpoint = models.FileField(upload_to="checkpoints/")
+    patch_params = models.JSONField(default=dict)
+    config = models.JSONField(default=dict, help_text="training hyper-parameters")
+    history = models.JSONField(default=list, help_text="per epoch: losses, validation AUC, lr, seconds")
+    best_epoch = models.PositiveIntegerField(default=0)
+    metrics = models.JSONField(default=dict, help_text="evaluation report on the test split")
+    mining = models.JSONField(default=dict, blank=True, help_text="summary of the last mining run")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Unit(models.Model):
+    """One channel of the network's last convolutional block, with what mining found about it."""
+
+    model = models.ForeignKey(TrainedModel, related_name="units", on_delete=models.CASCADE)
+    layer = models.CharField(max_length=64)
+    channel = models.PositiveIntegerField()
+    frequency = models.JSONField(default=dict, help_text="class -> times in an input's top 8")
+    influence_sum = models.JSONField(default=dict, help_text="class -> summed influence when in the top 8")
+    selected_for = models.CharField(max_length=32, blank=True, help_text="class it was selected for, if any")
+    selection_rank = models.PositiveIntegerField(null=True, blank=True)
+    threshold = models.FloatField(default=0.0, help_text="top-0.5% activation quantile used to binarise")
+    max_activation = models.FloatField(default=0.0)
+    suggested_concept = models.ForeignKey(Concept, null=True, blank=True, on_delete=models.SET_NULL)
+    suggested_iou = models.FloatField(default=0.0)
+    concept_ious = models.JSONField(default=dict, blank=True, help_text="best few concept codes -> IoU")
+    mask_sprite = models.FileField(upload_to="masks/", blank=True, help_text="binarised masks of the top patches, one tile per rank")
+
+    class Meta:
+        ordering = ["model", "layer", "channel"]
+        constraints = [models.UniqueConstraint(fields=["model", "layer", "channel"], name="unit_unique_channel")]
+        indexes = [models.Index(fields=["model", "selected_for"])]
+
+    def __str__(self) -> str:
+        return f"{self.layer}:{self.channel}"
+
+
+class TopActivation(models.Model):
+    """One of a unit's top-activating patches."""
+
+    unit = models.ForeignKey(Unit, related_name="top_activations", on_delete=models.CASCADE)
+    rank = models.PositiveIntegerField()
+    score = models.FloatField(help_text="the unit's max activation on the patch")
+    patch = models.ForeignKey(Patch, related_name="top_activations", on_delete=models.CASCADE)
+    image = models.ForeignKey(Image, related_name="top_activations", on_delete=models.CASCADE)
+    box = models.JSONField(default=list, help_text="receptive box [x0, y0, x1, y1] in image coordinates")
+
+    class Meta:
+        ordering = ["unit", "rank"]
+        constraints = [models.UniqueConstraint(fields=["unit", "rank"], name="top_activation_unique_rank")]

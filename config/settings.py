@@ -166,6 +166,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": BROKER_DIR / "out",
         "data_folder_out": BROKER_DIR / "out",  # producer and consumer share one queue folder
         "processed_folder": BROKER_DIR / "processed",
+        "control_folder": BROKER_DIR / "control",  # else kombu writes ./control in the working directory
     }
     for _folder in _folders.values():
         _folder.mkdir(parents=True, exist_ok=True)

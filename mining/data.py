@@ -16,7 +16,7 @@ import torch
 
 from .patches import crop_patches
 
-__all__ = ["PatchTable", "batches", "crop_table", "to_input", "to_uint8"]
+__all__ = ["PatchTable", "batches", "crop_table", "resize_uint8", "to_input", "to_uint8"]
 
 # Grayscale patches are standardised with one fixed mean/std, the same at train and mining time.
 PIXEL_MEAN = 0.5
@@ -56,15 +56,29 @@ def to_uint8(pixels: np.ndarray) -> np.ndarray:
     return (np.clip(scaled, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def crop_table(images: Sequence[np.ndarray], table: PatchTable) -> torch.Tensor:
-    """All patches of `table` as uint8 (N, S, S); `images[i]` is a 2-D uint8/uint16 array."""
-    side = table.side
-    out = torch.empty((len(table), side, side), dtype=torch.uint8)
+def crop_table(images: Sequence[np.ndarray], table: PatchTable, size: int | None = None) -> torch.Tensor:
+    """All patches of `table` as uint8 (N, size, size); `images[i]` is a 2-D uint8/uint16 array.
+
+    Patches are 25% of their image's width, so images of different widths give different sides:
+    each is resized (antialiased bilinear) to `size`, by default the first patch's side.
+    """
+    size = size or table.side
+    out = torch.empty((len(table), size, size), dtype=torch.uint8)
     for index in np.unique(table.image_index):
         rows = np.flatnonzero(table.image_index == index)
-        crops = crop_patches(to_uint8(images[int(index)]), table.boxes[rows])
-        out[torch.from_numpy(rows)] = torch.from_numpy(np.ascontiguousarray(crops))
+        crops = torch.from_numpy(np.ascontiguousarray(crop_patches(to_uint8(images[int(index)]), table.boxes[rows])))
+        if crops.shape[-1] != size:
+            crops = resize_uint8(crops, size)
+        out[torch.from_numpy(rows)] = crops
     return out
+
+
+def resize_uint8(crops: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (N, s, s) -> uint8 (N, size, size), antialiased bilinear."""
+    resized = torch.nn.functional.interpolate(
+        crops.unsqueeze(1).float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )
+    return resized.squeeze(1).round_().clamp_(0, 255).to(torch.uint8)
 
 
 def to_input(batch: torch.Tensor) -> torch.Tensor:

@@ -41,11 +41,18 @@ __all__ = [
 
 # kind -> function(job, reporter) -> result dict. Runners live beside the work they do.
 _RUNNERS: dict[str, Callable[[Job, JobReporter], dict[str, Any]]] = {}
+# kind -> function(params, dataset) -> cleaned params; raises ApplicationError on bad input, so a
+# bad request is refused when it is made, not minutes later in a worker.
+_VALIDATORS: dict[str, Callable[[dict[str, Any], Dataset | None], dict[str, Any]]] = {}
 
 
-def register_runner(kind: str) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]]:
+def register_runner(
+    kind: str, *, validate: Callable[[dict[str, Any], Dataset | None], dict[str, Any]] | None = None
+) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]]:
     def decorator(func: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
         _RUNNERS[kind] = func
+        if validate is not None:
+            _VALIDATORS[kind] = validate
         return func
 
     return decorator
@@ -61,9 +68,14 @@ def job_create(
     """Create a queued job and enqueue it once the surrounding transaction commits."""
     if kind not in Job.Kind.values:
         raise ApplicationError(f"unknown job kind {kind!r}")
+    from . import runners  # noqa: F401 - registers every kind's runner and validator
+
+    params = dict(params or {})
+    if kind in _VALIDATORS:
+        params = _VALIDATORS[kind](params, dataset)
     job = Job(
         kind=kind,
-        params=params or {},
+        params=params,
         dataset=dataset,
         created_by=created_by if created_by and created_by.is_authenticated else None,
         celery_id=uuid.uuid4().hex,

@@ -61,7 +61,13 @@ def patches_extract(*, dataset: Dataset, params: PatchParams, progress: Progress
     return {"patches": len(rows), "images": len(images), "by_split": by_split, "params": asdict(params)}
 
 
-@register_runner(Job.Kind.EXTRACT_PATCHES)
+def _validate(params: dict[str, Any], dataset: Dataset | None) -> dict[str, Any]:
+    if dataset is None:
+        raise ApplicationError("a patch extraction job needs a dataset")
+    return asdict(patch_params_from(params))
+
+
+@register_runner(Job.Kind.EXTRACT_PATCHES, validate=_validate)
 def run_extract_patches(job: Job, reporter: JobReporter) -> dict[str, Any]:
     if job.dataset is None:
         raise ApplicationError("a patch extraction job needs a dataset")

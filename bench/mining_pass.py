@@ -1,0 +1,241 @@
+"""Benchmark: the streaming mining pass vs a naive forward pass, and its memory as the data grows.
+
+Run from the project root: ``.venv/bin/python bench/mining_pass.py [--patches 1000] [--repeats 3]``.
+
+Network: torchvision resnet18 (weights=None, fc -> 3 classes) seen through
+``create_feature_extractor(model, {"layer4": "features", "fc": "logits"})``, the extractor
+``mining.networks.feature_extractor`` builds; 2 threads.
+
+Speed. The same ~1000 structured random 128-px uint8 patches go through
+  * naive: a plain forward pass, fp32 NCHW, ``model(x)`` under ``torch.no_grad``, batch 64,
+    the same uint8 -> float normalisation;
+  * mining: ``run_mining_pass`` (inference_mode, channels_last, per-unit top-64 maps, exact
+    top-0.5% levels, influence counts, probabilities), batch 64.
+Runs alternate and the medians of the repeats are compared (target: mining >= 1.0x naive). The
+bookkeeping alone (UnitTopK + InfluenceTally updates replayed on recorded features of the same
+batches) is timed separately and reported as a share of the pass.
+
+Memory. Each size (1k and 10k patches) is mined in a fresh subprocess from patches generated
+lazily per batch, so the input never exists as a whole. tracemalloc does not see torch's
+allocations, so the process's resident memory is measured from /proc/self/status: the peak
+(VmHWM) of the whole process, and the pass's own increment (the peak during the pass, after
+resetting VmHWM through /proc/self/clear_refs, minus the resident size just before it). The
+target (< 20% growth from 1k to 10k) is checked on the whole-process peak; the increment shows
+what the pass itself adds, which includes the exact quantile's K values (0.5% of positions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+from torchvision.models.feature_extraction import create_feature_extractor
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # runnable from anywhere
+
+from mining.data import PIXEL_MEAN, PIXEL_STD, batches, to_input  # noqa: E402
+from mining.influence import InfluenceTally  # noqa: E402
+from mining.topk import UnitTopK, run_mining_pass  # noqa: E402
+
+TARGET_RATIO = 1.0
+TARGET_GROWTH = 0.2
+SIDE = 128
+BATCH = 64
+THREADS = 2
+
+
+def build_network() -> tuple[nn.Module, nn.Module]:
+    """resnet18 with a 3-class head, in eval mode, and its {"features", "logits"} extractor."""
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None)
+    model.fc = nn.Linear(model.fc.in_features, 3)
+    model.eval()
+    return model, create_feature_extractor(model, {"layer4": "features", "fc": "logits"})
+
+
+def structured_batches(count: int, batch_size: int = BATCH, seed: int = 0) -> Iterator[torch.Tensor]:
+    """uint8 (B, 128, 128) batches, generated lazily: smooth tissue-like background, bright blobs, noise."""
+    gen = torch.Generator().manual_seed(seed)
+    for rows in batches(count, batch_size):
+        n = rows.stop - rows.start
+        background = F.interpolate(torch.rand(n, 1, 8, 8, generator=gen), size=(SIDE, SIDE), mode="bicubic")
+        yy, xx = torch.meshgrid(torch.arange(SIDE), torch.arange(SIDE), indexing="ij")
+        centre = torch.rand(n, 3, 2, generator=gen) * SIDE
+        radius = 2 + torch.rand(n, 3, 1, 1, generator=gen) * 10
+        dist = (yy - centre[..., 0, None, None]) ** 2 + (xx - centre[..., 1, None, None]) ** 2
+        blobs = torch.exp(-dist / (2 * radius**2)).sum(dim=1, keepdim=True)
+        noise = 0.05 * torch.randn(n, 1, SIDE, SIDE, generator=gen)
+        pixels = (0.6 * background + 0.5 * blobs + noise).clamp(0, 1)[:, 0]
+        yield (pixels * 255).round().to(torch.uint8)
+
+
+def naive_forward(model: nn.Module, patches: torch.Tensor) -> None:
+    """The baseline: fp32 NCHW, model(x) under no_grad, batch 64, no hooks, nothing kept."""
+    with torch.no_grad():
+        for rows in batches(len(patches), BATCH):
+            x = patches[rows].float().div(255).sub(PIXEL_MEAN).div(PIXEL_STD)
+            model(x.unsqueeze(1).expand(-1, 3, -1, -1).contiguous())
+
+
+def mining_pass(extractor: nn.Module, patches: torch.Tensor, fc_weight: torch.Tensor) -> None:
+    run_mining_pass(extractor, patches, fc_weight, batch_size=BATCH)
+
+
+def record_outputs(extractor: nn.Module, patches: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+    """The extractor's outputs for every batch, held at once (only to time the bookkeeping alone)."""
+    with torch.inference_mode():
+        return [extractor(to_input(patches[rows])) for rows in batches(len(patches), BATCH)]
+
+
+def bookkeeping_seconds(outputs: list[dict[str, torch.Tensor]], fc_weight: torch.Tensor) -> float:
+    """Time of the pass's per-batch statistics alone, replayed on recorded outputs."""
+    features = outputs[0]["features"]
+    count = sum(len(out["logits"]) for out in outputs)
+    with torch.inference_mode():
+        topk = UnitTopK(features.shape[1], total_positions=count * features.shape[2] * features.shape[3])
+        tally = InfluenceTally(fc_weight.shape[0], fc_weight.shape[1])
+        start = time.perf_counter()
+        for index, out in enumerate(outputs):
+            ids = torch.arange(index * BATCH, index * BATCH + len(out["logits"]))
+            tally.update(topk.update(out["features"], ids), out["logits"], fc_weight)
+            torch.softmax(out["logits"], dim=1)
+        return time.perf_counter() - start
+
+
+def measure_speed(count: int, repeats: int) -> dict[str, float]:
+    model, extractor = build_network()
+    fc_weight = model.fc.weight.detach()
+    patches = torch.cat(list(structured_batches(count)))
+    naive_forward(model, patches[:BATCH])  # warm-up: oneDNN picks its kernels on first use
+    mining_pass(extractor, patches[:BATCH], fc_weight)
+    outputs = record_outputs(extractor, patches)
+    naive, mining, book = [], [], []
+    for _ in range(repeats):  # alternate, so load from other processes hits both alike
+        start = time.perf_counter()
+        naive_forward(model, patches)
+        naive.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        mining_pass(extractor, patches, fc_weight)
+        mining.append(time.perf_counter() - start)
+        book.append(bookkeeping_seconds(outputs, fc_weight))
+    naive_s, mining_s, book_s = (statistics.median(v) for v in (naive, mining, book))
+    return {
+        "patches": count,
+        "naive_images_per_s": count / naive_s,
+        "mining_images_per_s": count / mining_s,
+        "pass_vs_naive_forward": naive_s / mining_s,
+        "bookkeeping_share_of_pass": book_s / mining_s,
+        "bookkeeping_ms_per_batch": 1000 * book_s / -(-count // BATCH),
+    }
+
+
+# ---------------------------------------------------------------------- memory (one subprocess a size)
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def memory_child(count: int) -> dict[str, float]:
+    """Mine `count` lazily generated patches in this (fresh) process; resident memory in MiB."""
+    torch.set_num_threads(THREADS)
+    model, extractor = build_network()
+    mining_pass(extractor, next(structured_batches(BATCH, seed=1)), model.fc.weight.detach())  # warm-up
+    before = _status_kib("VmRSS")
+    try:  # "5" resets the peak (VmHWM) to the current size, so the peak below is the pass's own
+        Path("/proc/self/clear_refs").write_text("5")
+        reset = True
+    except OSError:
+        reset = False
+    result = run_mining_pass(
+        extractor, structured_batches(count), model.fc.weight.detach(), num_inputs=count, batch_size=BATCH
+    )
+    peak = _status_kib("VmHWM")
+    state = result.topk.nbytes()
+    return {
+        "patches": count,
+        "peak_rss_mib": peak / 1024,
+        "rss_before_pass_mib": before / 1024,
+        "pass_increment_mib": (peak - before) / 1024 if reset else float("nan"),
+        "topk_top_n_mib": state["top_n"] / 2**20,
+        "topk_levels_mib": state["levels"] / 2**20,
+    }
+
+
+def measure_memory(count: int) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-child", str(count)], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------- report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patches", type=int, default=1000, help="patches for the speed comparison")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--memory-sizes", type=int, nargs=2, default=[1000, 10000])
+    parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(THREADS)
+    if args.memory_child:
+        print(json.dumps(memory_child(args.memory_child)))
+        return
+
+    small, large = (measure_memory(n) for n in args.memory_sizes)
+    speed = measure_speed(args.patches, args.repeats)
+    growth = large["peak_rss_mib"] / small["peak_rss_mib"] - 1
+    increment_growth = large["pass_increment_mib"] / small["pass_increment_mib"] - 1
+
+    print(f"resnet18 -> 3 classes, {SIDE}-px patches, batch {BATCH}, {THREADS} threads, medians of {args.repeats}")
+    print(f"{'path':<44}{'images/s':>10}")
+    print(f"{'naive forward (fp32 NCHW, no_grad)':<44}{speed['naive_images_per_s']:>10.1f}")
+    print(f"{'run_mining_pass (top-k, levels, influence)':<44}{speed['mining_images_per_s']:>10.1f}")
+    print(f"pass / naive: {speed['pass_vs_naive_forward']:.2f}x (target >= {TARGET_RATIO})")
+    print(
+        f"bookkeeping alone: {speed['bookkeeping_ms_per_batch']:.1f} ms a batch, "
+        f"{100 * speed['bookkeeping_share_of_pass']:.1f}% of the pass"
+    )
+    print()
+    print(f"{'patches':>8}{'peak RSS MiB':>14}{'pass adds MiB':>15}{'top-N MiB':>11}{'levels MiB':>12}")
+    for row in (small, large):
+        print(
+            f"{row['patches']:>8}{row['peak_rss_mib']:>14.1f}{row['pass_increment_mib']:>15.1f}"
+            f"{row['topk_top_n_mib']:>11.2f}{row['topk_levels_mib']:>12.2f}"
+        )
+    print(f"peak RSS growth 10k vs 1k: {100 * growth:.1f}% (target < {100 * TARGET_GROWTH:.0f}%)")
+    print(f"growth of the pass's own increment: {100 * increment_growth:.1f}%")
+
+    figures = {
+        **{k: round(v, 4) for k, v in speed.items()},
+        "peak_rss_mib_1k": round(small["peak_rss_mib"], 1),
+        "peak_rss_mib_10k": round(large["peak_rss_mib"], 1),
+        "pass_increment_mib_1k": round(small["pass_increment_mib"], 1),
+        "pass_increment_mib_10k": round(large["pass_increment_mib"], 1),
+        "pass_increment_growth_10k_vs_1k": round(increment_growth, 4),
+        "topk_levels_mib_10k": round(large["topk_levels_mib"], 2),
+        "peak_memory_growth_10k_vs_1k": round(growth, 4),
+    }
+    met = speed["pass_vs_naive_forward"] >= TARGET_RATIO and growth < TARGET_GROWTH
+    targets = {"pass_vs_naive_forward": TARGET_RATIO, "peak_memory_growth_10k_vs_1k": TARGET_GROWTH}
+    print(json.dumps({"bench": "mining_pass", "figures": figures, "targets": targets, "met": met}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""The networks DeepMiner opens up: torchvision ResNets with a new final layer, and their checkpoints.
+
+Nothing here downloads: a network starts from random weights (``weights=None``) unless the caller
+names a local weights file, a state dict of the same torchvision architecture whose final layer may
+have any number of classes (an ImageNet file has 1000); everything but the final layer is loaded,
+strictly. A checkpoint is one ``torch.save`` file holding the architecture, the class names, the
+patch geometry, the training history and the weights, so a model can be rebuilt from it alone.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision import models
+from torchvision.models.feature_extraction import create_feature_extractor
+
+__all__ = [
+    "ARCHITECTURES",
+    "CHECKPOINT_FORMAT",
+    "UNITS",
+    "NetworkInfo",
+    "build_network",
+    "checkpoint_load",
+    "checkpoint_save",
+    "feature_extractor",
+    "load_weights_file",
+]
+
+ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+CHECKPOINT_FORMAT = "deepminer-checkpoint/1"
+
+_BUILDERS: dict[str, Callable[..., models.ResNet]] = {
+    "resnet18": models.resnet18,
+    "resnet34": models.resnet34,
+    "resnet50": models.resnet50,
+    "resnet101": models.resnet101,
+    "resnet152": models.resnet152,
+}
+# Width of layer4's output (= the final layer's input): basic blocks end in 512 channels,
+# bottleneck blocks in 4 * 512. Known without building the (slow-ish) deep networks.
+UNITS: dict[str, int] = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048, "resnet152": 2048}
+_FINAL_KEYS = ("fc.weight", "fc.bias")
+_SHOWN_KEYS = 5  # how many offending keys an error message lists
+
+
+@dataclass
+class NetworkInfo:
+    """A network and what the mining code needs to know about it.
+
+    feature_layer: the last convolutional block, whose ``num_units`` channels are DeepMiner's units;
+    its output is float (B, num_units, S/32, S/32) for input (B, 3, S, S).
+    classifier_layer: the final Linear(num_units, num_classes) on the globally pooled features.
+    """
+
+    model: nn.Module
+    architecture: str
+    num_classes: int
+    initialisation: str  # "random", "weights file <path>" or "checkpoint <path>"
+    num_units: int
+    feature_layer: str = "layer4"
+    classifier_layer: str = "fc"
+
+
+def build_network(architecture: str, num_classes: int, weights_path: str | Path | None = None) -> NetworkInfo:
+    """A torchvision ResNet with a fresh Linear(num_units, num_classes) final layer.
+
+    Random weights unless ``weights_path`` names a state dict of the same architecture (see
+    :func:`load_weights_file`). Raises ValueError for an unknown architecture or a bad weights file.
+    """
+    if architecture not in _BUILDERS:
+        raise ValueError(f"unknown architecture {architecture!r}; expected one of {ARCHITECTURES}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    model = _BUILDERS[architecture](weights=None)  # never weights="DEFAULT": nothing may download
+    num_units = model.fc.in_features
+    model.fc = nn.Linear(num_units, num_classes)
+    initialisation = "random"
+    if weights_path is not None:
+        load_weights_file(model, architecture, weights_path)
+        initialisation = f"weights file {weights_path}"
+    return NetworkInfo(model, architecture, num_classes, initialisation, num_units)
+
+
+def load_weights_file(model: nn.Module, architecture: str, path: str | Path) -> None:
+    """Load every weight of ``path`` except the final layer's into ``model`` (in place).
+
+    The file is a state dict, or a dict holding one under "state_dict" or "model" (a "module."
+    prefix from DataParallel is dropped). All keys but fc.* must match the model's, with the same
+    shapes; otherwise ValueError names the missing, unexpected and mis-shaped keys.
+    """
+    weights = _read_state_dict(Path(path))
+    own = {key: value for key, value in model.state_dict().items() if key not in _FINAL_KEYS}
+    given = {key: value for key, value in weights.items() if key not in _FINAL_KEYS}
+    problems = _key_problems(own, given)
+    if problems:
+        raise ValueError(f"{path} does not hold {architecture} weights: {'; '.join(problems)}")
+    model.load_state_dict(given, strict=False)
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise ValueError(f"weights file not found: {path}")
+    try:
+        # weights_only: a weights file is data, never code to unpickle.
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for a file that is not a state dict
+        raise ValueError(f"{path} is not a readable state dict: {error}") from error
+    if isinstance(loaded, Mapping):
+        for wrapper in ("state_dict", "model"):
+            if isinstance(loaded.get(wrapper), Mapping):
+                loaded = loaded[wrapper]
+                break
+    if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise ValueError(f"{path} holds no state dict (a mapping of parameter names to tensors)")
+    return {key.removeprefix("module."): value for key, value in loaded.items()}
+
+
+def _key_problems(own: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor]) -> list[str]:
+    missing = sorted(set(own) - set(given))
+    unexpected = sorted(set(given) - set(own))
+    misshaped = sorted(k for k in set(own) & set(given) if own[k].shape != given[k].shape)
+    problems = []
+    for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshaped)):
+        if keys:
+            more = f", … ({len(keys)} in all)" if len(keys) > _SHOWN_KEYS else ""
+            problems.append(f"{what} keys {', '.join(keys[:_SHOWN_KEYS])}{more}")
+    return problems
+
+
+def checkpoint_save(
+    path: str | Path,
+    *,
+    model: nn.Module,
+    architecture: str,
+    classes: Sequence[str],
+    patch_params: dict,
+    epoch: int,
+    metrics: dict,
+    history: list,
+    config: dict,
+) -> None:
+    """Write a self-describing checkpoint atomically: a reader sees the old file or the new, never half."""
+    path = Path(path)
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "architecture": architecture,
+        "num_classes": len(classes),
+        "classes": list(classes),
+        "state_dict": {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()},
+        "patch_params": dict(patch_params),
+        "epoch": int(epoch),
+        "metrics": dict(metrics),
+        "history": list(history),
+        "config": dict(config),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(checkpoint, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def checkpoint_load(path: str | Path) -> tuple[NetworkInfo, dict[str, Any]]:
+    """Rebuild the network a checkpoint describes (random init, then its weights; no download).
+
+    Returns the network, in eval mode, and the checkpoint dict (its "state_dict" included).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint not found: {path}")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a DeepMiner checkpoint ({CHECKPOINT_FORMAT})")
+    info = build_network(checkpoint["architecture"], checkpoint["num_classes"])
+    info.model.load_state_dict(checkpoint["state_dict"])
+    info.model.eval()
+    info.initialisation = f"checkpoint {path}"
+    return info, checkpoint
+
+
+def feature_extractor(model: nn.Module) -> nn.Module:
+    """The model as a module returning {"features": layer4 output (B, U, h, w), "logits": (B, C)}.
+
+    One forward pass gives both the last convolutional block's activations and the decision,
+    with no global hooks (torchvision's FX-based feature extraction).
+    """
+    return create_feature_extractor(model, {"layer4": "features", "fc": "logits"})
