@@ -7,10 +7,19 @@ from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
-from .models import Dataset, Finding, Image, Job, Patch
+from .models import Dataset, Finding, Image, Job, Patch, TopActivation, TrainedModel, Unit
+from .plots import line_chart
 from .services.jobs import jobs_fail_stale
 
-__all__ = ["dataset_list", "dataset_summary", "image_list", "job_list", "patch_counts"]
+__all__ = [
+    "dataset_list",
+    "dataset_summary",
+    "image_list",
+    "job_list",
+    "model_report",
+    "patch_counts",
+    "trained_model_list",
+]
 
 
 def dataset_list() -> QuerySet[Dataset]:
@@ -83,3 +92,84 @@ def dataset_summary(*, dataset: Dataset) -> dict[str, Any]:
         "findings": {row["pathology"]: row["n"] for row in findings},
         "patches": patches,
     }
+
+
+def trained_model_list() -> QuerySet[TrainedModel]:
+    return TrainedModel.objects.select_related("dataset", "job").order_by("-created_at", "-id")
+
+
+def _curves(history: list[dict[str, Any]], classes: list[str]) -> dict[str, str]:
+    epochs = [row["epoch"] for row in history]
+    loss = line_chart(
+        [("train loss", epochs, [r.get("train_loss") for r in history]),
+         ("validation loss", epochs, [r.get("val_loss") for r in history])],
+        title="Loss per epoch", x_label="epoch", y_label="cross-entropy",
+    )  # fmt: skip
+    auc = line_chart(
+        [(name, epochs, [(r.get("val_auc") or {}).get(name) for r in history]) for name in classes],
+        title="Validation AUC per epoch (hold-out split)", x_label="epoch", y_label="AUC", y_range=(0.4, 1.0),
+    )  # fmt: skip
+    return {"loss": loss, "auc": auc}
+
+
+def _roc_chart(metrics: dict[str, Any], classes: list[str]) -> str:
+    per_class = metrics.get("per_class", {})
+    series = []
+    for name in classes:
+        roc = (per_class.get(name) or {}).get("roc") or {}
+        auc = (per_class.get(name) or {}).get("auc")
+        label = f"{name} (AUC {auc:.3f})" if auc is not None else name
+        series.append((label, roc.get("fpr", []), roc.get("tpr", [])))
+    return line_chart(series, title="ROC curves, one vs rest (test split)", x_label="false positive rate",
+                      y_label="true positive rate", x_range=(0, 1), y_range=(0, 1), diagonal=True)  # fmt: skip
+
+
+def model_report(*, trained: TrainedModel) -> dict[str, Any]:
+    """Everything the model page shows: curves, evaluation tables, coverage and selected units."""
+    classes, metrics = list(trained.classes), trained.metrics or {}
+    per_class = metrics.get("per_class", {})
+    matrix = metrics.get("confusion_matrix") or []
+    peak = max((max(row) for row in matrix if row), default=1) or 1
+    confusion = [
+        {"name": classes[i], "cells": [{"n": n, "shade": round(0.08 + 0.72 * n / peak, 2)} for n in row]}
+        for i, row in enumerate(matrix)
+    ]
+    units = Unit.objects.filter(model=trained).exclude(selected_for="").select_related("suggested_concept")
+    by_class: dict[str, list[Unit]] = {name: [] for name in classes}
+    for unit in units.order_by("selection_rank"):
+        by_class.setdefault(unit.selected_for, []).append(unit)
+    previews = _unit_previews([u.pk for u in units])
+    mining = trained.mining or {}
+    coverage_rows = [
+        {"name": name, "coverage": (mining.get("coverage") or {}).get(name), "selected": len(by_class.get(name, [])),
+         "named": sum(1 for u in by_class.get(name, []) if u.suggested_iou >= 0.04)}
+        for name in classes
+    ]  # fmt: skip
+    return {
+        "curves": _curves(trained.history or [], classes),
+        "roc": _roc_chart(metrics, classes),
+        "per_class": [{"name": name, **(per_class.get(name) or {})} for name in classes],
+        "confusion": confusion,
+        "mean_probability": metrics.get("mean_probability_by_true_class") or {},
+        "breakdown": metrics.get("breakdown") or {},
+        "coverage": coverage_rows,
+        "units_by_class": [
+            {"name": name, "units": [{"unit": u, "previews": previews.get(u.pk, [])} for u in by_class.get(name, [])]}
+            for name in classes
+        ],
+        "mining": mining,
+    }
+
+
+def _unit_previews(unit_ids: list[int], per_unit: int = 4) -> dict[int, list[str]]:
+    """The crop file names of each unit's first few top patches, in one query."""
+    rows = (
+        TopActivation.objects.filter(unit_id__in=unit_ids, rank__lte=per_unit)
+        .order_by("unit_id", "rank")
+        .values_list("unit_id", "patch__crop")
+    )
+    previews: dict[int, list[str]] = {}
+    for unit_id, crop in rows:
+        if crop:
+            previews.setdefault(unit_id, []).append(crop)
+    return previews

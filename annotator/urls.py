@@ -17,7 +17,9 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("datasets/<int:pk>/", views.dataset_detail, name="dataset-detail"),
     path("datasets/<int:pk>/extract-patches/", views.dataset_extract_patches, name="dataset-extract-patches"),
+    path("jobs/new/", views.job_new, name="job-new"),
     path("jobs/<int:pk>/cancel/", views.job_cancel_view, name="job-cancel"),
+    path("models/<int:pk>/", views.model_detail, name="model-detail"),
     path("media/<path:path>", views.media, name="media"),
     path("healthz", views.healthz, name="healthz"),
 ]

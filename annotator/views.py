@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 
 from . import selectors
 from .errors import ApplicationError
+from .forms import JobStartForm
 from .models import Dataset, Image, Job
 from .permissions import user_is_admin
 from .services.jobs import job_cancel, job_create
@@ -27,9 +28,39 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "annotator/dashboard.html",
         {
             "datasets": selectors.dataset_list(),
+            "models": selectors.trained_model_list()[:20],
             "jobs": selectors.job_list()[:25],
             "is_admin": user_is_admin(request.user),
         },
+    )
+
+
+def job_new(request: HttpRequest) -> HttpResponse:
+    """The New-job page: admins start patch extraction, training or mining."""
+    if not user_is_admin(request.user):
+        return HttpResponseForbidden("Only admins can start jobs.")
+    initial = {key: request.GET[key] for key in ("kind", "dataset", "model") if key in request.GET}
+    form = JobStartForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            job = job_create(
+                kind=form.cleaned_data["kind"], dataset=form.cleaned_data["dataset"],
+                params=form.job_params(), created_by=request.user,
+            )  # fmt: skip
+        except ApplicationError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, f"{job.get_kind_display()} queued as job #{job.pk}.")
+            return redirect("dashboard")
+    return render(request, "annotator/job_new.html", {"form": form, "has_weights_note": True})
+
+
+def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    trained = get_object_or_404(selectors.trained_model_list(), pk=pk)
+    return render(
+        request,
+        "annotator/model_detail.html",
+        {"model": trained, "report": selectors.model_report(trained=trained), "is_admin": user_is_admin(request.user)},
     )
 
 

@@ -161,9 +161,15 @@ def memory_child(count: int) -> dict[str, float]:
         reset = True
     except OSError:
         reset = False
+    curve: list[tuple[int, int]] = []  # (patches done, resident KiB) after every batch
+
+    def sample(done: int, total: int, message: str) -> None:
+        curve.append((done, _status_kib("VmRSS")))
+
     result = run_mining_pass(
-        extractor, structured_batches(count), model.fc.weight.detach(), num_inputs=count, batch_size=BATCH
-    )
+        extractor, structured_batches(count), model.fc.weight.detach(), num_inputs=count, batch_size=BATCH,
+        progress=sample,
+    )  # fmt: skip
     peak = _status_kib("VmHWM")
     state = result.topk.nbytes()
     return {
@@ -173,6 +179,7 @@ def memory_child(count: int) -> dict[str, float]:
         "pass_increment_mib": (peak - before) / 1024 if reset else float("nan"),
         "topk_top_n_mib": state["top_n"] / 2**20,
         "topk_levels_mib": state["levels"] / 2**20,
+        "rss_curve_mib": [(done, round(kib / 1024, 1)) for done, kib in curve[:: max(1, len(curve) // 10)]],
     }
 
 

@@ -246,6 +246,8 @@ def train(
 ) -> TrainResult:
     """Train ``model`` in place and return its best epoch (by validation AUC; see the module doc).
 
+    The model is left with the last epoch's weights; load ``result.best_state`` for the best.
+
     train_patches: uint8 (N, S, S); train_labels: int64 (N,) in [0, num_classes);
     val_patches: uint8 (M, S, S); val_labels: int64 (M,). An epoch is N samples (balanced or a
     shuffle), in ``N // batch_size`` full batches (a partial batch would upset BatchNorm).

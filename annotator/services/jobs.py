@@ -31,7 +31,12 @@ from ..models import Dataset, Job
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "DEFERRED",
     "JobReporter",
+    "job_finish_cancelled",
+    "job_finish_failed",
+    "job_finish_succeeded",
+    "job_heartbeat",
     "job_cancel",
     "job_create",
     "job_run",
@@ -210,6 +215,34 @@ def _finish(job_id: int, **fields: Any) -> None:
     Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(finished_at=timezone.now(), **fields)
 
 
+# A runner returns DEFERRED when it handed the work on (a chord of shards): the job stays running
+# and the last step of the work ends it with job_finish_* below.
+DEFERRED: dict[str, Any] = {"deferred": True}
+
+
+def job_finish_succeeded(*, job_id: int, result: dict[str, Any]) -> str:
+    _finish(job_id, status=Job.Status.SUCCEEDED, progress=1.0, result=result, message="Done")
+    return Job.Status.SUCCEEDED
+
+
+def job_finish_cancelled(*, job_id: int) -> str:
+    _finish(job_id, status=Job.Status.CANCELLED, message="Cancelled")
+    return Job.Status.CANCELLED
+
+
+def job_finish_failed(*, job_id: int, exc: BaseException) -> str:
+    logger.error("job %s failed: %s", job_id, exc, exc_info=exc)
+    text = exc.message if isinstance(exc, ApplicationError) else f"{type(exc).__name__}: {exc}"
+    trace = "".join(traceback.format_exception(exc, limit=8))
+    _finish(job_id, status=Job.Status.FAILED, error=f"{text}\n\n{trace}", message=f"Failed: {text}"[:500])
+    return Job.Status.FAILED
+
+
+def job_heartbeat(*, job_id: int, interval: float | None = None) -> _Heartbeat:
+    """A context manager that keeps a running job's heartbeat fresh while a step works on it."""
+    return _Heartbeat(job_id, interval or max(1.0, settings.JOB_HEARTBEAT_TIMEOUT / 6))
+
+
 def job_run(*, job_id: int) -> str:
     """Run a queued job to its end state. Safe to call twice: a job that is not queued is left alone."""
     job = _claim(job_id)
@@ -219,24 +252,15 @@ def job_run(*, job_id: int) -> str:
         return status or "missing"
     runner = _RUNNERS.get(job.kind)
     reporter = JobReporter(job_id=job.pk)
-    interval = max(1.0, settings.JOB_HEARTBEAT_TIMEOUT / 6)
     try:
-        with _Heartbeat(job.pk, interval):
+        with job_heartbeat(job_id=job.pk):
             if runner is None:
                 raise ApplicationError(f"no runner registered for job kind {job.kind!r}")
             result = runner(job, reporter)
     except Cancelled:
-        _finish(job.pk, status=Job.Status.CANCELLED, message="Cancelled")
-        return Job.Status.CANCELLED
+        return job_finish_cancelled(job_id=job.pk)
     except Exception as exc:
-        logger.exception("job %s failed", job.pk)
-        text = exc.message if isinstance(exc, ApplicationError) else f"{type(exc).__name__}: {exc}"
-        _finish(
-            job.pk,
-            status=Job.Status.FAILED,
-            error=f"{text}\n\n{traceback.format_exc(limit=8)}",
-            message=f"Failed: {text}"[:500],
-        )
-        return Job.Status.FAILED
-    _finish(job.pk, status=Job.Status.SUCCEEDED, progress=1.0, result=result, message="Done")
-    return Job.Status.SUCCEEDED
+        return job_finish_failed(job_id=job.pk, exc=exc)
+    if result is DEFERRED:
+        return Job.Status.RUNNING
+    return job_finish_succeeded(job_id=job.pk, result=result)

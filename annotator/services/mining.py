@@ -4,6 +4,7 @@ concept; the results replace the model's previous units in one transaction."""
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -16,15 +17,16 @@ from mining.influence import coverage, select_units
 from mining.networks import checkpoint_load, feature_extractor
 from mining.pipeline import mask_sprite, patch_concept_masks, unit_concept_ious
 from mining.progress import CancelFn, ProgressFn, check_cancel
-from mining.topk import MiningResult, run_mining_pass, to_image_box, unit_masks
+from mining.influence import InfluenceTally
+from mining.topk import MiningResult, UnitTopK, run_mining_pass, to_image_box, unit_masks
 
 from ..errors import ApplicationError
-from ..files import delete_quietly, read_mask, unique_name, write_png_atomic
+from ..files import delete_quietly, media_path, read_mask, unique_name, write_bytes_atomic, write_png_atomic
 from ..models import Concept, Dataset, Finding, Image, Job, Patch, TopActivation, TrainedModel, Unit
-from .jobs import JobReporter, register_runner
+from .jobs import DEFERRED, JobReporter, register_runner
 from .patch_data import PatchSplit, patch_split_load
 
-__all__ = ["MINE_DEFAULTS", "mine_params_validate", "units_mine"]
+__all__ = ["MINE_DEFAULTS", "mine_params_validate", "units_mine", "units_mine_merge", "units_mine_shard", "units_store"]
 
 MINE_DEFAULTS: dict[str, Any] = {
     "splits": ["test", "holdout"],  # never the training split: units are judged on unseen patches
@@ -32,6 +34,7 @@ MINE_DEFAULTS: dict[str, Any] = {
     "per_class": 20,
     "quantile": 0.005,
     "batch_size": 64,
+    "shards": 1,  # > 1: a Celery chord of shards, merged exactly
 }
 FEATURE_LAYER = "layer4"
 
@@ -46,6 +49,7 @@ def mine_params_validate(params: dict[str, Any], dataset: Dataset | None) -> dic
     try:
         cleaned["top_n"], cleaned["per_class"] = int(cleaned["top_n"]), int(cleaned["per_class"])
         cleaned["batch_size"], cleaned["quantile"] = int(cleaned["batch_size"]), float(cleaned["quantile"])
+        cleaned["shards"] = int(cleaned["shards"])
     except (TypeError, ValueError) as exc:
         raise ApplicationError(f"bad mining parameter: {exc}") from exc
     if isinstance(cleaned["splits"], str):
@@ -54,6 +58,8 @@ def mine_params_validate(params: dict[str, Any], dataset: Dataset | None) -> dic
         raise ApplicationError(f"splits must be among {', '.join(Image.Split.values)}")
     if not (1 <= cleaned["top_n"] <= 1024 and 1 <= cleaned["per_class"] and 0 < cleaned["quantile"] < 1):
         raise ApplicationError("need 1 <= top_n <= 1024, per_class >= 1 and 0 < quantile < 1")
+    if not 1 <= cleaned["shards"] <= 64:
+        raise ApplicationError("shards must be between 1 and 64")
     return cleaned
 
 
@@ -65,29 +71,71 @@ class _Loaded:
     split: PatchSplit
 
 
-def _load(job: Job) -> _Loaded:
+def _load(job: Job, shard: tuple[int, int] | None = None) -> _Loaded:
     trained = TrainedModel.objects.select_related("dataset").get(pk=job.params["model"])
     try:
         info, _ = checkpoint_load(trained.checkpoint.path)
     except ValueError as exc:
         raise ApplicationError(str(exc)) from exc
     size = int(trained.patch_params.get("input_size") or 0) or None
-    split = patch_split_load(dataset=trained.dataset, splits=job.params["splits"], classes=trained.classes, size=size)
+    split = patch_split_load(
+        dataset=trained.dataset, splits=job.params["splits"], classes=trained.classes, size=size, shard=shard
+    )
     return _Loaded(trained, feature_extractor(info.model), info.model.fc.weight.detach().clone(), split)
 
 
-def units_mine(*, job: Job, progress: ProgressFn, cancelled: CancelFn) -> dict[str, Any]:
+def _torch_threads() -> None:
     torch.set_num_threads(int(os.environ.get("DEEPMINER_TORCH_THREADS", os.cpu_count() or 1)))
-    params = job.params
+
+
+def _mine(loaded: _Loaded, params: dict[str, Any], progress: ProgressFn, cancelled: CancelFn) -> MiningResult:
+    return run_mining_pass(
+        loaded.extractor, loaded.split.crops, loaded.fc_weight, input_ids=loaded.split.rows,
+        dataset_size=loaded.split.total, batch_size=params["batch_size"], top_n=params["top_n"],
+        quantile=params["quantile"], progress=progress, cancelled=cancelled,
+    )  # fmt: skip
+
+
+def units_mine(*, job: Job, progress: ProgressFn, cancelled: CancelFn) -> dict[str, Any]:
+    """Mine in this process (one shard)."""
+    _torch_threads()
     progress(0, 1, "Loading the model and patches")
     loaded = _load(job)
-    result = run_mining_pass(
-        loaded.extractor, loaded.split.crops, loaded.fc_weight, batch_size=params["batch_size"],
-        top_n=params["top_n"], quantile=params["quantile"], progress=progress, cancelled=cancelled,
-    )  # fmt: skip
+    result = _mine(loaded, job.params, progress, cancelled)
     check_cancel(cancelled)
     progress(1, 1, "Matching units with concepts and writing masks")
-    return units_store(trained=loaded.trained, split=loaded.split, result=result, params=params)
+    return units_store(trained=loaded.trained, split=loaded.split, result=result, params=job.params)
+
+
+def units_mine_shard(*, job: Job, shard: int, shards: int, progress: ProgressFn, cancelled: CancelFn) -> str:
+    """Mine every `shards`-th image starting at `shard`; returns the media name of the shard's state
+    (per-unit top-N, quantile values and influence counts), which the merge step reads."""
+    _torch_threads()
+    loaded = _load(job, shard=(shard, shards))
+    result = _mine(loaded, job.params, progress, cancelled)
+    buffer = io.BytesIO()
+    torch.save({"topk": result.topk.state_dict(), "influence": result.influence.state_dict()}, buffer)
+    return write_bytes_atomic(unique_name("shards", f"job{job.pk}-shard{shard}", ".pt"), buffer.getvalue())
+
+
+def units_mine_merge(*, job: Job, shard_files: list[str]) -> dict[str, Any]:
+    """Merge the shards' states exactly (top-N of the shard top-Ns) and store the units."""
+    try:
+        states = [torch.load(media_path(name), map_location="cpu", weights_only=True) for name in shard_files]
+        topk = UnitTopK.from_state_dict(states[0]["topk"])
+        influence = InfluenceTally.from_state_dict(states[0]["influence"])
+        for state in states[1:]:
+            topk.merge(UnitTopK.from_state_dict(state["topk"]))
+            influence.merge(InfluenceTally.from_state_dict(state["influence"]))
+        trained = TrainedModel.objects.select_related("dataset").get(pk=job.params["model"])
+        size = int(trained.patch_params.get("input_size") or 0) or None
+        split = patch_split_load(dataset=trained.dataset, splits=job.params["splits"], classes=trained.classes, size=size)
+        summary = units_store(
+            trained=trained, split=split, result=MiningResult(topk, influence, np.zeros((0, 0))), params=job.params
+        )
+    finally:
+        delete_quietly(shard_files)
+    return {**summary, "shards": len(shard_files)}
 
 
 def _patch_concepts(split: PatchSplit, patch_rows: set[int]) -> dict[int, dict[str, np.ndarray]]:
@@ -193,4 +241,11 @@ def _replace_units(trained: TrainedModel, split: PatchSplit, units: list[Unit], 
 
 @register_runner(Job.Kind.MINE, validate=mine_params_validate)
 def run_mine(job: Job, reporter: JobReporter) -> dict[str, Any]:
-    return units_mine(job=job, progress=reporter.progress, cancelled=reporter.cancelled)
+    shards = min(int(job.params.get("shards", 1)), job.dataset.images.filter(split__in=job.params["splits"]).count() if job.dataset else 1)
+    if shards <= 1:
+        return units_mine(job=job, progress=reporter.progress, cancelled=reporter.cancelled)
+    from mining.tasks import mine_chord  # the Celery side; imported late (tasks import services)
+
+    mine_chord(job_id=job.pk, shards=shards)
+    reporter.progress(0, shards, f"Mining in {shards} shards")
+    return DEFERRED

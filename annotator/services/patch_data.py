@@ -34,15 +34,26 @@ class PatchSplit:
     image_ids: list[int]
     crops: torch.Tensor
     metadata: list[dict[str, Any]]
+    rows: np.ndarray  # int64 (N,) index of each patch in the whole, unsharded split (stable ids across shards)
+    total: int  # patches in the whole split
 
     def __len__(self) -> int:
         return len(self.patch_ids)
 
 
 def patch_split_load(
-    *, dataset: Dataset, splits: Sequence[str], classes: Sequence[str], size: int | None = None
+    *,
+    dataset: Dataset,
+    splits: Sequence[str],
+    classes: Sequence[str],
+    size: int | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> PatchSplit:
-    """Load and crop every patch of `dataset` whose image is in `splits`, resized to `size` if given."""
+    """Load and crop every patch of `dataset` whose image is in `splits`, resized to `size` if given.
+
+    shard=(i, n) keeps only the patches of every n-th image starting at i (a whole image per shard, so
+    each shard reads its own images); `rows` keeps their positions in the whole split.
+    """
     rows = list(
         Patch.objects.filter(image__dataset=dataset, image__split__in=list(splits))
         .order_by("image_id", "y0", "x0")
@@ -52,6 +63,14 @@ def patch_split_load(
         raise ApplicationError(
             f"dataset {dataset.name!r} has no patches in split(s) {', '.join(splits)}: run patch extraction first"
         )
+    total = len(rows)
+    positions = np.arange(total, dtype=np.int64)
+    if shard is not None:
+        index, count = shard
+        all_images = sorted({row[1] for row in rows})
+        mine = set(all_images[index::count])
+        positions = np.array([i for i, row in enumerate(rows) if row[1] in mine], dtype=np.int64)
+        rows = [rows[i] for i in positions.tolist()]
     image_ids = sorted({row[1] for row in rows})
     position = {image_id: index for index, image_id in enumerate(image_ids)}
     label_index = {name: index for index, name in enumerate(classes)}
@@ -69,4 +88,6 @@ def patch_split_load(
         image_ids=image_ids,
         crops=crop_table(pixels, table, size),
         metadata=[image_meta[index] for index in table.image_index.tolist()],
+        rows=positions,
+        total=total,
     )

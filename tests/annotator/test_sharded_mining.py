@@ -1,0 +1,53 @@
+"""Sharded mining: a chord of shards on two real worker processes gives exactly the single-pass result."""
+
+from __future__ import annotations
+
+import pytest
+
+from annotator.demo import demo_dataset_create
+from annotator.models import Job, TopActivation, TrainedModel, Unit
+from annotator.services.jobs import job_create
+from annotator.services.runners import job_run
+from tests.annotator.test_worker_integration import wait_for
+from tests.conftest import WorkerProcess, _purge_broker
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def _snapshot(trained: TrainedModel) -> dict[int, tuple]:
+    tops: dict[int, list[int]] = {}
+    for unit_id, patch_id in TopActivation.objects.filter(unit__model=trained).order_by("unit_id", "rank").values_list(
+        "unit_id", "patch_id"
+    ):
+        tops.setdefault(unit_id, []).append(patch_id)
+    return {
+        unit.channel: (unit.frequency, unit.threshold, unit.selected_for, unit.suggested_concept_id,
+                       round(unit.suggested_iou, 6), tops[unit.pk])
+        for unit in Unit.objects.filter(model=trained)
+    }  # fmt: skip
+
+
+def test_two_workers_sharded_result_equals_single_pass(media_root, tmp_path):
+    dataset, _ = demo_dataset_create(folder=tmp_path / "phantoms", n_images=24, seed=5, name="sharding")
+    job_run(job_id=job_create(kind=Job.Kind.EXTRACT_PATCHES, dataset=dataset).pk)
+    train = job_create(kind=Job.Kind.TRAIN, dataset=dataset, params={"epochs": 1, "patch_size": 64})
+    assert job_run(job_id=train.pk) == Job.Status.SUCCEEDED
+    trained = TrainedModel.objects.get(job=train)
+    params = {"model": trained.pk, "top_n": 10, "splits": ["train"]}  # the biggest split: several images per shard
+    single = job_create(kind=Job.Kind.MINE, dataset=dataset, params=params)
+    assert job_run(job_id=single.pk) == Job.Status.SUCCEEDED
+    expected = _snapshot(trained)
+
+    _purge_broker()
+    workers = [WorkerProcess(media_root, tmp_path / f"w{i}.log", name=f"w{i}") for i in (1, 2)]
+    try:
+        sharded = job_create(kind=Job.Kind.MINE, dataset=dataset, params={**params, "shards": 2})
+        job = wait_for(lambda: Job.objects.filter(pk=sharded.pk, status__in=Job.FINISHED).first(), timeout=300)
+    finally:
+        for worker in workers:
+            worker.stop()
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert job.result["shards"] == 2
+    # Both processes took a shard.
+    assert all("deepminer.mine_shard" in worker.log() for worker in workers), [w.log()[-2000:] for w in workers]
+    assert _snapshot(trained) == expected
