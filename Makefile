@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
-DEMO_IMAGES ?= 200
+DEMO_IMAGES ?= 500
 DEMO_SEED ?= 0
 export DJANGO_SETTINGS_MODULE := config.settings
 

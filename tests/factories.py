@@ -9,7 +9,7 @@ import numpy as np
 from django.contrib.auth.models import Group, User
 
 from annotator.files import unique_name, write_png_atomic
-from annotator.models import Dataset, Finding, Image, Job
+from annotator.models import Dataset, Finding, Image, Job, TrainedModel, Unit
 
 PASSWORD = "correct-horse-battery"
 
@@ -81,3 +81,46 @@ class JobFactory(factory.django.DjangoModelFactory):
 
     kind = Job.Kind.EXTRACT_PATCHES
     dataset = factory.SubFactory(DatasetFactory)
+
+
+def evaluation_report(seed: int = 0, n: int = 90) -> dict:
+    """A real evaluation report (mining.metrics.evaluate) on random but informative predictions."""
+    from mining.metrics import evaluate
+
+    rng = np.random.default_rng(seed)
+    truth = np.arange(n) % 3
+    logits = rng.normal(size=(n, 3)) + 2.0 * np.eye(3)[truth]
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    metadata = [{"view": "CC" if i % 2 else "MLO", "age": 40 + i % 30} for i in range(n)]
+    return evaluate(truth, probs, ("normal", "benign", "malignant"), metadata=metadata, n_boot=50)
+
+
+class TrainedModelFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = TrainedModel
+
+    job = factory.SubFactory(JobFactory, kind=Job.Kind.TRAIN, status=Job.Status.SUCCEEDED)
+    dataset = factory.SelfAttribute("job.dataset")
+    name = factory.LazyAttribute(lambda o: f"resnet18 on {o.dataset.name}")
+    architecture = "resnet18"
+    classes = factory.LazyFunction(lambda: ["normal", "benign", "malignant"])
+    initialisation = "random"
+    checkpoint = "checkpoints/missing.pt"
+    patch_params = factory.LazyFunction(lambda: {"input_size": 128, "side_fraction": 0.25})
+    history = factory.LazyFunction(lambda: [
+        {"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.1 / e, "lr": 0.001,
+         "val_auc": {"normal": 0.7 + e / 50, "benign": 0.65 + e / 40, "malignant": 0.8 + e / 30}, "seconds": 10.0}
+        for e in range(1, 4)
+    ])  # fmt: skip
+    best_epoch = 3
+    metrics = factory.LazyFunction(evaluation_report)
+
+
+class UnitFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Unit
+
+    model = factory.SubFactory(TrainedModelFactory)
+    layer = "layer4"
+    channel = factory.Sequence(lambda n: n)
+    frequency = factory.LazyFunction(lambda: {"normal": 1, "benign": 2, "malignant": 30})

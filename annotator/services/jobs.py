@@ -155,7 +155,8 @@ class JobReporter:
         if done < total and now - self._last_write < self.min_interval:
             return
         self._last_write = now
-        fraction = min(max(done / total, 0.0), 1.0) if total else 0.0
+        # 100% means finished: a running job's results are still being written after its last step.
+        fraction = min(max(done / total, 0.0), 0.99) if total else 0.0
         Job.objects.filter(pk=self.job_id).update(
             progress=fraction, message=message[:500], heartbeat_at=timezone.now()
         )

@@ -45,3 +45,43 @@ def test_only_admins_start_jobs_from_pages(client, expert_user, admin_user, djan
         response = client.post(f"/datasets/{dataset.pk}/extract-patches/")
     assert response.status_code == 302
     assert Job.objects.get().kind == Job.Kind.EXTRACT_PATCHES
+
+
+def test_new_job_page_is_for_admins_and_starts_a_training_job(client, expert_user, admin_user, django_capture_on_commit_callbacks):
+    from annotator.models import Patch
+
+    image = ImageFactory()
+    Patch.objects.create(image=image, x0=0, y0=0, x1=16, y1=16, label="normal", tissue_fraction=1.0)
+    client.force_login(expert_user)
+    assert client.get("/jobs/new/").status_code == 403
+    client.force_login(admin_user)
+    page = client.get("/jobs/new/").content.decode()
+    assert "random weights" in page and "No pretrained weights are downloaded" in page
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client.post("/jobs/new/", {"kind": "train", "dataset": image.dataset.pk, "architecture": "resnet34", "epochs": 3})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    job = Job.objects.get(kind="train")
+    assert job.params["architecture"] == "resnet34" and job.params["epochs"] == 3 and job.params["weights_file"] == ""
+
+
+def test_new_job_page_shows_service_errors(client, admin_user):
+    dataset = DatasetFactory()  # no patches yet
+    client.force_login(admin_user)
+    page = client.post("/jobs/new/", {"kind": "train", "dataset": dataset.pk}).content.decode()
+    assert "has no patches yet: run patch extraction first" in page
+    assert not Job.objects.exists()
+
+
+def test_model_page_shows_curves_report_and_units(client, expert_user):
+    from tests.factories import TrainedModelFactory, UnitFactory
+
+    trained = TrainedModelFactory(mining={"units": 2, "patches": 100, "splits": ["test"], "top_n": 64, "quantile": 0.005,
+                                          "coverage": {"normal": 0.5, "benign": 0.6, "malignant": 0.7}})  # fmt: skip
+    UnitFactory(model=trained, channel=7, selected_for="malignant", selection_rank=1, suggested_iou=0.21)
+    client.force_login(expert_user)
+    page = client.get(f"/models/{trained.pk}/").content.decode()
+    assert page.count("<svg") == 3  # loss, validation AUC, ROC
+    assert "random weights" in page
+    malignant = trained.metrics["per_class"]["malignant"]
+    assert f"{malignant['auc']:.3f}" in page
+    assert "layer4:7" in page and "70%" in page
