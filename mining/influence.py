@@ -18,7 +18,15 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-__all__ = ["InfluenceTally", "coverage", "ranking_keys", "select_units", "top_units", "unit_influence"]
+__all__ = [
+    "InfluenceTally",
+    "coverage",
+    "ranking_keys",
+    "select_units",
+    "select_units_disjoint",
+    "top_units",
+    "unit_influence",
+]
 
 TOP_UNITS_PER_INPUT = 8
 UNITS_PER_CLASS = 20
@@ -151,6 +159,31 @@ def select_units(
         order = order[freq[cls, order] > 0][:per_class]
         selected[cls] = [int(u) for u in order]
     return selected
+
+
+def select_units_disjoint(
+    frequency: ArrayLike, influence_sum: ArrayLike, per_class: int = UNITS_PER_CLASS
+) -> dict[int, list[int]]:
+    """Like `select_units`, but a unit goes to one class only (the paper's 3 x 20 = 60 units).
+
+    A unit frequent in several classes' top 8 goes to the class where it fills the largest share of
+    that class's top-k slots (frequency / slots); the other classes take their next candidates.
+    Greedy over (share, summed influence) descending; each class's list ends ordered by its frequency.
+    """
+    freq = np.asarray(frequency, dtype=np.float64)
+    sums = np.asarray(influence_sum, dtype=np.float64)
+    slots = freq.sum(axis=1, keepdims=True)
+    share = np.divide(freq, slots, out=np.zeros_like(freq), where=slots > 0)
+    classes, units = np.nonzero(freq > 0)
+    order = np.lexsort((units, classes, -sums[classes, units], -share[classes, units]))
+    chosen: dict[int, list[int]] = {c: [] for c in range(freq.shape[0])}
+    taken: set[int] = set()
+    for index in order:
+        c, u = int(classes[index]), int(units[index])
+        if u not in taken and len(chosen[c]) < per_class:
+            chosen[c].append(u)
+            taken.add(u)
+    return {c: sorted(us, key=lambda u, c=c: (-freq[c, u], -sums[c, u], u)) for c, us in chosen.items()}
 
 
 def coverage(

@@ -20,7 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from mining.progress import Cancelled
@@ -189,9 +189,10 @@ class _Heartbeat:
     def _run(self) -> None:
         try:
             while not self._stop.wait(self.interval):
-                Job.objects.filter(pk=self.job_id, status=Job.Status.RUNNING).update(heartbeat_at=timezone.now())
-        except Exception:  # a heartbeat failure must never kill the job itself
-            logger.exception("heartbeat for job %s failed", self.job_id)
+                try:
+                    Job.objects.filter(pk=self.job_id, status=Job.Status.RUNNING).update(heartbeat_at=timezone.now())
+                except DatabaseError as exc:  # e.g. SQLite busy: try again next beat, never kill the job
+                    logger.warning("heartbeat for job %s skipped: %s", self.job_id, exc)
         finally:
             connection.close()  # this thread's own connection
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from django.db import transaction
 
-from mining.influence import coverage, select_units
+from mining.influence import coverage, select_units_disjoint
 from mining.networks import checkpoint_load, feature_extractor
 from mining.pipeline import mask_sprite, patch_concept_masks, unit_concept_ious
 from mining.progress import CancelFn, ProgressFn, check_cancel
@@ -160,7 +160,7 @@ def units_store(*, trained: TrainedModel, split: PatchSplit, result: MiningResul
     topk, tally = result.topk, result.influence
     classes, side = trained.classes, split.crops.shape[-1]
     frequency, influence_sum = tally.frequency, tally.influence_sum
-    selected = select_units(frequency, influence_sum, params["per_class"])
+    selected = select_units_disjoint(frequency, influence_sum, params["per_class"])  # 3 x 20 distinct units
     cover = coverage(frequency, selected)
     rank_of = {unit: (classes[c], rank) for c, units in selected.items() for rank, unit in enumerate(units, 1)}
     kept, thresholds = topk.kept, topk.thresholds().tolist()

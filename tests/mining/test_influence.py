@@ -125,3 +125,15 @@ def test_selection_and_coverage_from_a_tally() -> None:
     # Class 0: units 0 and 2 both once, influence 2.0 each -> unit 0; class 1: units 0, 1 once, 1 has 3.0.
     assert selected == {0: [0], 1: [1]}
     assert coverage(tally.frequency, selected, k=2) == {0: 0.5, 1: 0.5}
+
+
+def test_disjoint_selection_gives_a_shared_unit_to_the_class_it_dominates():
+    from mining.influence import select_units_disjoint
+
+    # Unit 0 is the most frequent in both classes, but fills 6/10 of class 0's slots vs 5/20 of class 1's.
+    frequency = np.array([[6, 3, 1, 0], [5, 0, 4, 11]])
+    sums = np.zeros((2, 4))
+    assert select_units(frequency, sums, per_class=2) == {0: [0, 1], 1: [3, 0]}
+    assert select_units_disjoint(frequency, sums, per_class=2) == {0: [0, 1], 1: [3, 2]}
+    chosen = select_units_disjoint(np.array([[5, 5, 5], [5, 5, 5]]), np.zeros((2, 3)), per_class=2)
+    assert sorted(chosen[0] + chosen[1]) == [0, 1, 2]  # three units, none twice
