@@ -33,8 +33,11 @@ def unique_name(folder: str, stem: str, suffix: str) -> str:
     return f"{folder.strip('/')}/{safe}-{uuid.uuid4().hex[:12]}{suffix}"
 
 
-def write_bytes_atomic(name: str, data: bytes) -> str:
-    """Write `data` to MEDIA_ROOT/name via a temp file in the same folder and os.replace."""
+def write_bytes_atomic(name: str, data: bytes, *, durable: bool = True) -> str:
+    """Write `data` to MEDIA_ROOT/name via a temp file in the same folder and os.replace.
+
+    durable=False skips the fsync: still atomic for readers, for derived files a re-run can rebuild.
+    """
     target = media_path(name)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
@@ -42,7 +45,8 @@ def write_bytes_atomic(name: str, data: bytes) -> str:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -50,13 +54,11 @@ def write_bytes_atomic(name: str, data: bytes) -> str:
     return name
 
 
-def write_png_atomic(name: str, array: np.ndarray) -> str:
-    """Write a 2-D uint8/uint16/bool array (or (H, W, 3|4) uint8) as a lossless PNG."""
-    if array.dtype == bool:
-        array = array.astype(np.uint8) * 255
+def write_png_atomic(name: str, array: np.ndarray, *, durable: bool = True, compress_level: int = 3) -> str:
+    """Write a 2-D uint8/uint16/bool array (or (H, W, 3|4) uint8) as a lossless PNG (bool as 1-bit)."""
     buffer = io.BytesIO()
-    PILImage.fromarray(array).save(buffer, format="PNG", optimize=False, compress_level=3)
-    return write_bytes_atomic(name, buffer.getvalue())
+    PILImage.fromarray(array).save(buffer, format="PNG", optimize=False, compress_level=compress_level)
+    return write_bytes_atomic(name, buffer.getvalue(), durable=durable)
 
 
 def delete_quietly(names: list[str]) -> None:

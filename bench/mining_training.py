@@ -1,6 +1,6 @@
 """Benchmark: ``mining.training.train`` vs a bare PyTorch loop on the same patches.
 
-Run from the project root: ``.venv/bin/python bench/mining_training.py [--batches 8] [--repeats 3]``.
+Run from the project root: ``.venv/bin/python bench/mining_training.py [--batches 16] [--repeats 3]``.
 
 Both paths train a ResNet-18 (3 classes) on the same uint8 128-px patches with AdamW, batch 64,
 2 threads, channels_last. ``train`` runs one epoch with everything the product uses -- class-balanced
@@ -45,11 +45,17 @@ def make_patches(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return (smooth * 255).to(torch.uint8), labels
 
 
-def time_train(model: torch.nn.Module, data: tuple[torch.Tensor, ...], config: TrainConfig) -> float:
-    """Seconds for one epoch of ``train`` (validation included)."""
+def time_train(model: torch.nn.Module, data: tuple[torch.Tensor, ...], config: TrainConfig) -> tuple[float, float]:
+    """Seconds for one epoch of ``train``: its training steps alone, and all of it (validation included)."""
+    marks: list[float] = []
+
+    def progress(done: int, total: int, message: str) -> None:
+        if message.endswith("validating"):  # train reports this once the epoch's last step is done
+            marks.append(time.perf_counter())
+
     started = time.perf_counter()
-    train(model, *data, config)
-    return time.perf_counter() - started
+    train(model, *data, config, progress=progress)
+    return marks[0] - started, time.perf_counter() - started
 
 
 def bare_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, inputs: list, targets: list) -> float:
@@ -79,23 +85,30 @@ def run(batches: int, repeats: int) -> dict:
     # Warm-up: one step each, untimed.
     train(ours, train_x[:BATCH], train_y[:BATCH], val_x, val_y, config)
     bare_steps(bare, optimizer, inputs[:1], targets[:1])
-    ours_s, bare_s = [], []
+    steps_s, ours_s, bare_s = [], [], []
     for repeat in range(repeats):
         # Alternate which path goes first, so a burst of load elsewhere does not always hit one.
         for path in ("ours", "bare") if repeat % 2 == 0 else ("bare", "ours"):
             if path == "ours":
-                ours_s.append(time_train(ours, (train_x, train_y, val_x, val_y), config))
+                steps, epoch = time_train(ours, (train_x, train_y, val_x, val_y), config)
+                steps_s.append(steps)
+                ours_s.append(epoch)
             else:
                 bare_s.append(bare_steps(bare, optimizer, inputs, targets))
     images = batches * BATCH
     ours_rate, bare_rate = images / statistics.median(ours_s), images / statistics.median(bare_s)
+    steps_rate = images / statistics.median(steps_s)
     return {
         "train_images_per_s": round(ours_rate, 2),
+        "train_steps_images_per_s": round(steps_rate, 2),
         "bare_loop_images_per_s": round(bare_rate, 2),
         "training_vs_bare_loop": round(ours_rate / bare_rate, 3),
+        "training_steps_vs_bare_loop": round(steps_rate / bare_rate, 3),
         "train_seconds": [round(s, 2) for s in ours_s],
+        "train_steps_seconds": [round(s, 2) for s in steps_s],
         "bare_loop_seconds": [round(s, 2) for s in bare_s],
         "images_per_repeat": images,
+        "validation_patches": len(val_x),
     }
 
 
@@ -107,9 +120,15 @@ def main() -> None:
     figures = run(args.batches, args.repeats)
     print(f"resnet18, {SIDE}-px patches, batch {BATCH}, 2 threads, {figures['images_per_repeat']} images a repeat")
     print(f"{'path':<34}{'images/s (median)':>18}  seconds per repeat")
-    print(f"{'mining.training.train (1 epoch)':<34}{figures['train_images_per_s']:>18.1f}  {figures['train_seconds']}")
+    print(f"{'train, 1 epoch incl. validation':<34}{figures['train_images_per_s']:>18.1f}  {figures['train_seconds']}")
+    print(
+        f"{'train, its steps alone':<34}{figures['train_steps_images_per_s']:>18.1f}  {figures['train_steps_seconds']}"
+    )
     print(f"{'bare loop (fwd/bwd/step)':<34}{figures['bare_loop_images_per_s']:>18.1f}  {figures['bare_loop_seconds']}")
-    print(f"ratio {figures['training_vs_bare_loop']:.3f} (target >= {TARGET_RATIO})")
+    print(
+        f"ratio {figures['training_vs_bare_loop']:.3f} with validation (target >= {TARGET_RATIO}), "
+        f"{figures['training_steps_vs_bare_loop']:.3f} steps alone"
+    )
     met = figures["training_vs_bare_loop"] >= TARGET_RATIO
     targets = {"training_vs_bare_loop": TARGET_RATIO}
     print(json.dumps({"bench": "mining_training", "figures": figures, "targets": targets, "met": met}))

@@ -138,9 +138,8 @@ def units_mine_merge(*, job: Job, shard_files: list[str]) -> dict[str, Any]:
     return {**summary, "shards": len(shard_files)}
 
 
-def _patch_concepts(split: PatchSplit, patch_rows: set[int]) -> dict[int, dict[str, np.ndarray]]:
-    """Concept masks (at input size) of every patch row a unit kept; each finding mask read once."""
-    side = split.crops.shape[-1]
+def _patch_concepts(split: PatchSplit, patch_rows: set[int], side: int) -> dict[int, dict[str, np.ndarray]]:
+    """Concept masks (side x side) of every patch row a unit kept; each finding mask read once."""
     images = sorted({split.image_ids[split.table.image_index[row]] for row in patch_rows})
     findings: dict[int, list[tuple[np.ndarray, list[str]]]] = {image_id: [] for image_id in images}
     for finding in Finding.objects.filter(image_id__in=images).prefetch_related("concepts"):
@@ -158,14 +157,17 @@ def _patch_concepts(split: PatchSplit, patch_rows: set[int]) -> dict[int, dict[s
 def units_store(*, trained: TrainedModel, split: PatchSplit, result: MiningResult, params: dict[str, Any]) -> dict[str, Any]:
     """Turn a (merged) mining result into Unit and TopActivation rows plus files, replacing old ones."""
     topk, tally = result.topk, result.influence
-    classes, side = trained.classes, split.crops.shape[-1]
+    # Masks at 64 px: a layer4 response map is 4x4 at 128 px input, so 64 px keeps its upsampled shape
+    # while the upsampling, IoU and sprites of 512 units x 64 patches cost a quarter of full size.
+    classes, side = trained.classes, min(int(params.get("mask_size", 64)), split.crops.shape[-1])
     frequency, influence_sum = tally.frequency, tally.influence_sum
     selected = select_units_disjoint(frequency, influence_sum, params["per_class"])  # 3 x 20 distinct units
     cover = coverage(frequency, selected)
     rank_of = {unit: (classes[c], rank) for c, units in selected.items() for rank, unit in enumerate(units, 1)}
-    kept, thresholds = topk.kept, topk.thresholds().tolist()
+    kept, threshold_tensor, locations = topk.kept, topk.thresholds(), topk.locations()
+    thresholds = threshold_tensor.tolist()
     rows_kept = topk.ids[:, :kept].numpy()  # (U, n) rows of `split`
-    concepts = _patch_concepts(split, set(rows_kept.ravel().tolist()))
+    concepts = _patch_concepts(split, set(rows_kept.ravel().tolist()), side)
     codes = {c.code: c for c in Concept.objects.all()}
 
     written: list[str] = []
@@ -173,10 +175,12 @@ def units_store(*, trained: TrainedModel, split: PatchSplit, result: MiningResul
     tops: list[list[tuple[int, float, list[int]]]] = []
     try:
         for u in range(topk.num_units):
-            masks, inner = unit_masks(topk, u, side)
+            masks, inner = unit_masks(topk, u, side, thresholds=threshold_tensor, locations=locations)
             patch_rows = rows_kept[u].tolist()
             best, best_iou, top_ious = unit_concept_ious(masks, [concepts[r] for r in patch_rows])
-            sprite = write_png_atomic(unique_name("masks", f"model{trained.pk}-unit{u}", ".png"), mask_sprite(masks))
+            # Derived files a re-run rebuilds: atomic, but no fsync and light compression (thousands of them).
+            sprite = write_png_atomic(unique_name("masks", f"model{trained.pk}-unit{u}", ".png"), mask_sprite(masks),
+                                      durable=False, compress_level=1)  # fmt: skip
             written.append(sprite)
             boxes = to_image_box(split.table.boxes[patch_rows], inner, side)
             selected_for, rank = rank_of.get(u, ("", None))
@@ -201,7 +205,7 @@ def _write_crops(split: PatchSplit, rows: set[int], trained: TrainedModel, writt
     names: dict[int, str] = {}
     for row in sorted(rows):
         name = unique_name("patches", f"patch{int(split.patch_ids[row])}", ".png")
-        names[row] = write_png_atomic(name, split.crops[row].numpy())
+        names[row] = write_png_atomic(name, split.crops[row].numpy(), durable=False, compress_level=1)
         written.append(name)
     return names
 

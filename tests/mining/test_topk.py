@@ -185,6 +185,7 @@ def test_mining_pass_with_a_lookup_net_equals_brute_force() -> None:
     table = torch.rand(70, 6, 2, 3, generator=gen)
     fc = torch.randn(3, 6, generator=gen)
     net = LookupNet(table, fc).train()
+    threads = torch.get_num_threads()
     calls: list[tuple[int, int, str]] = []
     result = run_mining_pass(
         net, encode_ids(70), fc, batch_size=16, top_n=5, quantile=0.02, per_image_top=2,
@@ -192,6 +193,7 @@ def test_mining_pass_with_a_lookup_net_equals_brute_force() -> None:
     )  # fmt: skip
     assert [c[:2] for c in calls] == [(16, 70), (32, 70), (48, 70), (64, 70), (70, 70)]
     assert set(net.seen) == {(False, True, True)}  # eval mode, inference_mode, channels_last
+    assert torch.get_num_threads() == threads  # the statistics' single-thread section restored it
 
     assert_matches(result.topk, brute_force(table, torch.arange(70), 5, 0.02))
     assert result.probs.shape == (70, 3)
@@ -283,7 +285,7 @@ def test_pass_never_holds_all_activations() -> None:
         sizes[n] = result.topk.nbytes()
         k = quantile_count(0.005, n * 16)  # 16 and 160 values a unit
         assert sizes[n]["levels"] == units * (k + 1) * 4  # K values and their minimum
-        assert pending <= units * (2 * k + 1) * 4  # candidates waiting to be folded in: fewer than K more
+        assert pending <= units * (2 * k + 1) * 4  # plus fewer than K candidates a unit waiting to be folded in
     # Top-N part: scores, ids and 16 maps of 4 x 4 per unit, whatever the number of inputs.
     assert sizes[200]["top_n"] == sizes[2000]["top_n"] == units * 16 * (4 + 8 + 16 * 4)
     assert sizes[2000]["levels"] < 0.01 * 2000 * units * 16 * 4  # vs all activations
