@@ -24,7 +24,9 @@ class JobStartForm(forms.Form):
         help_text="a state dict on the server (e.g. ImageNet ResNet weights). Empty: start from random weights.",
     )  # fmt: skip
     model = forms.ModelChoiceField(
-        queryset=TrainedModel.objects.order_by("-created_at"), required=False, help_text="the model to mine (mining only)"
+        queryset=TrainedModel.objects.order_by("-created_at"),
+        required=False,
+        help_text="the model to mine (mining only)",
     )
     shards = forms.IntegerField(min_value=1, max_value=64, initial=1, required=False, help_text="mining only")
 

@@ -53,12 +53,20 @@ def line_chart(
         f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" class="chart-frame"/>',
     ]
     for tick in _ticks(y0, y1):
-        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{sy(tick):.1f}" y2="{sy(tick):.1f}" class="chart-grid"/>')
-        parts.append(f'<text x="{left - 6}" y="{sy(tick) + 4:.1f}" class="chart-tick" text-anchor="end">{tick:.2f}</text>')
+        parts.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{sy(tick):.1f}" y2="{sy(tick):.1f}" class="chart-grid"/>'
+        )
+        parts.append(
+            f'<text x="{left - 6}" y="{sy(tick) + 4:.1f}" class="chart-tick" text-anchor="end">{tick:.2f}</text>'
+        )
     for tick in _ticks(x0, x1):
         label = f"{tick:.0f}" if x1 - x0 >= 4 else f"{tick:.2f}"
-        parts.append(f'<text x="{sx(tick):.1f}" y="{top + plot_h + 14}" class="chart-tick" text-anchor="middle">{label}</text>')
-    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 6}" class="chart-axis" text-anchor="middle">{escape(x_label)}</text>')
+        parts.append(
+            f'<text x="{sx(tick):.1f}" y="{top + plot_h + 14}" class="chart-tick" text-anchor="middle">{label}</text>'
+        )
+    parts.append(
+        f'<text x="{left + plot_w / 2}" y="{height - 6}" class="chart-axis" text-anchor="middle">{escape(x_label)}</text>'
+    )
     parts.append(
         f'<text x="12" y="{top + plot_h / 2}" class="chart-axis" text-anchor="middle" '
         f'transform="rotate(-90 12 {top + plot_h / 2})">{escape(y_label)}</text>'

@@ -29,7 +29,9 @@ def dataset_list() -> QuerySet[Dataset]:
     ).order_by("-created_at")
 
 
-def image_list(*, dataset: Dataset | None = None, split: str | None = None, label: str | None = None) -> QuerySet[Image]:
+def image_list(
+    *, dataset: Dataset | None = None, split: str | None = None, label: str | None = None
+) -> QuerySet[Image]:
     images = Image.objects.select_related("dataset").prefetch_related("findings__concepts")
     if dataset is not None:
         images = images.filter(dataset=dataset)
@@ -64,9 +66,7 @@ def patch_counts(*, dataset: Dataset) -> dict[str, dict[str, int]]:
 
 def dataset_summary(*, dataset: Dataset) -> dict[str, Any]:
     """Images per split and label, findings per pathology, for the dataset page."""
-    per_split = dataset.images.values("split").annotate(
-        n=Count("id"), patients=Count("patient_id", distinct=True)
-    )
+    per_split = dataset.images.values("split").annotate(n=Count("id"), patients=Count("patient_id", distinct=True))
     per_label = dataset.images.values("label").annotate(n=Count("id"))
     findings = (
         Finding.objects.filter(image__dataset=dataset)

@@ -114,7 +114,9 @@ def main() -> None:
     patches = result["patches"]
     t1, t2 = statistics.median(one), statistics.median(two)
     ratio = t1 / t2
-    print(f"sharded mining bench: {patches} patches (train split of {args.images} phantoms), resnet18, 1 torch thread per worker")
+    print(
+        f"sharded mining bench: {patches} patches (train split of {args.images} phantoms), resnet18, 1 torch thread per worker"
+    )
     print(f"{'setup':<28}{'seconds':>10}{'patches/s':>12}")
     print(f"{'1 worker, 1 shard':<28}{t1:>10.1f}{patches / t1:>12.1f}")
     print(f"{'2 workers, 2 shards':<28}{t2:>10.1f}{patches / t2:>12.1f}")

@@ -1,6 +1,6 @@
 """Benchmark: ``mining.training.train`` vs a bare PyTorch loop on the same patches.
 
-Run from the project root: ``.venv/bin/python bench/mining_training.py [--batches 16] [--repeats 3]``.
+Run from the project root: ``.venv/bin/python bench/mining_training.py [--batches 16] [--repeats 5]``.
 
 Both paths train a ResNet-18 (3 classes) on the same uint8 128-px patches with AdamW, batch 64,
 2 threads, channels_last. ``train`` runs one epoch with everything the product uses -- class-balanced
@@ -115,7 +115,7 @@ def run(batches: int, repeats: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=16, help="batches of 64 per epoch")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     figures = run(args.batches, args.repeats)
     print(f"resnet18, {SIDE}-px patches, batch {BATCH}, 2 threads, {figures['images_per_repeat']} images a repeat")

@@ -52,7 +52,11 @@ def unit_concept_ious(
     ious = concept_iou(unit_masks, stacks)
     best, best_iou = best_concept(ious)
     top = sorted(ious.items(), key=lambda item: (-item[1], item[0]))[:keep]
-    return (str(best) if best is not None else None), float(best_iou), {str(k): round(float(v), 4) for k, v in top if v > 0}
+    return (
+        (str(best) if best is not None else None),
+        float(best_iou),
+        {str(k): round(float(v), 4) for k, v in top if v > 0},
+    )
 
 
 def mask_sprite(masks: np.ndarray, columns: int = 8) -> np.ndarray:

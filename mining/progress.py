@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-__all__ = ["Cancelled", "CancelFn", "ProgressFn", "check_cancel", "never_cancelled", "no_progress"]
+__all__ = ["CancelFn", "Cancelled", "ProgressFn", "check_cancel", "never_cancelled", "no_progress"]
 
 ProgressFn = Callable[[int, int, str], None]
 CancelFn = Callable[[], bool]
@@ -18,7 +18,7 @@ class Cancelled(Exception):
     """Raised by mining code when its cancel check says stop; nothing partial is returned."""
 
 
-def no_progress(done: int, total: int, message: str) -> None:  # noqa: ARG001 - matches ProgressFn
+def no_progress(done: int, total: int, message: str) -> None:
     """A progress callback that ignores everything."""
 
 

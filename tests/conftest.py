@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
-def media_root(tmp_path_factory: pytest.TempPathFactory, settings) -> Path:  # noqa: ANN001
+def media_root(tmp_path_factory: pytest.TempPathFactory, settings) -> Path:
     """Every test writes media into its own folder, never into var/media."""
     root = tmp_path_factory.mktemp("media")
     settings.MEDIA_ROOT = root
@@ -28,23 +28,23 @@ def media_root(tmp_path_factory: pytest.TempPathFactory, settings) -> Path:  # n
 
 
 @pytest.fixture(autouse=True)
-def fast_password_hashing(settings) -> None:  # noqa: ANN001
+def fast_password_hashing(settings) -> None:
     """PBKDF2 costs ~0.3 s per login; tests check roles, not hash strength."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
-def admin_user(db):  # noqa: ANN001, ANN201
+def admin_user(db):
     return UserFactory(username="alice-admin", groups=["admin"], is_staff=True)
 
 
 @pytest.fixture
-def expert_user(db):  # noqa: ANN001, ANN201
+def expert_user(db):
     return UserFactory(username="eve-expert", groups=["expert"])
 
 
 @pytest.fixture
-def researcher_user(db):  # noqa: ANN001, ANN201
+def researcher_user(db):
     return UserFactory(username="rita-researcher", groups=["researcher"])
 
 
@@ -125,7 +125,7 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def celery_worker_process(transactional_db, media_root: Path, tmp_path: Path) -> Iterator[WorkerProcess]:  # noqa: ANN001
+def celery_worker_process(transactional_db, media_root: Path, tmp_path: Path) -> Iterator[WorkerProcess]:
     """A real worker process. Needs committed data, hence the transactional database."""
     _purge_broker()
     worker = WorkerProcess(media_root, tmp_path / "worker.log")

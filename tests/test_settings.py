@@ -20,7 +20,9 @@ PROBE = (
 
 
 def settings_with(env: dict[str, str], var_dir: Path) -> dict:
-    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "SECRET_KEY", "DEBUG"}}
+    clean = {
+        k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "SECRET_KEY", "DEBUG"}
+    }
     clean.update({"DJANGO_SETTINGS_MODULE": "config.settings", "DEEPMINER_VAR_DIR": str(var_dir), **env})
     out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=clean, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])

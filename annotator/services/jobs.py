@@ -33,12 +33,12 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "DEFERRED",
     "JobReporter",
+    "job_cancel",
+    "job_create",
     "job_finish_cancelled",
     "job_finish_failed",
     "job_finish_succeeded",
     "job_heartbeat",
-    "job_cancel",
-    "job_create",
     "job_run",
     "jobs_fail_stale",
     "register_runner",
@@ -157,9 +157,7 @@ class JobReporter:
         self._last_write = now
         # 100% means finished: a running job's results are still being written after its last step.
         fraction = min(max(done / total, 0.0), 0.99) if total else 0.0
-        Job.objects.filter(pk=self.job_id).update(
-            progress=fraction, message=message[:500], heartbeat_at=timezone.now()
-        )
+        Job.objects.filter(pk=self.job_id).update(progress=fraction, message=message[:500], heartbeat_at=timezone.now())
 
     def cancelled(self) -> bool:
         now = time.monotonic()

@@ -13,11 +13,10 @@ import numpy as np
 import torch
 from django.db import transaction
 
-from mining.influence import coverage, select_units_disjoint
+from mining.influence import InfluenceTally, coverage, select_units_disjoint
 from mining.networks import checkpoint_load, feature_extractor
 from mining.pipeline import mask_sprite, patch_concept_masks, unit_concept_ious
 from mining.progress import CancelFn, ProgressFn, check_cancel
-from mining.influence import InfluenceTally
 from mining.topk import MiningResult, UnitTopK, run_mining_pass, to_image_box, unit_masks
 
 from ..errors import ApplicationError
@@ -56,7 +55,7 @@ def mine_params_validate(params: dict[str, Any], dataset: Dataset | None) -> dic
         cleaned["splits"] = [s.strip() for s in cleaned["splits"].split(",") if s.strip()]
     if not set(cleaned["splits"]) <= set(Image.Split.values) or not cleaned["splits"]:
         raise ApplicationError(f"splits must be among {', '.join(Image.Split.values)}")
-    if not (1 <= cleaned["top_n"] <= 1024 and 1 <= cleaned["per_class"] and 0 < cleaned["quantile"] < 1):
+    if not (1 <= cleaned["top_n"] <= 1024 and cleaned["per_class"] >= 1 and 0 < cleaned["quantile"] < 1):
         raise ApplicationError("need 1 <= top_n <= 1024, per_class >= 1 and 0 < quantile < 1")
     if not 1 <= cleaned["shards"] <= 64:
         raise ApplicationError("shards must be between 1 and 64")
@@ -129,7 +128,9 @@ def units_mine_merge(*, job: Job, shard_files: list[str]) -> dict[str, Any]:
             influence.merge(InfluenceTally.from_state_dict(state["influence"]))
         trained = TrainedModel.objects.select_related("dataset").get(pk=job.params["model"])
         size = int(trained.patch_params.get("input_size") or 0) or None
-        split = patch_split_load(dataset=trained.dataset, splits=job.params["splits"], classes=trained.classes, size=size)
+        split = patch_split_load(
+            dataset=trained.dataset, splits=job.params["splits"], classes=trained.classes, size=size
+        )
         summary = units_store(
             trained=trained, split=split, result=MiningResult(topk, influence, np.zeros((0, 0))), params=job.params
         )
@@ -147,14 +148,14 @@ def _patch_concepts(split: PatchSplit, patch_rows: set[int], side: int) -> dict[
         if codes:
             findings[finding.image_id].append((read_mask(finding.mask.name), codes))
     return {
-        row: patch_concept_masks(
-            findings[split.image_ids[split.table.image_index[row]]], split.table.boxes[row], side
-        )
+        row: patch_concept_masks(findings[split.image_ids[split.table.image_index[row]]], split.table.boxes[row], side)
         for row in patch_rows
     }
 
 
-def units_store(*, trained: TrainedModel, split: PatchSplit, result: MiningResult, params: dict[str, Any]) -> dict[str, Any]:
+def units_store(
+    *, trained: TrainedModel, split: PatchSplit, result: MiningResult, params: dict[str, Any]
+) -> dict[str, Any]:
     """Turn a (merged) mining result into Unit and TopActivation rows plus files, replacing old ones."""
     topk, tally = result.topk, result.influence
     # Masks at 64 px: a layer4 response map is 4x4 at 128 px input, so 64 px keeps its upsampled shape
@@ -224,8 +225,14 @@ def _replace_units(trained: TrainedModel, split: PatchSplit, units: list[Unit], 
     Patch.objects.bulk_update(list(patches.values()), ["crop"], batch_size=1000)
     image_of = {int(split.patch_ids[row]): split.image_ids[split.table.image_index[row]] for row in crop_names}
     activations = [
-        TopActivation(unit=unit, rank=rank, score=score, patch_id=int(split.patch_ids[row]),
-                      image_id=image_of[int(split.patch_ids[row])], box=box)  # fmt: skip
+        TopActivation(
+            unit=unit,
+            rank=rank,
+            score=score,
+            patch_id=int(split.patch_ids[row]),
+            image_id=image_of[int(split.patch_ids[row])],
+            box=box,
+        )
         for unit, unit_tops in zip(created, tops, strict=True)
         for rank, (row, score, box) in enumerate(unit_tops, 1)
     ]
@@ -245,7 +252,10 @@ def _replace_units(trained: TrainedModel, split: PatchSplit, units: list[Unit], 
 
 @register_runner(Job.Kind.MINE, validate=mine_params_validate)
 def run_mine(job: Job, reporter: JobReporter) -> dict[str, Any]:
-    shards = min(int(job.params.get("shards", 1)), job.dataset.images.filter(split__in=job.params["splits"]).count() if job.dataset else 1)
+    shards = min(
+        int(job.params.get("shards", 1)),
+        job.dataset.images.filter(split__in=job.params["splits"]).count() if job.dataset else 1,
+    )
     if shards <= 1:
         return units_mine(job=job, progress=reporter.progress, cancelled=reporter.cancelled)
     from mining.tasks import mine_chord  # the Celery side; imported late (tasks import services)

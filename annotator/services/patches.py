@@ -32,7 +32,9 @@ def patch_params_from(params: dict[str, Any]) -> PatchParams:
     return result
 
 
-def patches_extract(*, dataset: Dataset, params: PatchParams, progress: ProgressFn, cancelled: CancelFn) -> dict[str, Any]:
+def patches_extract(
+    *, dataset: Dataset, params: PatchParams, progress: ProgressFn, cancelled: CancelFn
+) -> dict[str, Any]:
     """Extract and store the patches of every image of `dataset`; returns counts per split and label."""
     images = list(dataset.images.prefetch_related("findings").order_by("id"))
     if not images:

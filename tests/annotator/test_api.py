@@ -12,11 +12,18 @@ from tests.factories import DatasetFactory, FindingFactory, ImageFactory, JobFac
 
 pytestmark = pytest.mark.django_db
 
-READ_ENDPOINTS = ["/api/datasets/", "/api/datasets/{ds}/", "/api/images/", "/api/images/{img}/", "/api/jobs/", "/api/jobs/{job}/"]
+READ_ENDPOINTS = [
+    "/api/datasets/",
+    "/api/datasets/{ds}/",
+    "/api/images/",
+    "/api/images/{img}/",
+    "/api/jobs/",
+    "/api/jobs/{job}/",
+]
 
 
 @pytest.fixture
-def rows():  # noqa: ANN201
+def rows():
     dataset = DatasetFactory(name="api-ds")
     image = ImageFactory(dataset=dataset, split="test", label="malignant", patient_id="P9")
     mask = np.zeros((image.height, image.width), dtype=bool)
@@ -27,7 +34,7 @@ def rows():  # noqa: ANN201
     return {"ds": dataset.pk, "img": image.pk, "job": job.pk}
 
 
-def client_for(user) -> APIClient:  # noqa: ANN001
+def client_for(user) -> APIClient:
     client = APIClient()
     if user is not None:
         client.force_authenticate(user)
@@ -63,7 +70,11 @@ def test_admin_starts_and_cancels_a_job(rows, admin_user):
     assert response.status_code == 201
     body = response.json()
     assert (body["status"], body["kind"], body["dataset_name"], body["created_by"]) == (
-        "queued", "extract_patches", "api-ds", admin_user.username)
+        "queued",
+        "extract_patches",
+        "api-ds",
+        admin_user.username,
+    )
     cancelled = client.post(f"/api/jobs/{body['id']}/cancel/").json()
     assert cancelled["status"] == "cancelled"
     again = client.post(f"/api/jobs/{body['id']}/cancel/")

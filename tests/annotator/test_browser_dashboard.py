@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(trans
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "var" / "test-artifacts"))
 
 
-def sign_in(page, base_url: str, username: str) -> None:  # noqa: ANN001
+def sign_in(page, base_url: str, username: str) -> None:
     page.goto(f"{base_url}/")
     assert "/accounts/login/" in page.url  # everything requires login
     page.fill("#id_username", username)
@@ -55,7 +55,9 @@ def test_dashboard_progress_bar_reaches_100(live_server, celery_worker_process, 
     page.wait_for_selector(".thumbs figure img.overlay")
     assert page.locator(".thumbs figure").count() == 40
     # Thumbnails really load (naturalWidth > 0), through the login-protected media view.
-    page.wait_for_function("() => [...document.querySelectorAll('.thumbs img')].every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.thumbs img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
     page.screenshot(path=str(ARTIFACTS / "dataset.png"), full_page=True)
 
 

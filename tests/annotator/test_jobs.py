@@ -24,7 +24,7 @@ def _breast_image() -> np.ndarray:
 
 
 @pytest.fixture
-def dataset_with_lesion():  # noqa: ANN201
+def dataset_with_lesion():
     dataset = DatasetFactory()
     image = ImageFactory(dataset=dataset, pixels=_breast_image(), label="malignant")
     mask = np.zeros((256, 256), dtype=bool)

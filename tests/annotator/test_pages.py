@@ -47,7 +47,9 @@ def test_only_admins_start_jobs_from_pages(client, expert_user, admin_user, djan
     assert Job.objects.get().kind == Job.Kind.EXTRACT_PATCHES
 
 
-def test_new_job_page_is_for_admins_and_starts_a_training_job(client, expert_user, admin_user, django_capture_on_commit_callbacks):
+def test_new_job_page_is_for_admins_and_starts_a_training_job(
+    client, expert_user, admin_user, django_capture_on_commit_callbacks
+):
     from annotator.models import Patch
 
     image = ImageFactory()
@@ -58,7 +60,9 @@ def test_new_job_page_is_for_admins_and_starts_a_training_job(client, expert_use
     page = client.get("/jobs/new/").content.decode()
     assert "random weights" in page and "No pretrained weights are downloaded" in page
     with django_capture_on_commit_callbacks(execute=False):
-        response = client.post("/jobs/new/", {"kind": "train", "dataset": image.dataset.pk, "architecture": "resnet34", "epochs": 3})
+        response = client.post(
+            "/jobs/new/", {"kind": "train", "dataset": image.dataset.pk, "architecture": "resnet34", "epochs": 3}
+        )
     assert response.status_code == 302, response.content.decode()[:2000]
     job = Job.objects.get(kind="train")
     assert job.params["architecture"] == "resnet34" and job.params["epochs"] == 3 and job.params["weights_file"] == ""

@@ -29,7 +29,7 @@ SCIENCE_EPOCHS = int(os.environ.get("SCIENCE_EPOCHS", "1"))
 REPORT = Path(os.environ.get("TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "var" / "test-artifacts"))
 
 
-def _concept_classes(dataset) -> dict[str, str]:  # noqa: ANN001
+def _concept_classes(dataset) -> dict[str, str]:
     """Each planted concept's pathology, read from the dataset's own findings."""
     votes: dict[str, Counter[str]] = defaultdict(Counter)
     for pathology, code in Finding.objects.filter(image__dataset=dataset).values_list("pathology", "concepts__code"):
@@ -38,7 +38,7 @@ def _concept_classes(dataset) -> dict[str, str]:  # noqa: ANN001
     return {code: counts.most_common(1)[0][0] for code, counts in votes.items()}
 
 
-def _run(kind: str, dataset, params: dict) -> Job:  # noqa: ANN001
+def _run(kind: str, dataset, params: dict) -> Job:
     job = job_create(kind=kind, dataset=dataset, params=params)
     job_run(job_id=job.pk)
     job.refresh_from_db()

@@ -16,8 +16,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 def _snapshot(trained: TrainedModel) -> dict[int, tuple]:
     tops: dict[int, list[int]] = {}
-    for unit_id, patch_id in TopActivation.objects.filter(unit__model=trained).order_by("unit_id", "rank").values_list(
-        "unit_id", "patch_id"
+    for unit_id, patch_id in (
+        TopActivation.objects.filter(unit__model=trained).order_by("unit_id", "rank").values_list("unit_id", "patch_id")
     ):
         tops.setdefault(unit_id, []).append(patch_id)
     return {

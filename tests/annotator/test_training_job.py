@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 
 @pytest.fixture
-def phantom_dataset(tmp_path, django_capture_on_commit_callbacks):  # noqa: ANN001, ANN201
+def phantom_dataset(tmp_path, django_capture_on_commit_callbacks):
     dataset, _ = demo_dataset_create(folder=tmp_path / "phantoms", n_images=40, seed=3, name="train-test")
     with django_capture_on_commit_callbacks(execute=False):
         job = job_create(kind=Job.Kind.EXTRACT_PATCHES, dataset=dataset)
@@ -23,9 +23,13 @@ def phantom_dataset(tmp_path, django_capture_on_commit_callbacks):  # noqa: ANN0
     return dataset
 
 
-def test_train_job_stores_a_model_with_checkpoint_history_and_report(phantom_dataset, django_capture_on_commit_callbacks):
+def test_train_job_stores_a_model_with_checkpoint_history_and_report(
+    phantom_dataset, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=False):
-        job = job_create(kind=Job.Kind.TRAIN, dataset=phantom_dataset, params={"epochs": 2, "batch_size": 32, "patch_size": 64})
+        job = job_create(
+            kind=Job.Kind.TRAIN, dataset=phantom_dataset, params={"epochs": 2, "batch_size": 32, "patch_size": 64}
+        )
     assert job.params["architecture"] == "resnet18" and job.params["preset"] == "from_scratch"
     assert job_run(job_id=job.pk) == Job.Status.SUCCEEDED, Job.objects.get(pk=job.pk).error
     trained = TrainedModel.objects.get(job=job)
@@ -33,7 +37,7 @@ def test_train_job_stores_a_model_with_checkpoint_history_and_report(phantom_dat
     assert [row["epoch"] for row in trained.history] == [1, 2]
     assert set(trained.metrics["per_class"]) == {"normal", "benign", "malignant"}
     assert trained.metrics["n"] == sum(trained.metrics["class_counts"].values())
-    info, checkpoint = checkpoint_load(trained.checkpoint.path)
+    _info, checkpoint = checkpoint_load(trained.checkpoint.path)
     assert checkpoint["classes"] == ["normal", "benign", "malignant"] and checkpoint["epoch"] == trained.best_epoch
     assert checkpoint["patch_params"]["input_size"] == 64
 
@@ -78,7 +82,10 @@ def test_mine_job_stores_units_top_patches_masks_and_concepts(phantom_dataset, d
     assert scores == sorted(scores, reverse=True)
     for activation in top:
         x0, y0, x1, y1 = activation.box
-        assert activation.patch.x0 <= x0 < x1 <= activation.patch.x1 and activation.patch.y0 <= y0 < y1 <= activation.patch.y1
+        assert (
+            activation.patch.x0 <= x0 < x1 <= activation.patch.x1
+            and activation.patch.y0 <= y0 < y1 <= activation.patch.y1
+        )
         assert activation.patch.crop and activation.image_id == activation.patch.image_id
     assert any(unit.suggested_concept_id for unit in units)
 

@@ -15,7 +15,7 @@ from tests.factories import DatasetFactory, FindingFactory, ImageFactory
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-def wait_for(predicate, timeout: float = 60, interval: float = 0.2):  # noqa: ANN001, ANN201
+def wait_for(predicate, timeout: float = 60, interval: float = 0.2):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -25,7 +25,7 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.2):  # noqa: AN
     raise AssertionError(f"condition not met within {timeout} s")
 
 
-def _dataset(n_images: int, side: int = 256):  # noqa: ANN202
+def _dataset(n_images: int, side: int = 256):
     dataset = DatasetFactory(name=f"worker-test-{n_images}")
     pixels = np.zeros((side, side), dtype=np.uint8)
     pixels[:, : side * 3 // 4] = 170

@@ -27,7 +27,7 @@ def test_unit_concept_ious_sum_over_patches():
     a[:2, :2] = True  # matches patch 0 exactly
     patches = [{"a": a}, {"b": np.ones((4, 4), dtype=bool)}]
     best, iou, top = unit_concept_ious(unit, patches)
-    # a: |M∩L| = 4, |M∪L| = 4 + 8 = 12 -> 1/3; b: 8 / (4 + 16) = 0.4
+    # a: intersection 4, union 4 + 8 = 12 -> 1/3; b: 8 / (4 + 16) = 0.4
     assert best == "b" and abs(iou - 0.4) < 1e-9
     assert top == {"b": 0.4, "a": 0.3333}
     assert unit_concept_ious(unit, [{}, {}]) == (None, 0.0, {})

@@ -50,7 +50,9 @@ class Command(BaseCommand):
             list(job_list())  # sweeps jobs whose worker died
             job.refresh_from_db()
             bar = "#" * int(job.progress * 30)
-            sys.stdout.write(f"\r  {job.get_kind_display():<18} [{bar:<30}] {job.progress:4.0%}  {job.message[:50]:<50}")
+            sys.stdout.write(
+                f"\r  {job.get_kind_display():<18} [{bar:<30}] {job.progress:4.0%}  {job.message[:50]:<50}"
+            )
             sys.stdout.flush()
             if job.is_finished:
                 sys.stdout.write("\n")
