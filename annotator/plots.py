@@ -25,8 +25,10 @@ def line_chart(
     x_range: tuple[float, float] | None = None,
     y_range: tuple[float, float] | None = None,
     diagonal: bool = False,
-    width: int = 420,
-    height: int = 280,
+    legend: str = "top-left",
+    integer_x: bool = False,
+    width: int = 520,
+    height: int = 300,
 ) -> str:
     """series: (name, xs, ys); None values are skipped. Axes fit the data unless ranges are given."""
     points = [(x, y) for _, xs, ys in series for x, y in zip(xs, ys, strict=False) if x is not None and y is not None]
@@ -48,7 +50,8 @@ def line_chart(
         return top + (1 - (y - y0) / (y1 - y0)) * plot_h
 
     parts = [
-        f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="{escape(title)}">',
+        f'<svg class="chart" viewBox="0 0 {width} {height}" preserveAspectRatio="xMinYMin meet" role="img" '
+        f'aria-label="{escape(title)}">',
         f'<text x="{left}" y="16" class="chart-title">{escape(title)}</text>',
         f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" class="chart-frame"/>',
     ]
@@ -59,8 +62,12 @@ def line_chart(
         parts.append(
             f'<text x="{left - 6}" y="{sy(tick) + 4:.1f}" class="chart-tick" text-anchor="end">{tick:.2f}</text>'
         )
-    for tick in _ticks(x0, x1):
-        label = f"{tick:.0f}" if x1 - x0 >= 4 else f"{tick:.2f}"
+    x_ticks = _ticks(x0, x1)
+    if integer_x:  # epochs: whole numbers only, at most 6 of them
+        step = max(1, int(-(-(x1 - x0) // 5)))
+        x_ticks = [float(t) for t in range(int(x0), int(x1) + 1, step)]
+    for tick in x_ticks:
+        label = f"{tick:.0f}" if integer_x or x1 - x0 >= 4 else f"{tick:.2f}"
         parts.append(
             f'<text x="{sx(tick):.1f}" y="{top + plot_h + 14}" class="chart-tick" text-anchor="middle">{label}</text>'
         )
@@ -73,14 +80,18 @@ def line_chart(
     )
     if diagonal:
         parts.append(f'<line x1="{sx(x0)}" y1="{sy(y0)}" x2="{sx(x1)}" y2="{sy(y1)}" class="chart-diagonal"/>')
+    legend_x = left + 8 if legend == "top-left" else left + plot_w - 170
+    legend_y = top + 8 if legend == "top-left" else top + plot_h - 8 - 16 * len(series)
     for index, (name, xs, ys) in enumerate(series):
         color = PALETTE[index % len(PALETTE)]
-        coords = " ".join(
-            f"{sx(x):.1f},{sy(y):.1f}" for x, y in zip(xs, ys, strict=False) if x is not None and y is not None
-        )
-        if coords:
+        points = [(sx(x), sy(y)) for x, y in zip(xs, ys, strict=False) if x is not None and y is not None]
+        if len(points) > 1:
+            coords = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
             parts.append(f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="2"/>')
-        parts.append(f'<rect x="{left + 8}" y="{top + 8 + index * 16}" width="10" height="10" fill="{color}"/>')
-        parts.append(f'<text x="{left + 22}" y="{top + 17 + index * 16}" class="chart-legend">{escape(name)}</text>')
+        if len(points) <= 30:  # few points (epochs): mark each, so a single epoch still shows
+            parts += [f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3" fill="{color}"/>' for px, py in points]
+        y = legend_y + index * 16
+        parts.append(f'<rect x="{legend_x}" y="{y}" width="10" height="10" fill="{color}"/>')
+        parts.append(f'<text x="{legend_x + 14}" y="{y + 9}" class="chart-legend">{escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)

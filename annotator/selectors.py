@@ -103,11 +103,12 @@ def _curves(history: list[dict[str, Any]], classes: list[str]) -> dict[str, str]
     loss = line_chart(
         [("train loss", epochs, [r.get("train_loss") for r in history]),
          ("validation loss", epochs, [r.get("val_loss") for r in history])],
-        title="Loss per epoch", x_label="epoch", y_label="cross-entropy",
+        title="Loss per epoch", x_label="epoch", y_label="cross-entropy", integer_x=True,
     )  # fmt: skip
     auc = line_chart(
         [(name, epochs, [(r.get("val_auc") or {}).get(name) for r in history]) for name in classes],
         title="Validation AUC per epoch (hold-out split)", x_label="epoch", y_label="AUC", y_range=(0.4, 1.0),
+        integer_x=True,
     )  # fmt: skip
     return {"loss": loss, "auc": auc}
 
@@ -121,7 +122,7 @@ def _roc_chart(metrics: dict[str, Any], classes: list[str]) -> str:
         label = f"{name} (AUC {auc:.3f})" if auc is not None else name
         series.append((label, roc.get("fpr", []), roc.get("tpr", [])))
     return line_chart(series, title="ROC curves, one vs rest (test split)", x_label="false positive rate",
-                      y_label="true positive rate", x_range=(0, 1), y_range=(0, 1), diagonal=True)  # fmt: skip
+                      y_label="true positive rate", x_range=(0, 1), y_range=(0, 1), diagonal=True, legend="bottom-right")  # fmt: skip
 
 
 def model_report(*, trained: TrainedModel) -> dict[str, Any]:
@@ -158,6 +159,7 @@ def model_report(*, trained: TrainedModel) -> dict[str, Any]:
             for name in classes
         ],
         "mining": mining,
+        "quantile_percent": f"{100 * float(mining.get('quantile', 0.005)):g}",
     }
 
 
