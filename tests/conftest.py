@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import signal
@@ -25,6 +26,19 @@ def media_root(tmp_path_factory: pytest.TempPathFactory, settings) -> Path:
     root = tmp_path_factory.mktemp("media")
     settings.MEDIA_ROOT = root
     return root
+
+
+@pytest.fixture(autouse=True)
+def _lexicon_for_transactional_tests(request: pytest.FixtureRequest) -> None:
+    """Transactional tests flush every table afterwards, the migration-seeded BI-RADS lexicon and
+    groups included; put them back so each such test sees the database a migrated install has."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None or not marker.kwargs.get("transaction"):
+        return
+    request.getfixturevalue("transactional_db")
+    from django.apps import apps
+
+    importlib.import_module("annotator.migrations.0002_seed_lexicon_and_groups").seed(apps, None)
 
 
 @pytest.fixture(autouse=True)
