@@ -104,6 +104,8 @@ def run(batches: int, repeats: int) -> dict:
         "bare_loop_images_per_s": round(bare_rate, 2),
         "training_vs_bare_loop": round(ours_rate / bare_rate, 3),
         "training_steps_vs_bare_loop": round(steps_rate / bare_rate, 3),
+        # Best-of-repeats ratio: less hurt by a burst of load elsewhere than the medians.
+        "training_vs_bare_loop_best": round(min(bare_s) / min(ours_s), 3),
         "train_seconds": [round(s, 2) for s in ours_s],
         "train_steps_seconds": [round(s, 2) for s in steps_s],
         "bare_loop_seconds": [round(s, 2) for s in bare_s],
@@ -127,7 +129,8 @@ def main() -> None:
     print(f"{'bare loop (fwd/bwd/step)':<34}{figures['bare_loop_images_per_s']:>18.1f}  {figures['bare_loop_seconds']}")
     print(
         f"ratio {figures['training_vs_bare_loop']:.3f} with validation (target >= {TARGET_RATIO}), "
-        f"{figures['training_steps_vs_bare_loop']:.3f} steps alone"
+        f"{figures['training_steps_vs_bare_loop']:.3f} steps alone, "
+        f"{figures['training_vs_bare_loop_best']:.3f} best-of-repeats with validation"
     )
     met = figures["training_vs_bare_loop"] >= TARGET_RATIO
     targets = {"training_vs_bare_loop": TARGET_RATIO}
