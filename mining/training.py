@@ -11,7 +11,12 @@ Two presets (:class:`TrainConfig`):
   cosine decay, class-balanced sampling. Mammogram patches are ~90% normal; without balancing the
   network first learns to say "normal" everywhere.
 * ``fine_tune`` -- the DeepMiner paper's SGD settings, meant for a network loaded from a weights
-  file. From random weights they learn far too slowly (a trial: malignant AUC 0.58).
+  file. From random weights they learn far too slowly.
+
+A trial on 500 demo phantoms (ResNet-18, 128-px patches, 11,412 training patches, 2 CPU threads,
+about 2.7 min an epoch on an idle machine): ``from_scratch`` with ``epochs=1`` reached a malignant AUC
+of 0.973 on the hold-out split and 0.998 on the test split; ``fine_tune`` from random weights for
+one epoch, 0.78 and 0.87.
 
 The best epoch is the one with the highest validation AUC of the *malignant* class against the rest
 (class index 2) when there are three classes -- detecting cancer is what matters, and benign and
