@@ -78,7 +78,7 @@ def build_network(architecture: str, num_classes: int, weights_path: str | Path 
         raise ValueError(f"unknown architecture {architecture!r}; expected one of {ARCHITECTURES}")
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-    model = _BUILDERS[architecture](weights=None)  # never weights="DEFAULT": nothing may download
+    model = _BUILDERS[architecture](weights=None)  # always None: nothing may be downloaded
     num_units = model.fc.in_features
     model.fc = nn.Linear(num_units, num_classes)
     initialisation = "random"
