@@ -18,6 +18,9 @@ class Dataset(models.Model):
     description = models.TextField(blank=True)
     source = models.CharField(max_length=64, blank=True, help_text="demo, manifest or cbis-ddsm")
     classes = models.JSONField(default=list, help_text="class names in label-index order")
+    annotation_blind = models.BooleanField(
+        default=True, help_text="experts see only their own answers; admins always see everyone's"
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -197,6 +200,9 @@ class Unit(models.Model):
     suggested_iou = models.FloatField(default=0.0)
     concept_ious = models.JSONField(default=dict, blank=True, help_text="best few concept codes -> IoU")
     mask_sprite = models.FileField(upload_to="masks/", blank=True, help_text="binarised masks of the top patches, one tile per rank")
+    heat_sprite = models.FileField(
+        upload_to="masks/", blank=True, help_text="the unit's response on its top patches (8-bit, 255 = unit max)"
+    )
 
     class Meta:
         ordering = ["model", "layer", "channel"]
@@ -220,3 +226,116 @@ class TopActivation(models.Model):
     class Meta:
         ordering = ["unit", "rank"]
         constraints = [models.UniqueConstraint(fields=["unit", "rank"], name="top_activation_unique_rank")]
+
+
+class UnitAnnotation(models.Model):
+    """One expert's survey answers for one unit (DeepMiner survey, section 2.2 of the paper).
+
+    `phenomena` is a list of {"description", "concept" (a Concept code or ""), "association"}; the service
+    validates it against the lexicon. `version` grows by one on every save: a save that names an older
+    version is refused, so two tabs or two people never silently overwrite each other.
+    """
+
+    class Recognizable(models.TextChoices):
+        YES = "yes", "Yes"
+        NO = "no", "No"
+        UNSURE = "unsure", "Unsure"
+
+    class Association(models.TextChoices):
+        NORMAL = "normal", "Normal"
+        BENIGN = "benign", "Benign"
+        MALIGNANT = "malignant", "Malignant"
+        UNCERTAIN = "uncertain", "Uncertain"
+
+    unit = models.ForeignKey(Unit, related_name="annotations", on_delete=models.CASCADE)
+    expert = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="unit_annotations", on_delete=models.CASCADE)
+    recognizable = models.CharField(max_length=8, choices=Recognizable.choices, blank=True)
+    phenomena = models.JSONField(default=list, blank=True)
+    confidence = models.PositiveSmallIntegerField(null=True, blank=True, help_text="1 (guess) to 5 (certain)")
+    notes = models.TextField(blank=True)
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["unit", "expert"]
+        constraints = [models.UniqueConstraint(fields=["unit", "expert"], name="unit_annotation_one_per_expert")]
+
+    def __str__(self) -> str:
+        return f"{self.expert} on unit {self.unit_id}: {self.recognizable or '-'}"
+
+
+class UnitConsensus(models.Model):
+    """The label an admin settles on for a unit after reading every expert's answers."""
+
+    unit = models.OneToOneField(Unit, related_name="consensus", on_delete=models.CASCADE)
+    recognizable = models.CharField(max_length=8, choices=UnitAnnotation.Recognizable.choices)
+    description = models.TextField(blank=True)
+    concept = models.ForeignKey(Concept, null=True, blank=True, on_delete=models.PROTECT)
+    association = models.CharField(max_length=16, choices=UnitAnnotation.Association.choices, blank=True)
+    set_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    version = models.PositiveIntegerField(default=1)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"consensus on unit {self.unit_id}"
+
+
+class FractureDescriptor(models.Model):
+    """One expert's hip-fracture descriptors for one image (the hip-fracture paper's label set)."""
+
+    class Displacement(models.TextChoices):
+        UNDISPLACED = "undisplaced", "Undisplaced"
+        MILD = "mildly displaced", "Mildly displaced"
+        MODERATE = "moderately displaced", "Moderately displaced"
+        SEVERE = "severely displaced", "Severely displaced"
+
+    class Location(models.TextChoices):
+        SUBCAPITAL = "subcapital", "Subcapital"
+        TRANSCERVICAL = "transcervical", "Transcervical"
+        BASICERVICAL = "basicervical", "Basicervical"
+        INTERTROCHANTERIC = "intertrochanteric", "Intertrochanteric"
+        SUBTROCHANTERIC = "subtrochanteric", "Subtrochanteric"
+
+    image = models.ForeignKey(Image, related_name="fracture_descriptors", on_delete=models.CASCADE)
+    expert = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="fracture_descriptors", on_delete=models.CASCADE)
+    fracture = models.BooleanField()
+    displacement = models.CharField(max_length=24, choices=Displacement.choices, blank=True)
+    comminuted = models.BooleanField(default=False)
+    impacted = models.BooleanField(default=False)
+    location = models.CharField(max_length=24, choices=Location.choices, blank=True)
+    avulsed_fragment = models.BooleanField(default=False)
+    sentence = models.CharField(max_length=300, blank=True, help_text="the template sentence these labels give")
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["image", "expert"]
+        constraints = [models.UniqueConstraint(fields=["image", "expert"], name="fracture_descriptor_one_per_expert")]
+
+    def __str__(self) -> str:
+        return f"{self.expert} on image {self.image_id}: {self.sentence}"
+
+
+class AnnotationChange(models.Model):
+    """Every change to an annotation, consensus or fracture label: who, when, the values before and after."""
+
+    class Target(models.TextChoices):
+        UNIT_ANNOTATION = "unit_annotation", "Unit annotation"
+        UNIT_CONSENSUS = "unit_consensus", "Unit consensus"
+        FRACTURE_DESCRIPTOR = "fracture_descriptor", "Fracture descriptors"
+
+    target = models.CharField(max_length=24, choices=Target.choices)
+    target_id = models.PositiveIntegerField()
+    unit = models.ForeignKey(Unit, null=True, blank=True, related_name="changes", on_delete=models.CASCADE)
+    image = models.ForeignKey(Image, null=True, blank=True, related_name="changes", on_delete=models.CASCADE)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    version = models.PositiveIntegerField(help_text="the version this change created")
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["target", "target_id"])]

@@ -1,6 +1,9 @@
 from django.urls import path
 
-from . import api, views
+from . import urls_fractures, urls_units
+
+from .api import core as api
+from .views import pages as views
 
 api_urlpatterns = [
     path("datasets/", api.DatasetListApi.as_view(), name="api-dataset-list"),
@@ -11,6 +14,8 @@ api_urlpatterns = [
     path("jobs/create/", api.JobCreateApi.as_view(), name="api-job-create"),
     path("jobs/<int:pk>/", api.JobDetailApi.as_view(), name="api-job-detail"),
     path("jobs/<int:pk>/cancel/", api.JobCancelApi.as_view(), name="api-job-cancel"),
+    *urls_units.api_urlpatterns,
+    *urls_fractures.api_urlpatterns,
 ]
 
 urlpatterns = [
@@ -22,4 +27,6 @@ urlpatterns = [
     path("models/<int:pk>/", views.model_detail, name="model-detail"),
     path("media/<path:path>", views.media, name="media"),
     path("healthz", views.healthz, name="healthz"),
+    *urls_units.urlpatterns,
+    *urls_fractures.urlpatterns,
 ]

@@ -12,12 +12,12 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpRe
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from . import selectors
-from .errors import ApplicationError
-from .forms import JobStartForm
-from .models import Dataset, Image, Job
-from .permissions import user_is_admin
-from .services.jobs import job_cancel, job_create
+from .. import selectors
+from ..errors import ApplicationError
+from ..forms import JobStartForm
+from ..models import Dataset, Image, Job
+from ..permissions import user_is_admin
+from ..services.jobs import job_cancel, job_create
 
 IMAGES_PER_PAGE = 48
 

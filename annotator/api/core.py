@@ -10,11 +10,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import selectors
-from .models import Dataset, Image, Job
-from .permissions import IsAdminRole
-from .serializers import DatasetSerializer, ImageSerializer, JobCreateSerializer, JobSerializer
-from .services.jobs import job_cancel, job_create
+from .. import selectors
+from ..models import Dataset, Image, Job
+from ..permissions import IsAdminRole
+from ..serializers import DatasetSerializer, ImageSerializer, JobCreateSerializer, JobSerializer
+from ..services.jobs import job_cancel, job_create
 
 
 class DatasetListApi(generics.ListAPIView):

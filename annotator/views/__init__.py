@@ -1,0 +1,1 @@
+"""HTML pages, one module per area: pages (dashboard, datasets, jobs, models), units (survey), fractures."""
