@@ -1,7 +1,6 @@
 from django.urls import path
 
 from . import urls_fractures, urls_units
-
 from .api import core as api
 from .views import pages as views
 
