@@ -38,3 +38,19 @@ class IsAdminRole(BasePermission):
 
     def has_permission(self, request: Any, view: Any) -> bool:
         return user_is_admin(request.user)
+
+
+def user_can_annotate(user: Any) -> bool:
+    """Experts and admins answer surveys and label images; researchers only read and export."""
+    if not user or not user.is_authenticated:
+        return False
+    return user_is_admin(user) or user.groups.filter(name=EXPERT_GROUP).exists()
+
+
+class CanAnnotate(BasePermission):
+    message = "Only experts and admins can annotate; researchers can read and export."
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        if not request.user or not request.user.is_authenticated:
+            return False
+        return request.method in SAFE_METHODS or user_can_annotate(request.user)

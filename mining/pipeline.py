@@ -60,9 +60,10 @@ def unit_concept_ious(
 
 
 def mask_sprite(masks: np.ndarray, columns: int = 8) -> np.ndarray:
-    """Tiles bool (n, S, S) masks row-major into one bool (rows*S, columns*S) image (tile i = rank i)."""
+    """Tiles (n, S, S) masks (bool, or uint8 response maps) row-major into one (rows*S, columns*S) image
+    of the same dtype; tile i is rank i + 1."""
     n, side, _ = masks.shape
     rows = max(1, -(-n // columns))
-    sheet = np.zeros((rows * columns, side, side), dtype=bool)
+    sheet = np.zeros((rows * columns, side, side), dtype=masks.dtype)
     sheet[:n] = masks
     return sheet.reshape(rows, columns, side, side).transpose(0, 2, 1, 3).reshape(rows * side, columns * side)

@@ -9,7 +9,18 @@ import numpy as np
 from django.contrib.auth.models import Group, User
 
 from annotator.files import unique_name, write_png_atomic
-from annotator.models import Dataset, Finding, Image, Job, TrainedModel, Unit
+from annotator.models import (
+    Concept,
+    Dataset,
+    Finding,
+    Image,
+    Job,
+    Patch,
+    TopActivation,
+    TrainedModel,
+    Unit,
+    UnitAnnotation,
+)
 
 PASSWORD = "correct-horse-battery"
 
@@ -124,3 +135,59 @@ class UnitFactory(factory.django.DjangoModelFactory):
     layer = "layer4"
     channel = factory.Sequence(lambda n: n)
     frequency = factory.LazyFunction(lambda: {"normal": 1, "benign": 2, "malignant": 30})
+
+
+class UnitAnnotationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = UnitAnnotation
+
+    unit = factory.SubFactory(UnitFactory)
+    expert = factory.SubFactory(UserFactory, groups=["expert"])
+    recognizable = "yes"
+    phenomena = factory.LazyFunction(lambda: [{"description": "spiculated edge", "concept": "mass_margin.spiculated",
+                                               "association": "malignant"}])  # fmt: skip
+
+
+def mined_unit(
+    *, model: TrainedModel | None = None, n_top: int = 64, n_images: int = 6, seed: int = 0,
+    selected_for: str = "malignant", selection_rank: int = 1, suggested: str = "mass_margin.spiculated",
+) -> Unit:  # fmt: skip
+    """A unit as mining leaves it: `n_top` top patches cut from real phantom images, crops on disk, a binary
+    mask sprite and a heat sprite whose tiles are discs around each patch's strongest point."""
+    from mining.phantoms import generate_mammogram_phantoms
+    from mining.pipeline import mask_sprite
+
+    rng = np.random.default_rng(seed)
+    if model is None:
+        model = TrainedModelFactory()
+    phantoms = list(generate_mammogram_phantoms(n_images, seed=seed))
+    images = [
+        ImageFactory(dataset=model.dataset, pixels=p.pixels, label=p.label, view=p.view, laterality=p.laterality,
+                     split="test")
+        for p in phantoms
+    ]  # fmt: skip
+    unit = UnitFactory(
+        model=model, selected_for=selected_for, selection_rank=selection_rank, threshold=2.5, max_activation=9.0,
+        suggested_concept=Concept.objects.filter(code=suggested).first(), suggested_iou=0.21,
+    )  # fmt: skip
+    side, mask_side = 128, 64
+    yy, xx = np.mgrid[0:mask_side, 0:mask_side]
+    masks, heats, rows = [], [], []
+    for rank in range(1, n_top + 1):
+        image, pixels = images[(rank - 1) % n_images], phantoms[(rank - 1) % n_images].pixels
+        x0 = int(rng.integers(0, image.width - side))
+        y0 = int(rng.integers(0, image.height - side))
+        crop = pixels[y0 : y0 + side, x0 : x0 + side]
+        patch = Patch.objects.create(image=image, x0=x0, y0=y0, x1=x0 + side, y1=y0 + side, label="malignant",
+                                     tissue_fraction=1.0, crop=_png(crop, "patch", "patches"))  # fmt: skip
+        cx, cy = rng.integers(12, mask_side - 12, size=2)
+        distance = np.hypot(xx - cx, yy - cy)
+        heats.append(np.clip(255 * np.exp(-((distance / 14) ** 2)), 0, 255).astype(np.uint8))
+        masks.append(distance < 10)
+        rows.append(TopActivation(unit=unit, rank=rank, score=9.0 - rank * 0.1, patch=patch, image=image,
+                                  box=[x0, y0, x0 + side, y0 + side]))  # fmt: skip
+    TopActivation.objects.bulk_create(rows)
+    unit.mask_sprite = _png(mask_sprite(np.stack(masks)), f"model{model.pk}-unit{unit.pk}", "masks")
+    unit.heat_sprite = _png(mask_sprite(np.stack(heats)), f"model{model.pk}-unit{unit.pk}-heat", "masks")
+    unit.save(update_fields=["mask_sprite", "heat_sprite"])
+    return unit

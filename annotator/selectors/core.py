@@ -139,7 +139,7 @@ def model_report(*, trained: TrainedModel) -> dict[str, Any]:
     by_class: dict[str, list[Unit]] = {name: [] for name in classes}
     for unit in units.order_by("selection_rank"):
         by_class.setdefault(unit.selected_for, []).append(unit)
-    previews = _unit_previews([u.pk for u in units])
+    previews = unit_previews([u.pk for u in units])
     mining = trained.mining or {}
     coverage_rows = [
         {"name": name, "coverage": (mining.get("coverage") or {}).get(name), "selected": len(by_class.get(name, [])),
@@ -163,7 +163,7 @@ def model_report(*, trained: TrainedModel) -> dict[str, Any]:
     }
 
 
-def _unit_previews(unit_ids: list[int], per_unit: int = 4) -> dict[int, list[str]]:
+def unit_previews(unit_ids: list[int], per_unit: int = 4) -> dict[int, list[str]]:
     """The crop file names of each unit's first few top patches, in one query."""
     rows = (
         TopActivation.objects.filter(unit_id__in=unit_ids, rank__lte=per_unit)

@@ -1,0 +1,185 @@
+"""Unit survey API: units, their top patches, expert answers, consensus, agreement, history, exports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ..errors import ApplicationError
+from ..models import AnnotationChange, TrainedModel, Unit, UnitAnnotation
+from ..permissions import CanAnnotate, IsAdminRole, user_is_admin
+from ..selectors import units as unit_selectors
+from ..serializers_units import (
+    AnnotationChangeSerializer,
+    ConceptSerializer,
+    TopActivationSerializer,
+    UnitAnnotationSaveSerializer,
+    UnitAnnotationSerializer,
+    UnitConsensusSaveSerializer,
+    UnitConsensusSerializer,
+    UnitSerializer,
+)
+from ..services.annotations import unit_annotation_save, unit_consensus_clear, unit_consensus_save
+from ..streaming import stream_csv, stream_json
+
+CONFLICT = OpenApiResponse(description='{"message": ..., "extra": {"version": n, "current": {...}}}: saved since')
+
+
+def _unit(pk: int) -> Unit:
+    return generics.get_object_or_404(Unit.objects.select_related("model__dataset", "suggested_concept"), pk=pk)
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("class", str, description="units selected for this class"),
+        OpenApiParameter("status", str, enum=["mine", "todo", "annotated", "unannotated"]),
+        OpenApiParameter("concept", str, description="a BI-RADS concept code named in an answer or the consensus"),
+        OpenApiParameter("suggested", str, description="the suggested concept's code"),
+        OpenApiParameter("q", str, description="a channel, 'layer4:12' or a unit id"),
+        OpenApiParameter("all", bool, description="include units that were not selected"),
+    ]
+)
+class UnitListApi(generics.ListAPIView):
+    serializer_class = UnitSerializer
+
+    def get_queryset(self) -> Any:
+        trained = generics.get_object_or_404(TrainedModel, pk=self.kwargs["pk"])
+        params = self.request.query_params
+        return unit_selectors.unit_list(
+            trained=trained, user=self.request.user, selected_for=params.get("class", ""),
+            status=params.get("status", ""), concept=params.get("concept", ""),
+            suggested=params.get("suggested", ""), search=params.get("q", ""),
+            selected_only=params.get("all") not in ("1", "true"),
+        )  # fmt: skip
+
+
+class UnitDetailApi(APIView):
+    """A unit with its top patches, my answers, and (when allowed) everyone else's and the consensus."""
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request, pk: int) -> Response:
+        survey = unit_selectors.unit_survey(unit=_unit(pk), user=request.user)
+        consensus = survey["consensus"]
+        return Response({
+            "unit": UnitSerializer(survey["unit"]).data,
+            "top_activations": TopActivationSerializer(survey["activations"], many=True).data,
+            "mine": UnitAnnotationSerializer(survey["mine"]).data if survey["mine"] else None,
+            "others": UnitAnnotationSerializer(survey["others"], many=True).data,
+            "agreement": survey["agreement"],
+            "consensus": UnitConsensusSerializer(consensus).data if consensus else None,
+            "neighbours": survey["neighbours"],
+        })  # fmt: skip
+
+
+class UnitAnnotationSaveApi(APIView):
+    """Save my answers. Send the version you loaded (0 for a first answer); a stale one gets 409."""
+
+    permission_classes = [CanAnnotate]
+
+    @extend_schema(request=UnitAnnotationSaveSerializer, responses={200: UnitAnnotationSerializer, 409: CONFLICT})
+    def put(self, request: Request, pk: int) -> Response:
+        serializer = UnitAnnotationSaveSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        annotation = unit_annotation_save(unit=_unit(pk), expert=request.user, **serializer.validated_data)
+        return Response(UnitAnnotationSerializer(annotation).data)
+
+
+class UnitAnnotationListApi(APIView):
+    """Every answer on a unit that the caller may see (only their own while the dataset is blind)."""
+
+    @extend_schema(responses={200: UnitAnnotationSerializer(many=True)})
+    def get(self, request: Request, pk: int) -> Response:
+        unit = _unit(pk)
+        answers = UnitAnnotation.objects.filter(unit=unit).select_related("expert").order_by("created_at")
+        if not unit_selectors.user_sees_all_answers(request.user, unit.model):
+            answers = answers.filter(expert=request.user)
+        return Response(UnitAnnotationSerializer(answers, many=True).data)
+
+
+class UnitConsensusApi(APIView):
+    permission_classes = [IsAdminRole]
+
+    @extend_schema(request=UnitConsensusSaveSerializer, responses={200: UnitConsensusSerializer, 409: CONFLICT})
+    def put(self, request: Request, pk: int) -> Response:
+        serializer = UnitConsensusSaveSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        consensus = unit_consensus_save(unit=_unit(pk), admin=request.user, **serializer.validated_data)
+        return Response(UnitConsensusSerializer(consensus).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, pk: int) -> Response:
+        unit_consensus_clear(unit=_unit(pk), admin=request.user)
+        return Response(status=204)
+
+
+class UnitHistoryApi(generics.ListAPIView):
+    """Changes to a unit's answers and consensus: all of them for admins and researchers, one's own for experts."""
+
+    serializer_class = AnnotationChangeSerializer
+
+    def get_queryset(self) -> Any:
+        unit = _unit(self.kwargs["pk"])
+        changes = AnnotationChange.objects.filter(unit=unit).select_related("user")
+        if not unit_selectors.user_sees_all_answers(self.request.user, unit.model):
+            changes = changes.filter(user=self.request.user, target=AnnotationChange.Target.UNIT_ANNOTATION)
+        return changes
+
+
+class ModelAgreementApi(APIView):
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request, pk: int) -> Response:
+        trained = generics.get_object_or_404(TrainedModel.objects.select_related("dataset"), pk=pk)
+        if not unit_selectors.user_sees_all_answers(request.user, trained):
+            raise ApplicationError("Agreement is hidden from experts while the survey is blind.", status=403)
+        return Response({
+            **unit_selectors.model_agreement(trained=trained),
+            "progress": unit_selectors.unit_progress(trained=trained, user=request.user),
+        })  # fmt: skip
+
+
+class ConceptListApi(APIView):
+    """The BI-RADS lexicon (and normal anatomy) that answers name concepts from."""
+
+    pagination_class = None
+
+    @extend_schema(responses={200: ConceptSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        return Response(unit_selectors.concept_lexicon())
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("all", bool, description="every unit, not only selected or answered ones"),
+    ],
+    responses={(200, "text/csv"): OpenApiTypes.STR, (200, "application/json"): OpenApiTypes.OBJECT},
+)
+class UnitExportApi(APIView):
+    """The labelled unit table, streamed: `csv` (one row per unit and expert) or `json` (one object per unit).
+    Experts get it only when the survey is not blind."""
+
+    def get(self, request: Request, pk: int, fmt: str) -> Any:
+        trained = generics.get_object_or_404(TrainedModel.objects.select_related("dataset"), pk=pk)
+        return unit_export_response(trained=trained, user=request.user, fmt=fmt,
+                                    everything=request.query_params.get("all") in ("1", "true"))  # fmt: skip
+
+
+def unit_export_response(*, trained: TrainedModel, user: Any, fmt: str, everything: bool) -> Any:
+    """Shared by the API and the export page link."""
+    if not (user_is_admin(user) or unit_selectors.user_sees_all_answers(user, trained)):
+        raise ApplicationError("Exports hold every expert's answers; experts cannot download them while the survey is blind.",
+                               status=403)  # fmt: skip
+    if fmt not in ("csv", "json"):
+        raise ApplicationError("format must be csv or json")
+    records = unit_selectors.unit_export_rows(trained=trained, everything=everything)
+    stem = f"units-model{trained.pk}"
+    if fmt == "json":
+        return stream_json(records, f"{stem}.json")
+    classes = list(trained.classes)
+    return stream_csv(unit_selectors.export_csv_header(classes), unit_selectors.export_csv_rows(records, classes),
+                      f"{stem}.csv")  # fmt: skip

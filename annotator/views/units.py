@@ -1,0 +1,85 @@
+"""Unit pages: the unit list per class, the survey page, the agreement page and export downloads."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+
+from ..api.units import unit_export_response
+from ..errors import ApplicationError
+from ..models import TrainedModel, Unit
+from ..permissions import user_can_annotate, user_is_admin
+from ..selectors import units as unit_selectors
+from ..selectors.core import unit_previews
+from ..serializers_units import UnitAnnotationSerializer, UnitConsensusSerializer
+
+STATUSES = [("", "any"), ("todo", "not answered by me"), ("mine", "answered by me"),
+            ("annotated", "answered by anyone"), ("unannotated", "answered by nobody")]  # fmt: skip
+
+
+def _model(pk: int) -> TrainedModel:
+    return get_object_or_404(TrainedModel.objects.select_related("dataset"), pk=pk)
+
+
+def unit_list(request: HttpRequest, pk: int) -> HttpResponse:
+    trained = _model(pk)
+    filters = {key: request.GET.get(key, "") for key in ("class", "status", "concept", "suggested", "q")}
+    units = unit_selectors.unit_list(
+        trained=trained, user=request.user, selected_for=filters["class"], status=filters["status"],
+        concept=filters["concept"], suggested=filters["suggested"], search=filters["q"],
+        selected_only=request.GET.get("all") != "1",
+    )  # fmt: skip
+    sees_all = unit_selectors.user_sees_all_answers(request.user, trained)
+    shown = list(units[:600])
+    previews = unit_previews([u.pk for u in shown])
+    return render(request, "annotator/unit_list.html", {
+        "model": trained, "rows": [{"unit": u, "previews": previews.get(u.pk, [])} for u in shown], "filters": filters, "statuses": STATUSES,
+        "progress": unit_selectors.unit_progress(trained=trained, user=request.user),
+        "agreement": unit_selectors.model_agreement(trained=trained) if sees_all else None,
+        "lexicon": unit_selectors.concept_lexicon(), "sees_all": sees_all,
+        "can_annotate": user_can_annotate(request.user), "show_all": request.GET.get("all") == "1",
+    })  # fmt: skip
+
+
+def unit_survey(request: HttpRequest, pk: int) -> HttpResponse:
+    unit = get_object_or_404(Unit.objects.select_related("model__dataset", "suggested_concept"), pk=pk)
+    survey = unit_selectors.unit_survey(unit=unit, user=request.user)
+    mine = survey["mine"]
+    boot = {
+        "unitId": unit.pk,
+        "saveUrl": reverse("api-unit-annotation", args=[unit.pk]),
+        "consensusUrl": reverse("api-unit-consensus", args=[unit.pk]),
+        "mine": UnitAnnotationSerializer(mine).data if mine else None,
+        "consensus": UnitConsensusSerializer(survey["consensus"]).data if survey["consensus"] else None,
+        "suggested": unit.suggested_concept.code if unit.suggested_concept_id else "",
+        "lexicon": unit_selectors.concept_lexicon(),
+        "neighbours": {k: (reverse("unit-survey", args=[v]) if v and k in ("previous", "next", "next_unannotated")
+                           else v) for k, v in survey["neighbours"].items()},
+        "listUrl": reverse("unit-list", args=[unit.model_id]),
+        "canAnnotate": user_can_annotate(request.user),
+        "isAdmin": user_is_admin(request.user),
+    }  # fmt: skip
+    return render(request, "annotator/unit_survey.html", {
+        **survey, "boot": json.loads(json.dumps(boot, default=str)), "classes": list(unit.model.classes),
+        "can_annotate": boot["canAnnotate"], "is_admin": boot["isAdmin"],
+    })  # fmt: skip
+
+
+def unit_next_unannotated(request: HttpRequest, pk: int) -> HttpResponse:
+    """The first selected unit of the model I have not answered (or the list when all are done)."""
+    trained = _model(pk)
+    todo = unit_selectors.unit_list(trained=trained, user=request.user, status="todo",
+                                    selected_for=request.GET.get("class", "")).first()  # fmt: skip
+    return redirect("unit-survey", todo.pk) if todo else redirect(f"{reverse('unit-list', args=[pk])}?status=mine")
+
+
+def unit_export(request: HttpRequest, pk: int, fmt: str) -> Any:
+    trained = _model(pk)
+    try:
+        return unit_export_response(trained=trained, user=request.user, fmt=fmt, everything=request.GET.get("all") == "1")
+    except ApplicationError as exc:
+        return HttpResponse(exc.message, status=exc.status, content_type="text/plain")

@@ -1,0 +1,103 @@
+"""unit_annotation_save / unit_consensus_save: validation, version check, history."""
+
+from __future__ import annotations
+
+import pytest
+
+from annotator.errors import ApplicationError
+from annotator.models import AnnotationChange, UnitAnnotation, UnitConsensus
+from annotator.services.annotations import unit_annotation_save, unit_consensus_clear, unit_consensus_save
+from tests.factories import UnitFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+SPICULATED = {"description": "spiculated mass edge", "concept": "mass_margin.spiculated", "association": "malignant"}
+
+
+def test_first_save_creates_version_1_and_a_history_row(expert_user):
+    unit = UnitFactory()
+    saved = unit_annotation_save(unit=unit, expert=expert_user, version=0, recognizable="yes",
+                                 phenomena=[SPICULATED], confidence=4, notes="clear")  # fmt: skip
+    assert (saved.version, saved.recognizable, saved.confidence) == (1, "yes", 4)
+    assert saved.phenomena == [SPICULATED]
+    change = AnnotationChange.objects.get()
+    assert (change.target, change.target_id, change.unit_id, change.user, change.version) == (
+        "unit_annotation", saved.pk, unit.pk, expert_user, 1)
+    assert change.before is None
+    assert change.after["phenomena"] == [SPICULATED]
+
+
+def test_update_with_the_loaded_version_bumps_it_and_keeps_before_and_after(expert_user):
+    unit = UnitFactory()
+    unit_annotation_save(unit=unit, expert=expert_user, version=0, recognizable="unsure")
+    saved = unit_annotation_save(unit=unit, expert=expert_user, version=1, recognizable="yes", phenomena=[SPICULATED])
+    assert saved.version == 2
+    latest = AnnotationChange.objects.order_by("-id").first()
+    assert latest.before["recognizable"] == "unsure" and latest.after["recognizable"] == "yes"
+    assert AnnotationChange.objects.count() == 2
+
+
+def test_a_second_tab_with_a_stale_version_gets_409_and_loses_nothing(expert_user):
+    unit = UnitFactory()
+    unit_annotation_save(unit=unit, expert=expert_user, version=0, recognizable="no")
+    unit_annotation_save(unit=unit, expert=expert_user, version=1, recognizable="yes", notes="tab A")
+    with pytest.raises(ApplicationError) as error:
+        unit_annotation_save(unit=unit, expert=expert_user, version=1, recognizable="unsure", notes="tab B")
+    assert error.value.status == 409
+    assert "version 1" in error.value.message and "version 2" in error.value.message
+    assert error.value.extra["version"] == 2
+    assert error.value.extra["current"]["notes"] == "tab A"
+    stored = UnitAnnotation.objects.get()
+    assert (stored.notes, stored.version) == ("tab A", 2)
+    assert AnnotationChange.objects.count() == 2
+
+
+def test_creating_when_one_exists_is_a_conflict_too(expert_user):
+    unit = UnitFactory()
+    unit_annotation_save(unit=unit, expert=expert_user, version=0, recognizable="no")
+    with pytest.raises(ApplicationError) as error:
+        unit_annotation_save(unit=unit, expert=expert_user, version=0, recognizable="yes")
+    assert error.value.status == 409
+    assert UnitAnnotation.objects.get().recognizable == "no"
+
+
+def test_experts_each_have_their_own_answers(expert_user):
+    unit = UnitFactory()
+    other = UserFactory(username="oscar", groups=["expert"])
+    unit_annotation_save(unit=unit, expert=expert_user, version=0, recognizable="yes")
+    unit_annotation_save(unit=unit, expert=other, version=0, recognizable="no")
+    assert dict(UnitAnnotation.objects.values_list("expert__username", "recognizable")) == {
+        "eve-expert": "yes", "oscar": "no"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"recognizable": "maybe"}, "recognizable must be"),
+        ({"phenomena": [{"concept": "mass_margin.wobbly"}]}, "unknown BI-RADS concept 'mass_margin.wobbly'"),
+        ({"phenomena": [{"association": "sinister"}]}, "phenomenon 1: association must be one of"),
+        ({"phenomena": [{}] * 11}, "at most 10 phenomena"),
+        ({"phenomena": "spiculated"}, "phenomena must be a list"),
+        ({"confidence": 9}, "confidence must be between 1 and 5"),
+    ],
+)
+def test_bad_answers_are_refused_with_a_clear_message(expert_user, kwargs, message):
+    with pytest.raises(ApplicationError, match=message):
+        unit_annotation_save(unit=UnitFactory(), expert=expert_user, version=0, **kwargs)
+    assert not UnitAnnotation.objects.exists()
+    assert not AnnotationChange.objects.exists()
+
+
+def test_consensus_is_versioned_and_can_be_cleared(admin_user):
+    unit = UnitFactory()
+    consensus = unit_consensus_save(unit=unit, admin=admin_user, version=0, recognizable="yes",
+                                    concept="mass_margin.spiculated", association="malignant")  # fmt: skip
+    assert (consensus.version, consensus.concept.code, consensus.set_by) == (1, "mass_margin.spiculated", admin_user)
+    with pytest.raises(ApplicationError) as error:
+        unit_consensus_save(unit=unit, admin=admin_user, version=0, recognizable="no")
+    assert error.value.status == 409
+    unit_consensus_clear(unit=unit, admin=admin_user)
+    assert not UnitConsensus.objects.filter(unit=unit).exists()
+    assert AnnotationChange.objects.filter(target="unit_consensus").count() == 2
+    with pytest.raises(ApplicationError, match="unknown BI-RADS concept"):
+        unit_consensus_save(unit=unit, admin=admin_user, version=0, recognizable="yes", concept="nope")
