@@ -123,7 +123,9 @@
     } else {
       contextOverlay.hidden = true;
     }
-    document.getElementById("context-stack").style.aspectRatio = `${width} / ${height}`;
+    const stack = document.getElementById("context-stack");
+    stack.style.aspectRatio = `${width} / ${height}`;
+    stack.style.width = `min(100%, calc(56vh * ${width / height}))`; // keep the image's proportions when capped
     Object.assign(contextBox.style, {
       left: `${(100 * x0) / width}%`, top: `${(100 * y0) / height}%`,
       width: `${(100 * (x1 - x0)) / width}%`, height: `${(100 * (y1 - y0)) / height}%`,
