@@ -9,7 +9,19 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from .errors import ApplicationError
-from .models import Concept, Dataset, Finding, Image, Job, Patch
+from .models import (
+    AnnotationChange,
+    Concept,
+    Dataset,
+    Finding,
+    Image,
+    Job,
+    Patch,
+    TrainedModel,
+    Unit,
+    UnitAnnotation,
+    UnitConsensus,
+)
 from .services.jobs import job_cancel, job_create
 
 
@@ -83,3 +95,46 @@ class JobAdmin(admin.ModelAdmin):
         # A job added in the admin goes through the service, so it is enqueued like any other.
         created = job_create(kind=obj.kind, params=obj.params, dataset=obj.dataset, created_by=request.user)
         obj.pk = created.pk
+
+
+@admin.register(UnitAnnotation)
+class UnitAnnotationAdmin(admin.ModelAdmin):
+    list_display = ["unit", "expert", "recognizable", "confidence", "version", "updated_at"]
+    list_filter = ["recognizable", "expert"]
+    readonly_fields = ["version", "created_at", "updated_at"]
+
+
+@admin.register(UnitConsensus)
+class UnitConsensusAdmin(admin.ModelAdmin):
+    list_display = ["unit", "recognizable", "concept", "association", "set_by", "updated_at"]
+    readonly_fields = ["version", "updated_at"]
+
+
+@admin.register(AnnotationChange)
+class AnnotationChangeAdmin(admin.ModelAdmin):
+    """The history is evidence: readable here, never editable."""
+
+    list_display = ["created_at", "target", "target_id", "user", "version"]
+    list_filter = ["target"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(TrainedModel)
+class TrainedModelAdmin(admin.ModelAdmin):
+    list_display = ["name", "architecture", "dataset", "initialisation", "best_epoch", "created_at"]
+    readonly_fields = ["job", "checkpoint", "history", "metrics", "mining"]
+
+
+@admin.register(Unit)
+class UnitAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "model", "selected_for", "selection_rank", "suggested_concept", "suggested_iou"]
+    list_filter = ["selected_for"]
+    search_fields = ["channel"]
