@@ -245,50 +245,70 @@ def unit_export_rows(*, trained: TrainedModel, everything: bool = False, chunk: 
         for name, count in (frequency or {}).items():
             slots[name] += int(count)
     concepts = {c.code: c for c in Concept.objects.all()}
-    units = Unit.objects.filter(model=trained).select_related("suggested_concept", "consensus__concept")
+    units = Unit.objects.filter(model=trained)
     if not everything:
         units = units.filter(Q(selected_for__gt="") | Q(annotations__isnull=False)).distinct()
     units = units.order_by("selected_for", "selection_rank", "channel")
     checkpoint = trained.checkpoint.name
-    ids = list(units.values_list("pk", flat=True))
-    for start in range(0, len(ids), chunk):
-        batch_ids = ids[start : start + chunk]
-        related = {u.pk: u for u in Unit.objects.filter(pk__in=batch_ids).select_related("suggested_concept", "consensus__concept")}
+    for batch_ids in _batches(units.values_list("pk", flat=True).iterator(chunk_size=chunk), chunk):
+        # Plain values, not model instances: the export reads tens of thousands of rows.
+        rows = {row["pk"]: row for row in Unit.objects.filter(pk__in=batch_ids).values(*_UNIT_FIELDS)}
         tops: dict[int, list[int]] = defaultdict(list)
         for unit_id, patch_id in (
             TopActivation.objects.filter(unit_id__in=batch_ids).order_by("unit_id", "rank").values_list("unit_id", "patch_id")
         ):
             tops[unit_id].append(patch_id)
-        answers: dict[int, list[UnitAnnotation]] = defaultdict(list)
-        for answer in UnitAnnotation.objects.filter(unit_id__in=batch_ids).select_related("expert").order_by("expert__username"):
-            answers[answer.unit_id].append(answer)
+        answers: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for answer in (
+            UnitAnnotation.objects.filter(unit_id__in=batch_ids).order_by("expert__username").values(*_ANSWER_FIELDS)
+        ):
+            answers[answer["unit_id"]].append(answer)
         for pk in batch_ids:
-            yield _export_record(related[pk], classes, slots, concepts, checkpoint, tops[pk], answers[pk])
+            yield _export_record(rows[pk], classes, slots, concepts, checkpoint, tops[pk], answers[pk])
 
 
-def _export_record(unit: Unit, classes: list[str], slots: dict[str, int], concepts: dict[str, Concept],
-                   checkpoint: str, top_patch_ids: list[int], answers: list[UnitAnnotation]) -> dict[str, Any]:  # fmt: skip
-    frequency = unit.frequency or {}
-    coverage = (frequency.get(unit.selected_for, 0) / slots[unit.selected_for]) if slots.get(unit.selected_for) else None
-    consensus = getattr(unit, "consensus", None)
-    concept = consensus.concept if consensus is not None and consensus.concept_id else None
+def _batches(items: Iterator[int], size: int) -> Iterator[list[int]]:
+    batch: list[int] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+_UNIT_FIELDS = (
+    "pk", "layer", "channel", "selected_for", "selection_rank", "frequency", "suggested_concept__code", "suggested_iou",
+    "consensus__pk", "consensus__recognizable", "consensus__description", "consensus__concept__code",
+    "consensus__association",
+)  # fmt: skip
+_ANSWER_FIELDS = ("unit_id", "expert__username", "recognizable", "confidence", "notes", "version", "updated_at",
+                  "phenomena")  # fmt: skip
+
+
+def _export_record(unit: dict[str, Any], classes: list[str], slots: dict[str, int], concepts: dict[str, Concept],
+                   checkpoint: str, top_patch_ids: list[int], answers: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+    frequency, selected_for = unit["frequency"] or {}, unit["selected_for"]
+    coverage = (frequency.get(selected_for, 0) / slots[selected_for]) if slots.get(selected_for) else None
+    concept = concepts.get(unit["consensus__concept__code"] or "")
     return {
-        "unit_id": unit.pk, "layer": unit.layer, "channel": unit.channel, "selected_for": unit.selected_for,
-        "selection_rank": unit.selection_rank,
+        "unit_id": unit["pk"], "layer": unit["layer"], "channel": unit["channel"], "selected_for": selected_for,
+        "selection_rank": unit["selection_rank"],
         "frequency": {name: int(frequency.get(name, 0)) for name in classes},
         "coverage": round(coverage, 5) if coverage is not None else None,
         "checkpoint": checkpoint, "top_patch_ids": top_patch_ids,
-        "suggested_concept": unit.suggested_concept.code if unit.suggested_concept_id else "",
-        "suggested_iou": round(unit.suggested_iou, 4),
-        "consensus": None if consensus is None else {
-            "recognizable": consensus.recognizable, "description": consensus.description,
+        "suggested_concept": unit["suggested_concept__code"] or "",
+        "suggested_iou": round(unit["suggested_iou"], 4),
+        "consensus": None if unit["consensus__pk"] is None else {
+            "recognizable": unit["consensus__recognizable"], "description": unit["consensus__description"],
             "birads_category": concept.category_label if concept else "", "birads_term": concept.term if concept else "",
-            "concept": concept.code if concept else "", "association": consensus.association,
+            "concept": concept.code if concept else "", "association": unit["consensus__association"],
         },
         "experts": [
-            {"expert": a.expert.username, "recognizable": a.recognizable, "confidence": a.confidence, "notes": a.notes,
-             "version": a.version, "updated_at": a.updated_at.isoformat(),
-             "phenomena": [_phenomenon_export(p, concepts) for p in a.phenomena]}
+            {"expert": a["expert__username"], "recognizable": a["recognizable"], "confidence": a["confidence"],
+             "notes": a["notes"], "version": a["version"], "updated_at": a["updated_at"].isoformat(),
+             "phenomena": [_phenomenon_export(p, concepts) for p in a["phenomena"]]}
             for a in answers
         ],
     }  # fmt: skip

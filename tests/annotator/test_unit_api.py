@@ -116,7 +116,8 @@ def test_survey_page_query_count_does_not_grow_with_patches(expert_user):
     small, large = mined_unit(n_top=8, n_images=2), mined_unit(n_top=64, n_images=6, seed=1)
     client = client_for(expert_user)
     _survey_queries(client, small)  # warm the session and lexicon caches alike
-    assert _survey_queries(client, small) == _survey_queries(client, large)
+    count = _survey_queries(client, small)
+    assert 5 <= count == _survey_queries(client, large)
     html = client.get(reverse("unit-survey", args=[large.pk])).content.decode()
     assert html.count('class="tile"') == 64
 
