@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Case, Count, Exists, OuterRef, Q, QuerySet, When
 
 from mining.agreement import fleiss_kappa, percent_agreement, ratings_to_counts, unit_agreement
 
@@ -85,7 +85,8 @@ def unit_list(
         units = units.filter(suggested_concept__code=suggested)
     if search:
         units = units.filter(_search_filter(search))
-    return units.order_by("selected_for", "selection_rank", "channel")
+    # Selected units first (by class and rank), then the rest by channel.
+    return units.order_by(Case(When(selected_for="", then=1), default=0), "selected_for", "selection_rank", "channel")
 
 
 def _search_filter(text: str) -> Q:

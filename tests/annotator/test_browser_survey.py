@@ -67,6 +67,13 @@ def test_expert_annotates_a_unit_with_the_keyboard_only(live_server, browser_pag
     page.keyboard.press("k")
     page.wait_for_url(f"{live_server.url}/units/{unit.pk}/")
 
+    page.goto(f"{live_server.url}/models/{unit.model_id}/units/")
+    assert page.locator("#unit-table tbody tr").count() == 2
+    assert "1 / 2" in page.locator(".progress-table tr.total").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "unit-list.png"), full_page=True)
+    page.locator("#next-unannotated").click()
+    page.wait_for_url(f"{live_server.url}/units/{following.pk}/")
+
 
 def test_a_stale_tab_shows_the_conflict_and_overwrites_nothing(live_server, browser_page, expert_user):
     unit = mined_unit(n_top=8, n_images=2)
