@@ -14,6 +14,7 @@ from .models import (
     Concept,
     Dataset,
     Finding,
+    FractureDescriptor,
     Image,
     Job,
     Patch,
@@ -108,6 +109,21 @@ class UnitAnnotationAdmin(admin.ModelAdmin):
 class UnitConsensusAdmin(admin.ModelAdmin):
     list_display = ["unit", "recognizable", "concept", "association", "set_by", "updated_at"]
     readonly_fields = ["version", "updated_at"]
+
+
+@admin.register(FractureDescriptor)
+class FractureDescriptorAdmin(admin.ModelAdmin):
+    """Browse only: a label changes through the labelling page or API, which keep its version and history."""
+
+    list_display = ["image", "expert", "fracture", "displacement", "location", "version", "updated_at"]
+    list_filter = ["fracture", "displacement", "location", "expert"]
+    readonly_fields = ["sentence", "version", "created_at", "updated_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(AnnotationChange)

@@ -12,14 +12,22 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
 
-from mining.phantoms import PhantomImage, generate_mammogram_phantoms
+from mining.phantoms import PhantomImage, generate_hip_phantoms, generate_mammogram_phantoms
 
 from .importing import dataset_import
-from .models import Dataset
+from .models import Dataset, Image
 
-__all__ = ["DEMO_MAMMOGRAM_DATASET", "demo_dataset_create", "demo_users_ensure", "phantoms_write_folder"]
+__all__ = [
+    "DEMO_FRACTURE_DATASET",
+    "DEMO_MAMMOGRAM_DATASET",
+    "demo_dataset_create",
+    "demo_fracture_dataset_create",
+    "demo_users_ensure",
+    "phantoms_write_folder",
+]
 
 DEMO_MAMMOGRAM_DATASET = "Demo mammograms (phantoms)"
+DEMO_FRACTURE_DATASET = "Demo hip radiographs (phantoms)"
 _BASE_COLUMNS = ["image", "patient_id", "label", "view", "laterality",
                  "mask", "mask_pathology", "mask_concepts", "mask_lesion_type"]  # fmt: skip
 
@@ -84,6 +92,43 @@ def demo_dataset_create(
             "vascular calcifications (benign); skin line and normal vessels are masked as normal anatomy."
         )
         dataset.save(update_fields=["source", "description"])
+    return dataset, True
+
+
+def demo_fracture_dataset_create(
+    *, folder: Path, n_images: int, seed: int, name: str = DEMO_FRACTURE_DATASET, replace: bool = False
+) -> tuple[Dataset, bool]:
+    """The demo hip-fracture dataset, queued for labelling (nothing pre-labelled); (dataset, created).
+
+    The phantoms go through the same folder + manifest import as any dataset. Their known descriptors
+    and report travel as manifest columns into Image.metadata; a CSV cell cannot say "true" as JSON
+    does, so the generator's own values (JSON booleans, null, the fracture box as a list) then replace
+    the imported text, so that ``FractureDescriptors.from_dict(image.metadata)`` reads the truth as is.
+    An existing dataset of that name is kept unless ``replace``.
+    """
+    existing = Dataset.objects.filter(name=name).first()
+    if existing and not replace:
+        return existing, False
+    phantoms = generate_hip_phantoms(n_images, seed=seed)
+    truth = {phantom.patient_id: phantom.metadata for phantom in phantoms}  # one hip per patient
+    manifest = phantoms_write_folder(phantoms, folder)
+    del phantoms  # the pixels are on disk now
+    with transaction.atomic():
+        if existing:
+            existing.delete()
+        dataset = dataset_import(name=name, folder=folder, manifest=manifest, kind="hip_fracture", seed=seed)
+        dataset.source = "demo"
+        dataset.description = (
+            f"{n_images} procedurally generated hip radiograph phantoms (seed {seed}), about 60% fractured, "
+            "with known descriptors: displacement, comminution, impaction, location (subcapital to "
+            "subtrochanteric) and avulsed fragment, kept in each image's metadata. Imported with no expert "
+            "labels: every image starts in the labelling queue."
+        )
+        dataset.save(update_fields=["source", "description"])
+        images = list(dataset.images.only("id", "patient_id", "metadata"))
+        for image in images:
+            image.metadata = {**image.metadata, **truth[image.patient_id]}
+        Image.objects.bulk_update(images, ["metadata"], batch_size=500)
     return dataset, True
 
 

@@ -1,49 +1,78 @@
-"""manage.py make_demo_data --images N --seed S: write mammogram phantoms + manifest, then import them."""
+"""manage.py make_demo_data --images N --fracture-images M --seed S: write mammogram and hip phantoms
++ manifests, then import them. Idempotent: a demo dataset that exists is kept unless --replace."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from annotator.demo import DEMO_MAMMOGRAM_DATASET, demo_dataset_create
+from annotator.demo import (
+    DEMO_FRACTURE_DATASET,
+    DEMO_MAMMOGRAM_DATASET,
+    demo_dataset_create,
+    demo_fracture_dataset_create,
+)
 from annotator.errors import ApplicationError
 from annotator.importing import import_summary
+from annotator.models import Dataset
 
 
 class Command(BaseCommand):
-    help = "Build the demo dataset of mammogram-like phantoms with planted findings and import it."
+    help = (
+        "Build the demo datasets and import them: mammogram-like phantoms with planted findings, and hip "
+        "radiograph phantoms with known fracture descriptors, queued for labelling."
+    )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--images", type=int, default=200, help="number of images (two views per patient)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--name", default=DEMO_MAMMOGRAM_DATASET)
         parser.add_argument("--folder", type=Path, default=None, help="where the PNGs and manifest.csv go")
-        parser.add_argument("--replace", action="store_true", help="rebuild even if the dataset exists")
+        parser.add_argument(
+            "--fracture-images", type=int, default=200, help="hip radiograph phantoms to label (0: no fracture dataset)"
+        )
+        parser.add_argument("--fracture-name", default=DEMO_FRACTURE_DATASET)
+        parser.add_argument("--fracture-folder", type=Path, default=None, help="where the hip PNGs and manifest go")
+        parser.add_argument("--replace", action="store_true", help="rebuild even if the datasets exist")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["images"] < 2:
             raise CommandError("--images must be at least 2 (a patient has two views)")
-        folder = options["folder"] or Path(settings.VAR_DIR) / "demo" / f"mammograms-{options['seed']}"
+        if options["fracture_images"] < 0:
+            raise CommandError("--fracture-images must be 0 (none) or more")
+        seed, demo = options["seed"], Path(settings.VAR_DIR) / "demo"
+        folder = options["folder"] or demo / f"mammograms-{seed}"
+        self._build(lambda: demo_dataset_create(
+            folder=folder, n_images=options["images"], seed=seed, name=options["name"], replace=options["replace"],
+        ), folder)  # fmt: skip
+        if options["fracture_images"]:
+            hips = options["fracture_folder"] or demo / f"hips-{seed}"
+            dataset = self._build(lambda: demo_fracture_dataset_create(
+                folder=hips, n_images=options["fracture_images"], seed=seed, name=options["fracture_name"],
+                replace=options["replace"],
+            ), hips)  # fmt: skip
+            self.stdout.write(f"  Label them at /datasets/{dataset.pk}/fractures/")
+
+    def _build(self, create: Callable[[], tuple[Dataset, bool]], folder: Path) -> Dataset:
         started = time.monotonic()
         try:
-            dataset, created = demo_dataset_create(
-                folder=folder, n_images=options["images"], seed=options["seed"], name=options["name"],
-                replace=options["replace"],
-            )  # fmt: skip
+            dataset, created = create()
         except ApplicationError as exc:
             for error in exc.extra.get("errors", []):
                 self.stderr.write(f"line {error['line']}: {error['reason']}")
             raise CommandError(exc.message) from exc
         if not created:
             self.stdout.write(f"Dataset {dataset.name!r} already exists (use --replace to rebuild it).")
-            return
+            return dataset
         summary = import_summary(dataset)
         self.stdout.write(self.style.SUCCESS(
             f"Imported {dataset.name!r}: {summary['images']} images from {folder} "
             f"in {time.monotonic() - started:.1f} s"
         ))  # fmt: skip
         self.stdout.write(f"  {summary}")
+        return dataset

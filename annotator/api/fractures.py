@@ -1,0 +1,190 @@
+"""The fracture-labelling API: one class per operation, each a thin adapter over selectors and services.
+
+Any signed-in user reads and exports; experts and admins save labels (researchers get 403).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ..models import FractureDescriptor, Image
+from ..permissions import CanAnnotate
+from ..selectors import fractures as selectors
+from ..serializers_fractures import (
+    FractureHistorySerializer,
+    FractureLabelListSerializer,
+    FractureLabelSaveSerializer,
+    FractureLabelSerializer,
+    FractureQueueSerializer,
+)
+from ..services.fractures import fracture_descriptor_save
+from ..streaming import stream_csv, stream_json
+
+__all__ = [
+    "FractureExportCsvApi",
+    "FractureExportJsonApi",
+    "FractureHistoryApi",
+    "FractureLabelDetailApi",
+    "FractureLabelListApi",
+    "FractureLabelSaveApi",
+    "FractureQueueApi",
+]
+
+TAGS = ["fractures"]
+ERROR = inline_serializer("FractureError", {"message": serializers.CharField(), "extra": serializers.DictField()})
+
+
+def _image(pk: int) -> Image:
+    return get_object_or_404(Image.objects.select_related("dataset"), pk=pk)
+
+
+def _dataset(pk: int) -> Any:
+    return get_object_or_404(selectors.fracture_dataset_list(), pk=pk)
+
+
+class FractureLabelListApi(APIView):
+    @extend_schema(tags=TAGS, responses={200: FractureLabelListSerializer}, summary="An image's fracture labels")
+    def get(self, request: Request, pk: int) -> Response:
+        image = _image(pk)
+        labels = list(selectors.fracture_labels_visible(image=image, user=request.user))
+        mine = next((label for label in labels if label.expert_id == request.user.pk), None)
+        data = {
+            "image": image.pk,
+            "dataset": image.dataset_id,
+            "blind": not selectors.user_sees_all_fracture_labels(request.user, image.dataset),
+            "mine": mine,
+            "labels": labels,
+        }
+        return Response(FractureLabelListSerializer(data).data)
+
+
+class FractureLabelDetailApi(APIView):
+    @extend_schema(tags=TAGS, responses={200: FractureLabelSerializer}, summary="One fracture label")
+    def get(self, request: Request, pk: int) -> Response:
+        label = get_object_or_404(FractureDescriptor.objects.select_related("image__dataset"), pk=pk)
+        # A label hidden by blindness is answered like a missing one.
+        label = get_object_or_404(selectors.fracture_labels_visible(image=label.image, user=request.user), pk=pk)
+        return Response(FractureLabelSerializer(label).data)
+
+
+class FractureLabelSaveApi(APIView):
+    permission_classes = [CanAnnotate]
+
+    @extend_schema(
+        tags=TAGS,
+        summary="Save my fracture label for an image",
+        description=(
+            "Send the version you loaded (0 when you had no label). If someone saved since, nothing is "
+            "written and the answer is 409 with the current version and label in `extra`."
+        ),
+        request=FractureLabelSaveSerializer,
+        responses={
+            200: FractureLabelSerializer,
+            400: OpenApiResponse(ERROR, description="incomplete or unknown descriptors"),
+            403: OpenApiResponse(ERROR, description="researchers cannot label"),
+            409: OpenApiResponse(
+                ERROR,
+                description="stale version",
+                examples=[
+                    OpenApiExample(
+                        "conflict",
+                        value={
+                            "message": "This fracture label was changed by eve since you opened it (you had version 1, "
+                            "it is now version 2). Your changes were not saved: reload to see the current answers.",
+                            "extra": {
+                                "version": 2,
+                                "current": {
+                                    "fracture": False,
+                                    "displacement": "",
+                                    "comminuted": False,
+                                    "impacted": False,
+                                    "location": "",
+                                    "avulsed_fragment": False,
+                                    "sentence": "No fracture was identified on this study.",
+                                },
+                            },
+                        },
+                    )
+                ],
+            ),
+        },
+    )
+    def put(self, request: Request, pk: int) -> Response:
+        image = _image(pk)
+        serializer = FractureLabelSaveSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        label = fracture_descriptor_save(image=image, expert=request.user, **serializer.validated_data)
+        return Response(FractureLabelSerializer(label).data)
+
+
+class FractureHistoryApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        responses={200: FractureHistorySerializer(many=True)},
+        summary="Changes to an image's fracture labels",
+        description="Newest first. Admins see every expert's changes; experts on a blind dataset their own.",
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        changes = selectors.fracture_history(image=_image(pk), user=request.user)
+        return Response(FractureHistorySerializer(changes, many=True).data)
+
+
+class FractureQueueApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        summary="The next image I have not labelled, and the progress counts",
+        parameters=[OpenApiParameter("after", int, description="the image you are on: the next one after it")],
+        responses={200: FractureQueueSerializer},
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        dataset = _dataset(pk)
+        after = request.query_params.get("after")
+        try:
+            after_id = int(after) if after else None
+        except ValueError:
+            raise serializers.ValidationError({"after": "must be an image id"}) from None
+        next_image = selectors.fracture_next_image(dataset=dataset, user=request.user, after=after_id)
+        data = {
+            "dataset": dataset.pk,
+            "next_image": next_image,
+            "next_url": reverse("fracture-label", args=[dataset.pk, next_image]) if next_image else "",
+            "progress": selectors.fracture_progress(dataset=dataset, user=request.user),
+        }
+        return Response(FractureQueueSerializer(data).data)
+
+
+class FractureExportCsvApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        summary="Fracture labels with their sentences, CSV (streamed)",
+        responses={(200, "text/csv"): OpenApiTypes.STR},
+    )
+    def get(self, request: Request, pk: int) -> StreamingHttpResponse:
+        dataset = _dataset(pk)
+        rows = selectors.fracture_export_rows(dataset=dataset, user=request.user)
+        columns = selectors.EXPORT_COLUMNS
+        return stream_csv(
+            columns, ([row[name] for name in columns] for row in rows), f"fracture-labels-{dataset.pk}.csv"
+        )
+
+
+class FractureExportJsonApi(APIView):
+    @extend_schema(
+        tags=TAGS,
+        summary="Fracture labels with their sentences, JSON array (streamed)",
+        responses={(200, "application/json"): OpenApiTypes.OBJECT},
+    )
+    def get(self, request: Request, pk: int) -> StreamingHttpResponse:
+        dataset = _dataset(pk)
+        rows = selectors.fracture_export_rows(dataset=dataset, user=request.user)
+        return stream_json(rows, f"fracture-labels-{dataset.pk}.json")

@@ -1,0 +1,147 @@
+"""Fracture-labelling pages: the queue entry and the per-image labelling page (a few lines each).
+
+The page itself saves through the JSON API (``annotator.api.fractures``) with the version it loaded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+
+from ..models import Dataset, FractureDescriptor, Image
+from ..selectors import fractures as selectors
+from ..services.fractures import descriptor_snapshot
+
+__all__ = ["fracture_label", "fracture_queue"]
+
+# The keyboard map, shown in the form and in the `?` overlay; fracture.js holds the same keys.
+SHORTCUTS: list[tuple[list[str], str]] = [
+    (["n"], "No fracture: save and go to the next unlabelled image"),
+    (["f"], "Fracture present"),
+    (["1", "2", "3", "4"], "Displacement: undisplaced, mildly, moderately, severely displaced"),
+    (["c"], "Comminuted (toggle)"),
+    (["i"], "Impacted (toggle)"),
+    (["a"], "Avulsed fragment (toggle)"),
+    (
+        ["s", "t", "b", "r", "u"],
+        "Location: subcapital, transcervical, basicervical, intertrochanteric, subtrochanteric",
+    ),
+    (["Enter"], "Save and go to the next unlabelled image"),
+    (["Ctrl", "S"], "Save and stay on this image"),
+    (["←", "→"], "Previous / next image (a finished label is saved first)"),
+    (["Esc"], "Discard unsaved changes"),
+    (["+", "-", "0"], "Zoom in / out, reset zoom and contrast"),
+    (["[", "]"], "Less / more contrast"),
+    (["?"], "Show or hide these shortcuts"),
+]
+DISPLACEMENTS = [
+    (value, text, key) for (value, text), key in zip(FractureDescriptor.Displacement.choices, "1234", strict=True)
+]
+LOCATION_KEYS = {"subcapital": "s", "transcervical": "t", "basicervical": "b", "intertrochanteric": "r",
+                 "subtrochanteric": "u"}  # fmt: skip
+
+
+def _dataset(pk: int) -> Dataset:
+    return get_object_or_404(selectors.fracture_dataset_list(), pk=pk)
+
+
+def fracture_queue(request: HttpRequest, pk: int) -> HttpResponse:
+    """Send a labeller to their next unlabelled image; a reader to the first image; or say all is done."""
+    dataset = _dataset(pk)
+    can_label = selectors.user_can_label(request.user)
+    if can_label:
+        next_image = selectors.fracture_next_image(dataset=dataset, user=request.user)
+    else:
+        next_image = dataset.images.order_by("id").values_list("id", flat=True).first()
+    if next_image is not None:
+        return redirect("fracture-label", pk=dataset.pk, image_pk=next_image)
+    first = dataset.images.order_by("id").values_list("id", flat=True).first()
+    return render(
+        request,
+        "annotator/fracture_done.html",
+        {
+            "dataset": dataset,
+            "progress": selectors.fracture_progress(dataset=dataset, user=request.user),
+            "first_image": first,
+            "can_label": can_label,
+        },
+    )
+
+
+def fracture_label(request: HttpRequest, pk: int, image_pk: int) -> HttpResponse:
+    dataset = _dataset(pk)
+    image = get_object_or_404(Image.objects.select_related("dataset"), pk=image_pk, dataset=dataset)
+    labels = list(selectors.fracture_labels_visible(image=image, user=request.user))
+    mine = next((label for label in labels if label.expert_id == request.user.pk), None)
+    can_label = selectors.user_can_label(request.user)
+    neighbours = selectors.fracture_image_neighbours(image=image)
+    next_unlabelled = (
+        selectors.fracture_next_image(dataset=dataset, user=request.user, after=image.pk) if can_label else None
+    )
+    prefetch = [
+        reverse("media", args=[file])
+        for file in Image.objects.filter(pk__in=[i for i in (next_unlabelled, neighbours["next"]) if i]).values_list(
+            "file", flat=True
+        )
+    ]
+    page_data = _page_data(
+        request=request, dataset=dataset, image=image, mine=mine, can_label=can_label, neighbours=neighbours,
+        next_unlabelled=next_unlabelled, prefetch=prefetch,
+    )  # fmt: skip
+    return render(
+        request,
+        "annotator/fracture_label.html",
+        {
+            "dataset": dataset,
+            "image": image,
+            "mine": mine,
+            "others": [label for label in labels if label.expert_id != request.user.pk],
+            "blind": not selectors.user_sees_all_fracture_labels(request.user, dataset),
+            "can_label": can_label,
+            "progress": page_data["progress"],
+            "neighbours": neighbours,
+            "prefetch": prefetch,
+            "page_data": page_data,
+            "shortcuts": SHORTCUTS,
+            "displacements": DISPLACEMENTS,
+            "locations": [(value, text, LOCATION_KEYS[value]) for value, text in FractureDescriptor.Location.choices],
+        },
+    )
+
+
+def _page_data(
+    *,
+    request: HttpRequest,
+    dataset: Dataset,
+    image: Image,
+    mine: FractureDescriptor | None,
+    can_label: bool,
+    neighbours: dict[str, int | None],
+    next_unlabelled: int | None,
+    prefetch: list[str],
+) -> dict[str, Any]:
+    """What fracture.js needs, handed over as one JSON blob (json_script)."""
+
+    def page(image_id: int | None) -> str:
+        return reverse("fracture-label", args=[dataset.pk, image_id]) if image_id else ""
+
+    return {
+        "image": image.pk,
+        "dataset": dataset.pk,
+        "canLabel": can_label,
+        "label": descriptor_snapshot(mine),
+        "version": mine.version if mine else 0,
+        "progress": selectors.fracture_progress(dataset=dataset, user=request.user),
+        "urls": {
+            "save": reverse("api-fracture-label-save", args=[image.pk]),
+            "queue": reverse("api-fracture-queue", args=[dataset.pk]),
+            "queuePage": reverse("fracture-queue", args=[dataset.pk]),
+            "previous": page(neighbours["previous"]),
+            "next": page(neighbours["next"]),
+            "nextUnlabelled": page(next_unlabelled) or reverse("fracture-queue", args=[dataset.pk]),
+        },
+        "prefetch": prefetch,
+    }
