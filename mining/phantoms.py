@@ -41,6 +41,7 @@ __all__ = [
     "KINDS",
     "PhantomImage",
     "PlantedFinding",
+    "generate_hip_phantoms",
     "generate_mammogram_phantoms",
     "render_mammogram_phantom",
 ]
@@ -857,3 +858,7 @@ def _zoom_to(arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     factors = (shape[0] / arr.shape[0], shape[1] / arr.shape[1])
     out = ndi.zoom(arr, factors, order=1, mode="nearest", grid_mode=True)
     return out[: shape[0], : shape[1]]
+
+
+# Last, after PhantomImage: mining.hip_phantoms imports this module only inside its functions.
+from mining.hip_phantoms import generate_hip_phantoms  # noqa: E402
