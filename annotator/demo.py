@@ -143,7 +143,7 @@ def demo_users_ensure(*, credentials_file: Path) -> list[tuple[str, str, str]]:
             if ":" in line:
                 user, password = line.split(":", 1)
                 stored[user] = password
-    accounts = [("admin", "admin", True), ("expert", "expert", False)]
+    accounts = [("admin", "admin", True), ("expert", "expert", False), ("researcher", "researcher", False)]
     User = get_user_model()
     result = []
     for role, username, is_staff in accounts:
