@@ -535,7 +535,9 @@ def _femur_shape(hip: _Hip, xs: Array, ys: Array, include_lt: bool) -> Array:
     return _smin(sdf, head, 0.3 * r)
 
 
-def _bone_profile(depth: Array, cortex: Array | float, radius: Array | float, texture: Array, density: float) -> Array:
+def _bone_profile(
+    depth: Array, cortex: Array | float, radius: Array | float, texture: Array | float, density: float
+) -> Array:
     """Projected attenuation of a tube of ``radius`` with walls ``cortex`` thick, ``depth`` px inside
     its outline (negative outside): chords through the cortical shell and through the medulla."""
     s = np.clip(depth + 0.5, 0.0, radius)  # + 0.5: the outline falls between pixel centres
@@ -610,8 +612,8 @@ def _comminute(rng: np.random.Generator, hip: _Hip, plan: _FracturePlan, mu: Arr
         points = _from_femur_frame(points, distal)
         _stamp_line(lines, points, 1.1)
     lucent = np.clip(lines, 0.0, 1.0)
+    zone |= (lucent > 0.2) & (mu > 0.05)  # only where a crack crosses bone
     mu *= 1.0 - 0.4 * lucent
-    zone |= lucent > 0.2
     _wedge_fragment(rng, hip, plan, mu, zone)
 
 
@@ -650,23 +652,22 @@ def _wedge_fragment(rng: np.random.Generator, hip: _Hip, plan: _FracturePlan, mu
 
 
 def _avulse_lesser_trochanter(rng: np.random.Generator, hip: _Hip, mu: Array, zone: Array) -> None:
-    """The lesser trochanter as a separate small bone, pulled up and medially (the femur was rendered
-    without it, so its bed shows as a defect in the medial outline)."""
+    """The lesser trochanter as a separate, irregular small bone, pulled up and medially (the femur was
+    rendered without it, so its bed shows as a defect in the medial outline)."""
     r = hip.r
+    h, w = hip.shape
     center, half_w, half_l = hip.lt
-    shift = _unit(-hip.shaft_dir - 0.8 * hip.lateral) * rng.uniform(0.25, 0.45) * r
-    angle = rng.uniform(-0.5, 0.5)
-    new_center = center + shift
-    pad = 0.7 * r
-    crop = (
-        slice(max(int(min(center[1], new_center[1]) - pad), 0), int(max(center[1], new_center[1]) + pad)),
-        slice(max(int(min(center[0], new_center[0]) - pad), 0), int(max(center[0], new_center[0]) + pad)),
-    )
+    new_center = center + _unit(-hip.shaft_dir - 0.8 * hip.lateral) * rng.uniform(0.25, 0.45) * r
+    low, high = np.minimum(center, new_center) - 0.7 * r, np.maximum(center, new_center) + 0.7 * r
+    crop = (slice(max(int(low[1]), 0), min(int(high[1]), h)), slice(max(int(low[0]), 0), min(int(high[0]), w)))
     xs, ys = _grid(crop)
-    axis = _rotate(_rotate(hip.shaft_dir, -0.6), angle)
+    axis = _rotate(hip.shaft_dir, -0.6 + rng.uniform(-0.5, 0.5))
     sdf = _sd_oriented_ellipse(xs, ys, new_center, axis, (half_w * 0.9, half_l * 0.9))
-    piece = _bone_profile(-sdf, np.full_like(sdf, 0.12 * r), np.full_like(sdf, half_w), 0.0 * sdf, hip.bone)
-    mu[crop] += piece
+    # A torn-off piece, not an egg: a ragged outline.
+    theta = np.arctan2(ys - new_center[1], xs - new_center[0])
+    for k in (2, 3, 5):
+        sdf += rng.uniform(0.04, 0.1) * half_w * np.sin(k * theta + rng.uniform(0, 2 * np.pi))
+    mu[crop] += _bone_profile(-sdf, 0.12 * r, half_w, 0.0, hip.bone)
     bed = np.hypot(xs - center[0], ys - center[1]) < 1.2 * max(half_w, half_l)
     zone[crop] |= (sdf < 2.0) | bed
 

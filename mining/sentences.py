@@ -52,7 +52,7 @@ __all__ = [
 
 DISPLACEMENTS: tuple[str, ...] = ("undisplaced", "mildly displaced", "moderately displaced", "severely displaced")
 LOCATIONS: tuple[str, ...] = ("subcapital", "transcervical", "basicervical", "intertrochanteric", "subtrochanteric")
-NECK_LOCATIONS: tuple[str, ...] = ("subcapital", "transcervical", "basicervical")  # intracapsular: "neck of femur"
+NECK_LOCATIONS: tuple[str, ...] = ("subcapital", "transcervical", "basicervical")  # read "... neck of femur"
 NO_FRACTURE_SENTENCE = "No fracture was identified on this study."
 
 _UNKNOWN_LOCATION_PHRASE = "proximal femur"

@@ -121,7 +121,3 @@ def test_unit_agreement_matches_percent_agreement() -> None:
     counts = ratings_to_counts([labels], ["x", "y", "z"])
     assert unit_agreement(labels) == pytest.approx(percent_agreement(counts))
 
-
-def test_statsmodels_agrees_when_installed() -> None:
-    inter_rater = pytest.importorskip("statsmodels.stats.inter_rater")
-    assert fleiss_kappa(FLEISS_1971) == pytest.approx(inter_rater.fleiss_kappa(FLEISS_1971, method="fleiss"))
