@@ -4,28 +4,26 @@ tab, and the live sentence in the browser against mining.sentences for every des
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from annotator.demo import demo_fracture_dataset_create
 from annotator.models import FractureDescriptor
 from annotator.services.fractures import fracture_descriptor_save
 from mining.sentences import all_descriptor_combinations, fracture_sentence
+from tests.annotator.test_browser_dashboard import ARTIFACTS
 from tests.factories import PASSWORD
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-README_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "fracture.png"
 SENTENCE = "There is a moderately displaced, comminuted fracture of the subcapital neck of femur."
 
 
 def artifacts() -> Path:
-    folder = Path(settings.VAR_DIR) / "artifacts"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    """Screenshots go where the other browser tests keep theirs (var/test-artifacts unless TEST_ARTIFACTS)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
 
 
 @pytest.fixture
@@ -128,10 +126,8 @@ def test_keyboard_only_labelling_round_trip(live_server, browser_page, hips, exp
     saved.refresh_from_db()
     assert (saved.version, saved.impacted) == (2, True)
     page.screenshot(path=str(artifacts() / "fracture-saved-v2.png"))
-    README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    # The README shows the finished label: it matches the phantom's truth.
+    # This picture is the README's docs/screenshots/fracture.png: a finished label matching the phantom's truth.
     assert hips.images.order_by("id").first().metadata["report"] == saved.sentence
-    shutil.copyfile(artifacts() / "fracture-saved-v2.png", README_SCREENSHOT)
 
 
 def test_conflict_with_another_tab_is_shown_and_nothing_is_overwritten(live_server, browser_page, hips, expert_user):
