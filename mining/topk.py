@@ -41,7 +41,7 @@ from .data import batches, to_input
 from .influence import TOP_UNITS_PER_INPUT, InfluenceTally, ranking_keys
 from .progress import CancelFn, ProgressFn, check_cancel, never_cancelled, no_progress
 
-__all__ = ["MiningResult", "UnitTopK", "run_mining_pass", "to_image_box", "unit_masks"]
+__all__ = ["MiningResult", "UnitTopK", "heat_tiles", "run_mining_pass", "to_image_box", "unit_masks", "unit_responses"]
 
 TOP_N = 64
 QUANTILE = 0.005  # Network Dissection binarises at the unit's top 0.5% activation
@@ -374,8 +374,10 @@ def unit_masks(
     *,
     thresholds: torch.Tensor | None = None,
     locations: torch.Tensor | None = None,
+    responses: torch.Tensor | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Binarised, upsampled response maps of a unit's kept inputs and their boxes.
+    """Binarised, upsampled response maps of a unit's kept inputs and their boxes (pass `responses`
+    from `unit_responses` when the caller needs them too).
 
     Returns masks bool (n, S, S): the unit's response map of each kept input (rank order),
     bilinearly upsampled to S = patch_side (align_corners=False) and thresholded ``> threshold``
@@ -384,16 +386,29 @@ def unit_masks(
     mask the argmax cell's box scaled to the patch.
     """
     n = topk.kept
-    maps = topk.response_maps()[unit, :n]  # (n, h, w)
     if n == 0:
         return np.zeros((0, patch_side, patch_side), dtype=bool), np.zeros((0, 4), dtype=np.int64)
     # Looping over every unit? Pass thresholds() and locations() computed once: each costs a pass over all units.
     thresholds = topk.thresholds() if thresholds is None else thresholds
     locations = topk.locations() if locations is None else locations
-    up = F.interpolate(maps.unsqueeze(1), size=(patch_side, patch_side), mode="bilinear", align_corners=False)
-    masks = (up[:, 0] > thresholds[unit]).numpy()
+    up = unit_responses(topk, unit, patch_side) if responses is None else responses
+    masks = (up > thresholds[unit]).numpy()
     cells = locations[unit, :n].numpy()
     return masks, _mask_boxes(masks, cells, topk.map_size or (1, 1))
+
+
+def unit_responses(topk: UnitTopK, unit: int, patch_side: int) -> torch.Tensor:
+    """A unit's response maps on its kept inputs, float (n, S, S), bilinearly upsampled to S = patch_side
+    (align_corners=False): what `unit_masks` thresholds and `heat_tiles` colours."""
+    maps = topk.response_maps()[unit, : topk.kept]  # (n, h, w)
+    return F.interpolate(maps.unsqueeze(1), size=(patch_side, patch_side), mode="bilinear", align_corners=False)[:, 0]
+
+
+def heat_tiles(responses: torch.Tensor, peak: float) -> np.ndarray:
+    """Response maps (n, S, S) as uint8 heat tiles: 255 at the unit's peak activation, 0 at or below zero."""
+    if peak <= 0:
+        return np.zeros(tuple(responses.shape), dtype=np.uint8)
+    return (responses / peak).clamp_(0, 1).mul_(255).round_().to(torch.uint8).numpy()
 
 
 def _mask_boxes(masks: np.ndarray, cells: np.ndarray, map_size: tuple[int, int]) -> np.ndarray:

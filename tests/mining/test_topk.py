@@ -19,7 +19,15 @@ from torch import nn
 from mining.data import PIXEL_MEAN, PIXEL_STD
 from mining.influence import top_units
 from mining.progress import Cancelled
-from mining.topk import UnitTopK, quantile_count, run_mining_pass, to_image_box, unit_masks
+from mining.topk import (
+    UnitTopK,
+    heat_tiles,
+    quantile_count,
+    run_mining_pass,
+    to_image_box,
+    unit_masks,
+    unit_responses,
+)
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -356,3 +364,23 @@ def test_mining_pass_shards_merge_to_the_single_pass() -> None:
     assert torch.equal(merged.thresholds(), whole.topk.thresholds())
     shards[0].influence.merge(shards[1].influence)
     np.testing.assert_array_equal(shards[0].influence.frequency, whole.influence.frequency)
+
+
+def test_heat_tiles_scale_responses_to_the_units_peak():
+    responses = torch.tensor([[[0.0, 2.0], [4.0, -1.0]]])
+    tiles = heat_tiles(responses, peak=4.0)
+    assert tiles.dtype == np.uint8
+    assert tiles.tolist() == [[[0, 128], [255, 0]]]
+    assert heat_tiles(responses, peak=0.0).tolist() == [[[0, 0], [0, 0]]]
+
+
+def test_unit_masks_threshold_the_same_responses_heat_tiles_colour():
+    acts = torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]], [[[1.0, 1.0], [1.0, 1.0]]]])  # (N=2, U=1, 2, 2)
+    topk = stream(acts, torch.arange(2), batch_size=2, top_n=2, quantile=0.25)  # threshold: top 2 of 8 values
+    responses = unit_responses(topk, 0, 4)
+    assert responses.shape == (2, 4, 4)
+    masks, _ = unit_masks(topk, 0, 4)
+    given, _ = unit_masks(topk, 0, 4, responses=responses)
+    assert np.array_equal(masks, given)
+    assert np.array_equal(masks, (responses > topk.thresholds()[0]).numpy())
+    assert 0 < masks.sum() < masks.size  # the threshold (2.0) splits the first map
