@@ -12,13 +12,15 @@ The rules follow Wu et al., "DeepMiner" (see ``shared/papers/deepminer.txt``):
 Every threshold is inclusive (exactly 50% tissue is kept, exactly 30% counts).
 
 All arrays are numpy; boxes are ``(x0, y0, x1, y1)`` in full-image pixels with
-``x1``/``y1`` exclusive. The per-box pixel counts come from a summed-area table,
-so labelling costs one pass over each mask however many patches there are.
+``x1``/``y1`` exclusive. The per-box pixel counts come from sums over the cells
+that the box edges cut the image into, so labelling costs one pass over each
+mask however many patches there are.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -88,7 +90,7 @@ class PatchSet:
 def _round_half_up(value: float) -> int:
     # Python's round() rounds half to even (round(127.5) == 128, round(128.5) == 128);
     # half-up keeps the side a monotone function of the width.
-    return int(np.floor(value + 0.5))
+    return math.floor(value + 0.5)
 
 
 def patch_geometry(width: int, params: PatchParams = PatchParams()) -> tuple[int, int]:
@@ -122,10 +124,9 @@ def _cached_grid(height: int, width: int, params: PatchParams) -> np.ndarray:
 
 @functools.lru_cache(maxsize=64)
 def _indexed_grid(height: int, width: int, params: PatchParams) -> tuple[np.ndarray, _BoxIndex]:
-    """The grid as int64 boxes with its box index, built once per image size."""
-    boxes = _cached_grid(height, width, params).astype(np.int64)
-    boxes.flags.writeable = False
-    return boxes, _box_index(boxes, height, width)
+    """The grid (shared, read-only int32 boxes) with its box index, built once per image size."""
+    boxes = _cached_grid(height, width, params)
+    return boxes, _box_index(boxes.astype(np.int64), height, width, params)
 
 
 # ------------------------------------------------------------------ tissue mask
@@ -227,34 +228,46 @@ def tissue_mask(image: np.ndarray, downsample: int = 4, fill_holes: bool = True)
 
 # ---------------------------------------------------------------- box counting
 #
-# Pixel counts per box come from a summed-area table over the cells that the
-# box edges cut the image into, not over single pixels: rows are summed in bands
-# between consecutive row edges (one pass over the mask, uint8, no casting), the
-# bands are summed between column edges, and np.cumsum over the few cells gives
-# the table. A per-pixel (H+1, W+1) cumsum is exact too, but measured slower
-# than summing the patches one by one.
+# Pixel counts per box come from the cells that the box edges cut the image
+# into, not from single pixels: rows are summed in bands between consecutive
+# row edges (one pass over the mask, uint8, no casting), the bands are summed
+# between column edges, and each box adds up the few cells it covers. A
+# per-pixel (H+1, W+1) cumsum is exact too, but measured slower than summing
+# the patches one by one. The pass over each mask is unavoidable (finding a
+# finding's bounding box would cost a pass too); everything after it is done
+# for all of an image's masks at once, because with a few dozen boxes per image
+# the cost is the number of numpy calls, not the arithmetic. Counts are exact
+# in float64 (integers below 2**53), which lets BLAS add the cells.
+
+# Largest (cells x boxes) 0/1 matrix worth adding cells with (a grid's is a few
+# thousand entries); more boxes than that use a summed-area table instead.
+_MAX_COVER = 1 << 18
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _BoxIndex:
-    """Boxes located in the cell grid cut by their own edges.
+    """Boxes located in the cell grid cut by their own edges, with their count thresholds.
 
     row_edges: int64 (R+1,) rising from 0 to H, holding every box's y0 and y1.
     n_even: the first n_even bands all have the height of band 0.
     col_starts: int64 (C,) rising from 0, every box x0/x1 below W (cells end at W).
-    top, bottom, left, right: int64 (M,) box edges as indices into the
-    (R+1, C+1) summed-area table.
+    cover: float64 (R*C, M+1), 1 where a cell lies in a box and in the last
+    column (the mask's total), or None when that is over _MAX_COVER entries.
+    corners: int64 (4, M) each box's bottom-right, top-left, top-right and
+    bottom-left corner as a flat index into the (R+1, C+1) summed-area table.
     areas: int64 (M,) box areas in pixels.
+    min_tissue: float64 (M,) tissue count that keeps a box (inf for an empty box).
+    min_covered: float64 (M,) finding count that covers enough of a box (>= 1).
     """
 
     row_edges: np.ndarray
     n_even: int
     col_starts: np.ndarray
-    top: np.ndarray
-    bottom: np.ndarray
-    left: np.ndarray
-    right: np.ndarray
+    cover: np.ndarray | None
+    corners: np.ndarray
     areas: np.ndarray
+    min_tissue: np.ndarray
+    min_covered: np.ndarray
 
 
 def _edges(starts: np.ndarray, stops: np.ndarray, size: int, max_gap: int) -> np.ndarray:
@@ -265,91 +278,94 @@ def _edges(starts: np.ndarray, stops: np.ndarray, size: int, max_gap: int) -> np
     return edges
 
 
-def _box_index(boxes: np.ndarray, height: int, width: int) -> _BoxIndex:
+def _box_index(boxes: np.ndarray, height: int, width: int, params: PatchParams = PatchParams()) -> _BoxIndex:
     """Index int64 (M, 4) boxes of an (H, W) mask."""
     rows = _edges(boxes[:, 1], boxes[:, 3], height, max_gap=_MAX_BAND_ROWS)
     cols = _edges(boxes[:, 0], boxes[:, 2], width, max_gap=width)
     heights = np.diff(rows)
     uneven = np.flatnonzero(heights != heights[0])
+    top, bottom = np.searchsorted(rows, boxes[:, 1]), np.searchsorted(rows, boxes[:, 3])
+    left, right = np.searchsorted(cols, boxes[:, 0]), np.searchsorted(cols, boxes[:, 2])
+    n_cols = len(cols)  # the table is (R+1, C+1) and C+1 == len(cols)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     return _BoxIndex(
         row_edges=rows,
         n_even=int(uneven[0]) if len(uneven) else len(heights),
         col_starts=cols[:-1],
-        top=np.searchsorted(rows, boxes[:, 1]),
-        bottom=np.searchsorted(rows, boxes[:, 3]),
-        left=np.searchsorted(cols, boxes[:, 0]),
-        right=np.searchsorted(cols, boxes[:, 2]),
-        areas=(boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]),
+        cover=_cover(top, bottom, left, right, len(rows) - 1, n_cols - 1),
+        corners=np.stack([bottom * n_cols + right, top * n_cols + left, top * n_cols + right, bottom * n_cols + left]),
+        areas=areas,
+        min_tissue=np.where(areas > 0, _min_count(areas, params.min_tissue), np.inf),
+        # "covered" also needs at least one pixel of a finding, which a fraction of 0 would not ask.
+        min_covered=np.maximum(_min_count(areas, params.min_finding_fraction), 1.0),
     )
 
 
-def _band_sums(mask: np.ndarray, index: _BoxIndex) -> np.ndarray:
-    """Column sums of a bool (H, W) mask over each band of rows: uint8 (R, W)."""
+def _cover(
+    top: np.ndarray, bottom: np.ndarray, left: np.ndarray, right: np.ndarray, n_rows: int, n_cols: int
+) -> np.ndarray | None:
+    """float64 (R*C, M+1): which of R x C cells each box spans (bands top..bottom-1,
+    columns left..right-1), and a last column of ones; None if it would be too large."""
+    n_boxes = len(top)
+    if n_rows * n_cols * (n_boxes + 1) > _MAX_COVER:
+        return None
+    band, col = np.arange(n_rows)[:, None], np.arange(n_cols)[:, None]
+    in_rows, in_cols = (top <= band) & (band < bottom), (left <= col) & (col < right)  # (R, M), (C, M)
+    cover = np.ones((n_rows * n_cols, n_boxes + 1))
+    cover[:, :n_boxes] = (in_rows[:, None, :] & in_cols[None, :, :]).reshape(n_rows * n_cols, n_boxes)
+    return cover
+
+
+def _band_sums(mask: np.ndarray, index: _BoxIndex, out: np.ndarray) -> None:
+    """Column sums of a bool (H, W) mask over each band of rows, into uint8 ``out`` (R, W)."""
     pixels = mask.view(np.uint8)
     edges, n_even = index.row_edges, index.n_even
-    bands = np.empty((len(edges) - 1, mask.shape[1]), dtype=np.uint8)
-    # A grid's bands mostly share one height: sum those in one reshaped call, not a loop.
+    # A grid's bands mostly share one height: sum those in one reshaped call, not a
+    # loop. einsum, because np.add.reduce over the middle axis is ~1.4x slower here;
+    # it adds in uint8 too, which wraps but cannot overflow at <= 255 rows of 0/1.
     even = pixels[: edges[n_even]].reshape(n_even, edges[1], -1)
-    np.add.reduce(even, axis=1, dtype=np.uint8, out=bands[:n_even])
-    for i in range(n_even, len(bands)):
-        np.add.reduce(pixels[edges[i] : edges[i + 1]], axis=0, dtype=np.uint8, out=bands[i])
-    return bands
+    np.einsum("bij->bj", even, out=out[:n_even])
+    for i in range(n_even, len(out)):
+        np.add.reduce(pixels[edges[i] : edges[i + 1]], axis=0, dtype=np.uint8, out=out[i])
 
 
-def _summed_area_table(mask: np.ndarray, index: _BoxIndex) -> np.ndarray:
-    """int64 (R+1, C+1): ``table[i, j]`` counts True in ``mask[:row i, :col j]``."""
-    bands = _band_sums(mask, index)
-    cells = np.add.reduceat(bands, index.col_starts, axis=1, dtype=np.int64)  # (R, C)
-    table = np.zeros((cells.shape[0] + 1, cells.shape[1] + 1), dtype=np.int64)
-    np.cumsum(cells, axis=0, out=table[1:, 1:])
-    np.cumsum(table[1:, 1:], axis=1, out=table[1:, 1:])
-    return table
-
-
-def _box_sums_and_total(mask: np.ndarray, index: _BoxIndex) -> tuple[np.ndarray, int]:
-    """Count of True in a bool (H, W) mask per indexed box, int64 (M,), and overall."""
-    table = _summed_area_table(mask, index)
-    top, bottom, left, right = index.top, index.bottom, index.left, index.right
-    sums = table[bottom, right] - table[top, right] - table[bottom, left] + table[top, left]
-    return sums, int(table[-1, -1])
+def _box_counts(masks: Sequence[np.ndarray], index: _BoxIndex) -> tuple[np.ndarray, np.ndarray]:
+    """Count of True in each of K bool (H, W) masks per indexed box, float64 (K, M), and overall, (K,)."""
+    n_masks, n_bands = len(masks), len(index.row_edges) - 1
+    bands = np.empty((n_masks, n_bands, masks[0].shape[1]), dtype=np.uint8)
+    for mask, out in zip(masks, bands, strict=True):
+        _band_sums(mask, index, out)
+    cells = np.add.reduceat(bands, index.col_starts, axis=2, dtype=np.float64)  # (K, R, C)
+    if index.cover is not None:
+        counts = cells.reshape(n_masks, -1) @ index.cover
+        return counts[:, :-1], counts[:, -1]
+    # table[k, i, j] counts True in masks[k][:row i, :col j].
+    table = np.zeros((n_masks, n_bands + 1, cells.shape[2] + 1))
+    inner = table[:, 1:, 1:]
+    np.cumsum(cells, axis=1, out=inner)
+    np.cumsum(inner, axis=2, out=inner)
+    corner = table.reshape(n_masks, -1)[:, index.corners]  # (K, 4, M)
+    return corner[:, 0] + corner[:, 1] - corner[:, 2] - corner[:, 3], table[:, -1, -1]
 
 
 def box_sums(mask: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Pixel count of a (H, W) mask inside each of (M, 4) boxes: int64 (M,).
 
-    A summed-area table (np.cumsum) sampled at the box edges, vectorised over boxes.
+    Sums of the cells cut by the box edges, vectorised over boxes.
     """
     mask = np.asarray(mask, dtype=bool)
     boxes = _as_boxes(boxes, *mask.shape)
     if len(boxes) == 0:
         return np.zeros(0, dtype=np.int64)
-    return _box_sums_and_total(mask, _box_index(boxes, *mask.shape))[0]
+    return _box_counts([mask], _box_index(boxes, *mask.shape))[0][0].astype(np.int64)
 
 
 # -------------------------------------------------------------------- labelling
 
 
-def _at_least(count: np.ndarray, total: np.ndarray | int, fraction: float) -> np.ndarray:
-    """``count >= fraction * total``, inclusive despite floating-point error."""
-    return count >= np.ceil(fraction * np.asarray(total, dtype=np.float64) - _FRACTION_SLACK)
-
-
-def _finding_hits(masks: list[np.ndarray], index: _BoxIndex, fraction: float) -> np.ndarray:
-    """Which boxes qualify for one pathology given its finding masks: bool (M,).
-
-    A box qualifies if ``fraction`` of its area is covered by these findings
-    (their union, so overlaps count once) or if ``fraction`` of any single
-    finding's own area lies inside it.
-    """
-    hit = np.zeros(len(index.areas), dtype=bool)
-    inside = np.zeros(len(index.areas), dtype=np.int64)
-    for mask in masks:
-        inside, finding_area = _box_sums_and_total(mask, index)
-        if finding_area > 0:  # an empty finding would otherwise "lie 100% inside" every box
-            hit |= _at_least(inside, finding_area, fraction)
-    if len(masks) > 1:  # with one finding, its coverage is already in `inside`
-        inside, _ = _box_sums_and_total(np.logical_or.reduce(masks), index)
-    return hit | (_at_least(inside, index.areas, fraction) & (inside > 0))
+def _min_count(total: np.ndarray, fraction: float) -> np.ndarray:
+    """Smallest whole count that is ``>= fraction * total``, inclusive despite floating-point error: float64."""
+    return np.ceil(fraction * np.asarray(total, dtype=np.float64) - _FRACTION_SLACK)
 
 
 def label_patches(
@@ -371,27 +387,49 @@ def label_patches(
     by_class = _group_findings(findings, tissue.shape)
     if len(boxes) == 0:
         return np.zeros(0, bool), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    return _label(_box_index(boxes, *tissue.shape), tissue, by_class, params)
+    return _label(_box_index(boxes, *tissue.shape, params), tissue, by_class, params.min_finding_fraction)
 
 
 def _label(
     index: _BoxIndex,
     tissue: np.ndarray,
     by_class: dict[str, list[np.ndarray]],
-    params: PatchParams,
+    fraction: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """label_patches on checked inputs: indexed boxes, bool tissue (H, W), finding
-    masks grouped by pathology."""
-    areas = index.areas
-    tissue_counts, _ = _box_sums_and_total(tissue, index)
-    tissue_fraction = (tissue_counts / np.maximum(areas, 1)).astype(np.float32)
-    keep = _at_least(tissue_counts, areas, params.min_tissue) & (areas > 0)
+    """label_patches on checked inputs: boxes indexed with their params, bool tissue
+    (H, W), finding masks grouped by pathology, the finding fraction.
 
-    labels = np.zeros(len(areas), dtype=np.int64)
-    # Ascending class order, so malignant overwrites benign where both qualify.
+    A box qualifies for a pathology if ``fraction`` of its area is covered by
+    that pathology's findings (their union, so overlaps count once) or if
+    ``fraction`` of any single such finding's own area lies inside it.
+    """
+    # One row per mask; a finding's row is labelled with its class, and a class
+    # with several findings gets one more row, their union (overlaps count once).
+    masks, row_labels, unions = [tissue], [CLASSES.index("normal")], []
     for label, name in enumerate(CLASSES[1:], start=1):
-        if by_class[name]:
-            labels[_finding_hits(by_class[name], index, params.min_finding_fraction)] = label
+        found = by_class[name]
+        masks += found
+        row_labels += [label] * len(found)
+        if len(found) > 1:
+            unions.append(len(masks))
+            masks.append(np.logical_or.reduce(found))
+            row_labels.append(label)
+    counts, totals = _box_counts(masks, index)
+
+    keep = counts[0] >= index.min_tissue
+    tissue_fraction = (counts[0] / np.maximum(index.areas, 1)).astype(np.float32)
+    if len(masks) == 1:
+        return keep, np.zeros(len(keep), dtype=np.int64), tissue_fraction
+    # The "share of a single finding" rule is not for unions, nor for an empty
+    # finding, which would otherwise "lie 100% inside" every box.
+    own_share = _min_count(totals, fraction)
+    own_share[totals == 0] = np.inf
+    if unions:
+        own_share[unions] = np.inf
+    lies_inside = counts >= own_share[:, None]
+    qualifies = lies_inside | (counts >= index.min_covered)
+    # CLASSES run from normal to malignant, so the most severe qualifying class is the largest index.
+    labels = (qualifies * np.array(row_labels)[:, None]).max(axis=0)
     return keep, labels, tissue_fraction
 
 
@@ -435,8 +473,8 @@ def extract_patches(
     if len(boxes) == 0:
         empty = np.zeros(0, np.int64)
         return PatchSet(np.zeros((0, 4), np.int32), empty, np.zeros(0, np.float32), side, stride)
-    keep, labels, tissue_fraction = _label(index, tissue, by_class, params)
-    return PatchSet(boxes[keep].astype(np.int32), labels[keep], tissue_fraction[keep], side, stride)
+    keep, labels, tissue_fraction = _label(index, tissue, by_class, params.min_finding_fraction)
+    return PatchSet(boxes[keep], labels[keep], tissue_fraction[keep], side, stride)
 
 
 def crop_patches(image: np.ndarray, boxes: np.ndarray, side: int | None = None) -> np.ndarray:
