@@ -16,7 +16,7 @@ from ..errors import ApplicationError
 from ..files import read_png
 from ..models import Dataset, Image, Patch
 
-__all__ = ["PatchSplit", "patch_split_load"]
+__all__ = ["PatchSplit", "patch_split_load", "shard_bounds"]
 
 
 @dataclass
@@ -51,8 +51,9 @@ def patch_split_load(
 ) -> PatchSplit:
     """Load and crop every patch of `dataset` whose image is in `splits`, resized to `size` if given.
 
-    shard=(i, n) keeps only the patches of every n-th image starting at i (a whole image per shard, so
-    each shard reads its own images); `rows` keeps their positions in the whole split.
+    shard=(i, n) keeps only the patches of shard i of n: consecutive images holding about 1/n of the
+    patches each (whole images, so each shard reads only its own; see `shard_bounds`); `rows` keeps
+    their positions in the whole split.
     """
     rows = list(
         Patch.objects.filter(image__dataset=dataset, image__split__in=list(splits))
@@ -67,10 +68,12 @@ def patch_split_load(
     positions = np.arange(total, dtype=np.int64)
     if shard is not None:
         index, count = shard
-        all_images = sorted({row[1] for row in rows})
-        mine = set(all_images[index::count])
-        positions = np.array([i for i, row in enumerate(rows) if row[1] in mine], dtype=np.int64)
-        rows = [rows[i] for i in positions.tolist()]
+        # Rows come ordered by image, so a shard of consecutive images is one slice of them.
+        _, sizes = np.unique(np.array([row[1] for row in rows]), return_counts=True)
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        bounds = shard_bounds(sizes, count)
+        positions = np.arange(starts[bounds[index]], starts[bounds[index + 1]], dtype=np.int64)
+        rows = rows[positions[0] : positions[-1] + 1] if len(positions) else []
     image_ids = sorted({row[1] for row in rows})
     position = {image_id: index for index, image_id in enumerate(image_ids)}
     label_index = {name: index for index, name in enumerate(classes)}
@@ -91,3 +94,21 @@ def patch_split_load(
         rows=positions,
         total=total,
     )
+
+
+def shard_bounds(sizes: Sequence[int] | np.ndarray, count: int) -> list[int]:
+    """Split consecutive items of the given sizes (patches per image) into `count` runs of about equal
+    total size: returns count + 1 rising indices, run i being items bounds[i]:bounds[i+1].
+
+    A run starts at the first item whose middle lies past i/count of the total, so runs differ by
+    about one item at most; every run gets at least one item when there are `count` or more.
+    """
+    sizes = np.asarray(sizes, dtype=np.float64)
+    n = len(sizes)
+    middles = np.cumsum(sizes) - sizes / 2
+    total = float(sizes.sum())
+    bounds = [0]
+    for i in range(1, count):
+        wanted = int(np.searchsorted(middles, i * total / count))
+        bounds.append(max(min(max(wanted, bounds[-1] + 1), n - (count - i)), bounds[-1]))
+    return [*bounds, n]
