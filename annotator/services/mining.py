@@ -20,7 +20,7 @@ from mining.influence import InfluenceTally, coverage, select_units_disjoint
 from mining.networks import checkpoint_load, feature_extractor
 from mining.pipeline import mask_sprite, patch_concept_masks, unit_concept_ious
 from mining.progress import CancelFn, ProgressFn, check_cancel
-from mining.topk import MiningResult, UnitTopK, run_mining_pass, to_image_box, unit_masks
+from mining.topk import MiningResult, UnitTopK, heat_tiles, run_mining_pass, to_image_box, unit_masks, unit_responses
 
 from ..errors import ApplicationError
 from ..files import delete_quietly, media_path, read_mask, unique_name, write_bytes_atomic, write_png_atomic
@@ -300,7 +300,8 @@ def _units_build(
     trained: TrainedModel, result: MiningResult, selected: dict[int, list[int]], patches: dict[int, _KeptPatch],
     side: int, written: list[str],
 ) -> tuple[list[Unit], _Tops]:  # fmt: skip
-    """One unsaved Unit per channel, with its concept match and mask sprite (written), and its top patches."""
+    """One unsaved Unit per channel, with its concept match, mask sprite and (selected units) heat sprite
+    written, and its top patches."""
     topk, classes = result.topk, trained.classes
     frequency, influence_sum = result.influence.frequency, result.influence.influence_sum
     rank_of = {unit: (classes[c], rank) for c, units in selected.items() for rank, unit in enumerate(units, 1)}
@@ -311,13 +312,20 @@ def _units_build(
     units: list[Unit] = []
     tops: _Tops = []
     for u in range(topk.num_units):
-        masks, inner = unit_masks(topk, u, side, thresholds=threshold_tensor, locations=locations)
+        responses = unit_responses(topk, u, side)
+        masks, inner = unit_masks(topk, u, side, thresholds=threshold_tensor, locations=locations, responses=responses)
         unit_patches = [patches[row] for row in rows_kept[u]]
         best, best_iou, top_ious = unit_concept_ious(masks, [patch.concepts for patch in unit_patches])
         # Derived files a re-run rebuilds: atomic, but no fsync and light compression (thousands of them).
         sprite = write_png_atomic(unique_name("masks", f"model{trained.pk}-unit{u}", ".png"), mask_sprite(masks),
                                   durable=False, compress_level=1)  # fmt: skip
         written.append(sprite)
+        heat = ""
+        if u in rank_of:  # heat maps for the selected units, the ones experts survey (60 files, not 512)
+            heat = write_png_atomic(unique_name("masks", f"model{trained.pk}-unit{u}-heat", ".png"),
+                                    mask_sprite(heat_tiles(responses, float(topk.scores[u, 0]))),
+                                    durable=False, compress_level=1)  # fmt: skip
+            written.append(heat)
         boxes = to_image_box(np.array([patch.box for patch in unit_patches]), inner, side).tolist()
         selected_for, rank = rank_of.get(u, ("", None))
         units.append(Unit(
@@ -326,7 +334,7 @@ def _units_build(
             influence_sum={name: round(float(influence_sum[c, u]), 6) for c, name in enumerate(classes)},
             threshold=float(thresholds[u]), max_activation=float(topk.scores[u, 0]),
             suggested_concept=codes.get(best) if best else None, suggested_iou=round(best_iou, 6),
-            concept_ious=top_ious, mask_sprite=sprite,
+            concept_ious=top_ious, mask_sprite=sprite, heat_sprite=heat,
         ))  # fmt: skip
         tops.append([(patch, float(topk.scores[u, i]), boxes[i]) for i, patch in enumerate(unit_patches)])
     return units, tops
@@ -347,7 +355,8 @@ def _replace_units(trained: TrainedModel, units: list[Unit], tops: _Tops, patche
                    cover: dict[int, float], selected: dict[int, list[int]],
                    params: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
     """Replace, never duplicate: the old units disappear in the transaction the new ones appear in."""
-    old_sprites = list(Unit.objects.filter(model=trained).values_list("mask_sprite", flat=True))
+    old_sprites = [name for pair in Unit.objects.filter(model=trained).values_list("mask_sprite", "heat_sprite")
+                   for name in pair if name]  # fmt: skip
     Unit.objects.filter(model=trained).delete()
     created = Unit.objects.bulk_create(units, batch_size=500)
     quote = connection.ops.quote_name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from annotator.demo import demo_dataset_create
@@ -88,6 +89,14 @@ def test_mine_job_stores_units_top_patches_masks_and_concepts(phantom_dataset, d
         )
         assert activation.patch.crop and activation.image_id == activation.patch.image_id
     assert any(unit.suggested_concept_id for unit in units)
+    # Heat maps for the surveyed (selected) units: tiles at 255 where the unit peaks, same layout as the masks.
+    from annotator.files import read_png
+
+    unit = selected.order_by("selection_rank").first()
+    heat, mask = read_png(unit.heat_sprite.name), read_png(unit.mask_sprite.name)
+    assert heat.shape == mask.shape and heat.dtype == np.uint8 and heat.max() == 255
+    assert heat[mask > 0].mean() > heat[mask == 0].mean()  # the mask is where the response is strong
+    assert not units.filter(selected_for="").exclude(heat_sprite="").exists()
 
     # A re-run replaces the units.
     Job.objects.filter(pk=job.pk).update(status=Job.Status.QUEUED)
