@@ -101,8 +101,8 @@ def mine_seconds(model_id: int, shards: int) -> tuple[float, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--images", type=int, default=120)
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     model_id = setup(args.images)
     one, two = [], []
