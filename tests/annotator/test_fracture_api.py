@@ -14,15 +14,11 @@ from rest_framework.test import APIClient
 from annotator.models import AnnotationChange, Dataset, FractureDescriptor
 from annotator.services.fractures import fracture_descriptor_save
 from mining.sentences import NO_FRACTURE_SENTENCE
+from tests.annotator.test_fracture_services import SUBCAPITAL, SUBCAPITAL_SENTENCE
 from tests.factories import DatasetFactory, ImageFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
-SUBCAPITAL = {
-    "fracture": True, "displacement": "moderately displaced", "comminuted": True, "impacted": False,
-    "location": "subcapital", "avulsed_fragment": False,
-}  # fmt: skip
-SUBCAPITAL_SENTENCE = "There is a moderately displaced, comminuted fracture of the subcapital neck of femur."
 
 
 @pytest.fixture
