@@ -110,12 +110,22 @@
   const contextImage = document.getElementById("context-image");
   const contextOverlay = document.getElementById("context-overlay");
   const contextBox = document.getElementById("context-box");
+  const contextResponse = document.getElementById("context-response");
+
+  function place(element, box, width, height) { // box "x0,y0,x1,y1" in image pixels -> % of the image
+    const [x0, y0, x1, y1] = box.split(",").map(Number);
+    Object.assign(element.style, {
+      left: `${(100 * x0) / width}%`, top: `${(100 * y0) / height}%`,
+      width: `${(100 * (x1 - x0)) / width}%`, height: `${(100 * (y1 - y0)) / height}%`,
+    });
+    element.hidden = false;
+  }
   const contextCaption = document.getElementById("context-caption");
 
   function showContext(tile) {
     tiles.forEach((t) => t.classList.toggle("current", t === tile));
     const [width, height] = tile.dataset.size.split(",").map(Number);
-    const [x0, y0, x1, y1] = tile.dataset.box.split(",").map(Number);
+
     if (contextImage.getAttribute("src") !== tile.dataset.image) contextImage.src = tile.dataset.image;
     if (tile.dataset.overlay) {
       contextOverlay.src = tile.dataset.overlay;
@@ -126,11 +136,8 @@
     const stack = document.getElementById("context-stack");
     stack.style.aspectRatio = `${width} / ${height}`;
     stack.style.width = `min(100%, calc(56vh * ${width / height}))`; // keep the image's proportions when capped
-    Object.assign(contextBox.style, {
-      left: `${(100 * x0) / width}%`, top: `${(100 * y0) / height}%`,
-      width: `${(100 * (x1 - x0)) / width}%`, height: `${(100 * (y1 - y0)) / height}%`,
-    });
-    contextBox.hidden = false;
+    place(contextBox, tile.dataset.patch, width, height);
+    place(contextResponse, tile.dataset.box, width, height);
     contextCaption.textContent = tile.dataset.caption;
   }
 
