@@ -148,3 +148,19 @@ def test_labelling_page_queries_do_not_grow_with_the_dataset(client, hip_dataset
         for image in [images[1], *more[:10]]:
             fracture_descriptor_save(image=image, expert=expert, version=0, fracture=False)
     assert queries_for_page() == small
+
+
+def test_hip_thumbnails_do_not_show_experts_the_class_label(client, expert_user, admin_user):
+    from django.urls import reverse
+
+    from annotator.models import Dataset
+    from tests.factories import PASSWORD, DatasetFactory, ImageFactory
+
+    dataset = DatasetFactory(kind=Dataset.Kind.HIP_FRACTURE, classes=["no_fracture", "fracture"])
+    ImageFactory(dataset=dataset, label="fracture")
+    url = reverse("dataset-detail", args=[dataset.pk])
+    client.login(username=expert_user.username, password=PASSWORD)
+    badge = '<span class="badge label-fracture">fracture</span>'  # the per-image badge (the summary counts differ)
+    assert badge not in client.get(url).content.decode()
+    client.login(username=admin_user.username, password=PASSWORD)
+    assert badge in client.get(url).content.decode()
