@@ -1,21 +1,7 @@
-"""Reads: querysets and small summaries for pages and the API, one module per area."""
+"""Reads: querysets and small summaries for pages and the API, one module per area. The general ones
+(datasets, images, jobs, models) are re-exported here; units and fractures are imported by module."""
 
-from .core import (
-    dataset_list,
-    dataset_summary,
-    image_list,
-    job_list,
-    model_report,
-    patch_counts,
-    trained_model_list,
-)
+from . import core
+from .core import *  # noqa: F403 - core.__all__ is the list, kept in one place
 
-__all__ = [
-    "dataset_list",
-    "dataset_summary",
-    "image_list",
-    "job_list",
-    "model_report",
-    "patch_counts",
-    "trained_model_list",
-]
+__all__ = core.__all__
