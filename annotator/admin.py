@@ -23,7 +23,8 @@ from .models import (
     UnitAnnotation,
     UnitConsensus,
 )
-from .services.jobs import job_cancel, job_create
+from .services.job_state import job_cancel
+from .services.jobs import job_create
 
 
 @admin.register(Dataset)

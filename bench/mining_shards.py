@@ -36,7 +36,7 @@ def setup(images: int) -> int:
     from annotator.files import media_path
     from annotator.models import Job, TrainedModel
     from annotator.services.jobs import job_create
-    from annotator.services.runners import job_run
+    from annotator.services.job_runs import job_run
     from mining.networks import build_network, checkpoint_save
 
     call_command("migrate", verbosity=0)

@@ -14,7 +14,8 @@ from .. import selectors
 from ..models import Dataset, Image, Job
 from ..permissions import IsAdminRole
 from ..serializers import DatasetSerializer, ImageSerializer, JobCreateSerializer, JobSerializer
-from ..services.jobs import job_cancel, job_create
+from ..services.job_state import job_cancel
+from ..services.jobs import job_create
 
 
 class DatasetListApi(generics.ListAPIView):

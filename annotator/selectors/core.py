@@ -9,7 +9,7 @@ from django.db.models import Count, Q, QuerySet
 
 from ..models import Dataset, Finding, Image, Job, Patch, TopActivation, TrainedModel, Unit
 from ..plots import line_chart
-from ..services.jobs import jobs_fail_stale
+from ..services.job_state import jobs_fail_stale
 
 __all__ = [
     "dataset_list",

@@ -1,66 +1,23 @@
-"""The job life cycle: create and enqueue, run in a worker with progress and heartbeat, finish, cancel,
-and fail jobs whose worker died (stale heartbeat).
+"""Creating a job: check its parameters with its kind's validator, store it queued, and enqueue it on a
+worker once the surrounding transaction commits (so a worker never looks for a row it cannot see yet).
 
-A job row is the single source of truth for its state; Celery only carries the job id.
+What happens next lives in `job_runs` (the worker side) and `job_state` (progress, cancel, finish).
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import socket
-import threading
-import time
-import traceback
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
-from django.db import DatabaseError, connection, transaction
-from django.utils import timezone
-
-from mining.progress import Cancelled
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import transaction
 
 from ..errors import ApplicationError
 from ..models import Dataset, Job
+from ..tasks import run_job
+from .job_kinds import JOB_KINDS
 
-logger = logging.getLogger(__name__)
-
-__all__ = [
-    "DEFERRED",
-    "JobReporter",
-    "job_cancel",
-    "job_create",
-    "job_finish_cancelled",
-    "job_finish_failed",
-    "job_finish_succeeded",
-    "job_heartbeat",
-    "job_run",
-    "jobs_fail_stale",
-    "register_runner",
-]
-
-# kind -> function(job, reporter) -> result dict. Runners live beside the work they do.
-_RUNNERS: dict[str, Callable[[Job, JobReporter], dict[str, Any]]] = {}
-# kind -> function(params, dataset) -> cleaned params; raises ApplicationError on bad input, so a
-# bad request is refused when it is made, not minutes later in a worker.
-_VALIDATORS: dict[str, Callable[[dict[str, Any], Dataset | None], dict[str, Any]]] = {}
-
-
-def register_runner(
-    kind: str, *, validate: Callable[[dict[str, Any], Dataset | None], dict[str, Any]] | None = None
-) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]]:
-    def decorator(func: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
-        _RUNNERS[kind] = func
-        if validate is not None:
-            _VALIDATORS[kind] = validate
-        return func
-
-    return decorator
+__all__ = ["job_create"]
 
 
 def job_create(
@@ -68,16 +25,12 @@ def job_create(
     kind: str,
     params: dict[str, Any] | None = None,
     dataset: Dataset | None = None,
-    created_by: AbstractBaseUser | None = None,
+    created_by: AbstractBaseUser | AnonymousUser | None = None,
 ) -> Job:
     """Create a queued job and enqueue it once the surrounding transaction commits."""
-    if kind not in Job.Kind.values:
+    if kind not in JOB_KINDS:
         raise ApplicationError(f"unknown job kind {kind!r}")
-    from . import runners  # noqa: F401 - registers every kind's runner and validator
-
-    params = dict(params or {})
-    if kind in _VALIDATORS:
-        params = _VALIDATORS[kind](params, dataset)
+    params = JOB_KINDS[kind].validate(dict(params or {}), dataset)
     job = Job(
         kind=kind,
         params=params,
@@ -88,179 +41,5 @@ def job_create(
     )
     job.full_clean()
     job.save()
-    transaction.on_commit(lambda: _enqueue(job))
+    transaction.on_commit(lambda: run_job.apply_async(args=[job.pk], task_id=job.celery_id))
     return job
-
-
-def _enqueue(job: Job) -> None:
-    from mining.tasks import run_job  # the task module imports services; import late to avoid a cycle
-
-    run_job.apply_async(args=[job.pk], task_id=job.celery_id)
-
-
-def job_cancel(*, job: Job) -> Job:
-    """A queued job is cancelled at once; a running one is asked to stop at its next check."""
-    with transaction.atomic():
-        job = Job.objects.select_for_update().get(pk=job.pk)
-        if job.is_finished:
-            raise ApplicationError(f"job #{job.pk} has already finished ({job.status})", status=409)
-        if job.status == Job.Status.QUEUED:
-            job.status = Job.Status.CANCELLED
-            job.finished_at = timezone.now()
-            job.message = "Cancelled before it started"
-        else:
-            job.cancel_requested = True
-            job.message = "Cancelling…"
-        job.save(update_fields=["status", "finished_at", "message", "cancel_requested"])
-    return job
-
-
-def jobs_fail_stale(*, now: Any = None) -> int:
-    """Mark running jobs whose heartbeat is older than JOB_HEARTBEAT_TIMEOUT as failed.
-
-    A worker killed mid-job (OOM, SIGKILL, machine lost) cannot say so itself; this is how the
-    product finds out. Its partial results were never committed (runners write in one transaction).
-    """
-    now = now or timezone.now()
-    limit = now - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT)
-    stale = Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=limit)
-    return stale.update(
-        status=Job.Status.FAILED,
-        finished_at=now,
-        error=(
-            "The worker running this job stopped responding (no heartbeat for over "
-            f"{settings.JOB_HEARTBEAT_TIMEOUT} s); it was probably killed. No partial results were kept. "
-            "Start the job again."
-        ),
-        message="Worker lost",
-    )
-
-
-@dataclass
-class JobReporter:
-    """Handed to runners: `progress(done, total, message)` and `cancelled()` as mining/ expects them.
-
-    Writes are throttled (the hot loop may call progress per batch) and use UPDATE on the fields
-    it owns, so a concurrent cancel request is never overwritten.
-    """
-
-    job_id: int
-    min_interval: float = 0.5
-    _last_write: float = field(default=-float("inf"), init=False)
-    _last_cancel_check: float = field(default=-float("inf"), init=False)
-    _cancel_seen: bool = field(default=False, init=False)
-
-    def progress(self, done: int, total: int, message: str = "") -> None:
-        now = time.monotonic()
-        if done < total and now - self._last_write < self.min_interval:
-            return
-        self._last_write = now
-        # 100% means finished: a running job's results are still being written after its last step.
-        fraction = min(max(done / total, 0.0), 0.99) if total else 0.0
-        Job.objects.filter(pk=self.job_id).update(progress=fraction, message=message[:500], heartbeat_at=timezone.now())
-
-    def cancelled(self) -> bool:
-        now = time.monotonic()
-        if not self._cancel_seen and now - self._last_cancel_check >= self.min_interval:
-            self._last_cancel_check = now
-            self._cancel_seen = Job.objects.filter(pk=self.job_id, cancel_requested=True).exists()
-        return self._cancel_seen
-
-
-class _Heartbeat:
-    """Bumps the job's heartbeat from a side thread, so a long step with no progress call still looks alive."""
-
-    def __init__(self, job_id: int, interval: float) -> None:
-        self.job_id = job_id
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-job-{job_id}", daemon=True)
-
-    def __enter__(self) -> _Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.wait(self.interval):
-                try:
-                    Job.objects.filter(pk=self.job_id, status=Job.Status.RUNNING).update(heartbeat_at=timezone.now())
-                except DatabaseError as exc:  # e.g. SQLite busy: try again next beat, never kill the job
-                    logger.warning("heartbeat for job %s skipped: %s", self.job_id, exc)
-        finally:
-            connection.close()  # this thread's own connection
-
-
-def _claim(job_id: int) -> Job | None:
-    """Move a queued job to running; None if it is not queued (already ran, cancelled, or failed)."""
-    with transaction.atomic():
-        job = Job.objects.select_for_update().filter(pk=job_id).first()
-        if job is None or job.status != Job.Status.QUEUED:
-            return None
-        now = timezone.now()
-        job.status = Job.Status.RUNNING
-        job.started_at = now
-        job.heartbeat_at = now
-        job.worker = f"{socket.gethostname()}:{os.getpid()}"
-        job.message = "Started"
-        job.save(update_fields=["status", "started_at", "heartbeat_at", "worker", "message"])
-    return job
-
-
-def _finish(job_id: int, **fields: Any) -> None:
-    Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(finished_at=timezone.now(), **fields)
-
-
-# A runner returns DEFERRED when it handed the work on (a chord of shards): the job stays running
-# and the last step of the work ends it with job_finish_* below.
-DEFERRED: dict[str, Any] = {"deferred": True}
-
-
-def job_finish_succeeded(*, job_id: int, result: dict[str, Any]) -> str:
-    _finish(job_id, status=Job.Status.SUCCEEDED, progress=1.0, result=result, message="Done")
-    return Job.Status.SUCCEEDED
-
-
-def job_finish_cancelled(*, job_id: int) -> str:
-    _finish(job_id, status=Job.Status.CANCELLED, message="Cancelled")
-    return Job.Status.CANCELLED
-
-
-def job_finish_failed(*, job_id: int, exc: BaseException) -> str:
-    logger.error("job %s failed: %s", job_id, exc, exc_info=exc)
-    text = exc.message if isinstance(exc, ApplicationError) else f"{type(exc).__name__}: {exc}"
-    trace = "".join(traceback.format_exception(exc, limit=8))
-    _finish(job_id, status=Job.Status.FAILED, error=f"{text}\n\n{trace}", message=f"Failed: {text}"[:500])
-    return Job.Status.FAILED
-
-
-def job_heartbeat(*, job_id: int, interval: float | None = None) -> _Heartbeat:
-    """A context manager that keeps a running job's heartbeat fresh while a step works on it."""
-    return _Heartbeat(job_id, interval or max(1.0, settings.JOB_HEARTBEAT_TIMEOUT / 6))
-
-
-def job_run(*, job_id: int) -> str:
-    """Run a queued job to its end state. Safe to call twice: a job that is not queued is left alone."""
-    job = _claim(job_id)
-    if job is None:
-        status = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
-        logger.info("job %s not run: status is %s", job_id, status)
-        return status or "missing"
-    runner = _RUNNERS.get(job.kind)
-    reporter = JobReporter(job_id=job.pk)
-    try:
-        with job_heartbeat(job_id=job.pk):
-            if runner is None:
-                raise ApplicationError(f"no runner registered for job kind {job.kind!r}")
-            result = runner(job, reporter)
-    except Cancelled:
-        return job_finish_cancelled(job_id=job.pk)
-    except Exception as exc:
-        return job_finish_failed(job_id=job.pk, exc=exc)
-    if result is DEFERRED:
-        return Job.Status.RUNNING
-    return job_finish_succeeded(job_id=job.pk, result=result)

@@ -25,10 +25,18 @@ from mining.topk import MiningResult, UnitTopK, heat_tiles, run_mining_pass, to_
 from ..errors import ApplicationError
 from ..files import delete_quietly, media_path, read_mask, unique_name, write_bytes_atomic, write_png_atomic
 from ..models import Concept, Dataset, Finding, Image, Job, Patch, TopActivation, TrainedModel, Unit
-from .jobs import DEFERRED, JobReporter, register_runner
+from .job_state import JobReporter, Sharded
 from .patch_data import PatchSplit, patch_split_load
 
-__all__ = ["MINE_DEFAULTS", "mine_params_validate", "units_mine", "units_mine_merge", "units_mine_shard", "units_store"]
+__all__ = [
+    "MINE_DEFAULTS",
+    "mine_params_validate",
+    "run_mine",
+    "units_mine",
+    "units_mine_merge",
+    "units_mine_shard",
+    "units_store",
+]
 
 MINE_DEFAULTS: dict[str, Any] = {
     "splits": ["test", "holdout"],  # never the training split: units are judged on unseen patches
@@ -389,16 +397,12 @@ def _replace_units(trained: TrainedModel, units: list[Unit], tops: _Tops, patche
     return {"trained_model": trained.pk, **trained.mining}
 
 
-@register_runner(Job.Kind.MINE, validate=mine_params_validate)
-def run_mine(job: Job, reporter: JobReporter) -> dict[str, Any]:
+def run_mine(job: Job, reporter: JobReporter) -> dict[str, Any] | Sharded:
     shards = int(job.params.get("shards", 1)) if job.dataset else 1
     if shards > 1:  # shards are whole images: no more shards than images with patches to mine
         mined = Patch.objects.filter(image__dataset=job.dataset, image__split__in=job.params["splits"])
         shards = min(shards, mined.values("image_id").distinct().count())
     if shards <= 1:
         return units_mine(job=job, progress=reporter.progress, cancelled=reporter.cancelled)
-    from mining.tasks import mine_chord  # the Celery side; imported late (tasks import services)
-
-    mine_chord(job_id=job.pk, shards=shards)
     reporter.progress(0, shards, f"Mining in {shards} shards")
-    return DEFERRED
+    return Sharded(shards=shards)

@@ -15,9 +15,9 @@ from mining.progress import CancelFn, ProgressFn, check_cancel
 from ..errors import ApplicationError
 from ..files import read_mask, read_png
 from ..models import Dataset, Job, Patch
-from .jobs import JobReporter, register_runner
+from .job_state import JobReporter
 
-__all__ = ["patch_params_from", "patches_extract"]
+__all__ = ["patch_params_from", "patch_params_validate", "patches_extract", "run_extract_patches"]
 
 
 def patch_params_from(params: dict[str, Any]) -> PatchParams:
@@ -63,13 +63,12 @@ def patches_extract(
     return {"patches": len(rows), "images": len(images), "by_split": by_split, "params": asdict(params)}
 
 
-def _validate(params: dict[str, Any], dataset: Dataset | None) -> dict[str, Any]:
+def patch_params_validate(params: dict[str, Any], dataset: Dataset | None) -> dict[str, Any]:
     if dataset is None:
         raise ApplicationError("a patch extraction job needs a dataset")
     return asdict(patch_params_from(params))
 
 
-@register_runner(Job.Kind.EXTRACT_PATCHES, validate=_validate)
 def run_extract_patches(job: Job, reporter: JobReporter) -> dict[str, Any]:
     if job.dataset is None:
         raise ApplicationError("a patch extraction job needs a dataset")

@@ -20,10 +20,10 @@ from mining.training import TrainConfig, predict, train
 from ..errors import ApplicationError
 from ..files import delete_quietly, media_path, unique_name
 from ..models import Dataset, Job, TrainedModel
-from .jobs import JobReporter, register_runner
+from .job_state import JobReporter
 from .patch_data import patch_split_load
 
-__all__ = ["train_config_from", "trained_model_train"]
+__all__ = ["run_train", "train_config_from", "train_params_validate", "trained_model_train"]
 
 TRAIN_SPLIT, VALIDATION_SPLIT, TEST_SPLIT = "train", "holdout", "test"
 _TUNABLE = {f.name for f in fields(TrainConfig)}
@@ -147,6 +147,5 @@ def _store(job: Job, architecture: str, initialisation: str, classes: list[str],
     return trained
 
 
-@register_runner(Job.Kind.TRAIN, validate=train_params_validate)
 def run_train(job: Job, reporter: JobReporter) -> dict[str, Any]:
     return trained_model_train(job=job, progress=reporter.progress, cancelled=reporter.cancelled)

@@ -17,7 +17,8 @@ from ..errors import ApplicationError
 from ..forms import JobStartForm
 from ..models import Dataset, Image, Job
 from ..permissions import user_is_admin
-from ..services.jobs import job_cancel, job_create
+from ..services.job_state import job_cancel
+from ..services.jobs import job_create
 
 IMAGES_PER_PAGE = 48
 

@@ -9,8 +9,10 @@ import pytest
 from django.utils import timezone
 
 from annotator.models import Job, Patch
-from annotator.services.jobs import JobReporter, job_cancel, job_create, jobs_fail_stale
-from annotator.services.runners import job_run
+from annotator.services.job_kinds import JOB_KINDS, JobKind
+from annotator.services.job_runs import job_run
+from annotator.services.job_state import JobReporter, Sharded, job_cancel, jobs_fail_stale
+from annotator.services.jobs import job_create
 from tests.factories import DatasetFactory, FindingFactory, ImageFactory, JobFactory
 
 pytestmark = pytest.mark.django_db
@@ -48,6 +50,26 @@ def test_unknown_kind_is_refused(dataset_with_lesion):
 
     with pytest.raises(ApplicationError, match="unknown job kind"):
         job_create(kind="teleport", dataset=dataset_with_lesion)
+
+
+def test_every_job_kind_has_a_runner_and_a_validator():
+    assert set(JOB_KINDS) == set(Job.Kind.values)
+
+
+def test_a_sharded_job_run_outside_a_worker_fails_with_a_clear_message(monkeypatch, dataset_with_lesion):
+    monkeypatch.setitem(
+        JOB_KINDS,
+        "extract_patches",
+        JobKind(run=lambda job, reporter: Sharded(shards=2), validate=lambda params, dataset: params),
+    )
+    job = JobFactory(dataset=dataset_with_lesion)
+    assert job_run(job_id=job.pk) == Job.Status.FAILED
+    assert "split into 2 shards: it needs a worker" in Job.objects.get(pk=job.pk).error
+    handed: list[tuple[int, int]] = []
+    second = JobFactory(dataset=dataset_with_lesion)
+    assert job_run(job_id=second.pk, fan_out=lambda job_id, shards: handed.append((job_id, shards))) == "running"
+    assert handed == [(second.pk, 2)]
+    assert Job.objects.get(pk=second.pk).status == Job.Status.RUNNING  # the shards' merge ends it
 
 
 def test_patch_extraction_runs_to_success_with_real_labels(dataset_with_lesion):

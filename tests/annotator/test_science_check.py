@@ -19,8 +19,8 @@ import pytest
 
 from annotator.demo import demo_dataset_create
 from annotator.models import Finding, Job, TrainedModel, Unit
+from annotator.services.job_runs import job_run
 from annotator.services.jobs import job_create
-from annotator.services.runners import job_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 

@@ -6,9 +6,9 @@ import pytest
 
 from annotator.demo import demo_dataset_create
 from annotator.models import Job, Patch, TopActivation, TrainedModel, Unit
+from annotator.services.job_runs import job_run
 from annotator.services.jobs import job_create
 from annotator.services.patch_data import shard_bounds
-from annotator.services.runners import job_run
 from tests.annotator.test_worker_integration import wait_for
 from tests.conftest import WorkerProcess, _purge_broker
 

@@ -8,8 +8,8 @@ import pytest
 from annotator.demo import demo_dataset_create
 from annotator.errors import ApplicationError
 from annotator.models import Job, TrainedModel
+from annotator.services.job_runs import job_run
 from annotator.services.jobs import job_create
-from annotator.services.runners import job_run
 from mining.networks import checkpoint_load
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]

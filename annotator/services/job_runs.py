@@ -1,0 +1,110 @@
+"""The worker side of a job: run a queued job to its end state with its kind's runner, or, for a job
+split into shards, run one shard and merge them all. The tasks in `annotator.tasks` call these, and
+nothing here knows Celery: a job that fans out is handed a `fan_out` callable by its caller.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from mining.progress import Cancelled
+
+from ..errors import ApplicationError
+from ..models import Job
+from .job_kinds import JOB_KINDS
+from .job_state import (
+    JobReporter,
+    Sharded,
+    job_claim,
+    job_finish_cancelled,
+    job_finish_failed,
+    job_finish_succeeded,
+    job_heartbeat,
+)
+from .mining import units_mine_merge, units_mine_shard
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FanOut", "job_run", "shard_run", "shards_merge"]
+
+# (job id, number of shards) -> None: starts the shards and the merge that ends the job.
+FanOut = Callable[[int, int], None]
+
+
+def job_run(*, job_id: int, fan_out: FanOut | None = None) -> str:
+    """Run a queued job to its end state. Safe to call twice: a job that is not queued is left alone.
+
+    A runner that splits its work returns Sharded(n); `fan_out(job_id, n)` then starts the shards and the
+    job stays running until their merge ends it. Without `fan_out` (called outside a worker) such a job fails.
+    """
+    job = job_claim(job_id=job_id)
+    if job is None:
+        status = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+        logger.info("job %s not run: status is %s", job_id, status)
+        return status or "missing"
+    reporter = JobReporter(job_id=job.pk)
+    try:
+        with job_heartbeat(job_id=job.pk):
+            kind = JOB_KINDS.get(job.kind)
+            if kind is None:
+                raise ApplicationError(f"no runner for job kind {job.kind!r}")
+            result = kind.run(job, reporter)
+            if isinstance(result, Sharded):
+                if fan_out is None:
+                    raise ApplicationError(f"job #{job.pk} is split into {result.shards} shards: it needs a worker")
+                fan_out(job.pk, result.shards)
+                return Job.Status.RUNNING
+    except Cancelled:
+        return job_finish_cancelled(job_id=job.pk)
+    except Exception as exc:
+        return job_finish_failed(job_id=job.pk, exc=exc)
+    return job_finish_succeeded(job_id=job.pk, result=result)
+
+
+class _ShardReporter(JobReporter):
+    """Progress of one shard, labelled with its number (the shards share one job row)."""
+
+    def __init__(self, job_id: int, shard: int, shards: int) -> None:
+        super().__init__(job_id=job_id)
+        self.prefix = f"shard {shard + 1}/{shards}"
+
+    def progress(self, done: int, total: int, message: str = "") -> None:
+        super().progress(done, total, f"{self.prefix} · {message}")
+
+
+def shard_run(*, job_id: int, shard: int, shards: int) -> str:
+    """Mine one shard of a running job; returns the file its per-unit state was written to.
+
+    The job stays `running` across the shards, each keeps its heartbeat fresh, and the first failure or a
+    cancel request ends it (the exception propagates, so the merge never runs).
+    """
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or job.status != Job.Status.RUNNING:
+        raise RuntimeError(f"job {job_id} is not running; shard {shard} skipped")
+    reporter = _ShardReporter(job_id, shard, shards)
+    try:
+        with job_heartbeat(job_id=job_id):
+            return units_mine_shard(
+                job=job, shard=shard, shards=shards, progress=reporter.progress, cancelled=reporter.cancelled
+            )
+    except Cancelled:
+        job_finish_cancelled(job_id=job_id)
+        raise
+    except Exception as exc:
+        job_finish_failed(job_id=job_id, exc=exc)
+        raise
+
+
+def shards_merge(*, job_id: int, shard_files: list[str]) -> str:
+    """Merge the shards' states into the job's units and end the job."""
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or job.status != Job.Status.RUNNING:
+        return job.status if job else "missing"
+    JobReporter(job_id=job_id).progress(1, 1, "Merging shards, matching concepts, writing masks")
+    try:
+        with job_heartbeat(job_id=job_id):
+            result = units_mine_merge(job=job, shard_files=shard_files)
+    except Exception as exc:
+        return job_finish_failed(job_id=job_id, exc=exc)
+    return job_finish_succeeded(job_id=job_id, result=result)
