@@ -1,6 +1,8 @@
-"""DeepMiner Studio's data model. Rows only: logic lives in services.py (writes) and selectors.py (reads)."""
+"""DeepMiner Studio's data model. Rows only: logic lives in services/ (writes) and selectors/ (reads)."""
 
 from __future__ import annotations
+
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.db import models
@@ -228,13 +230,35 @@ class TopActivation(models.Model):
         constraints = [models.UniqueConstraint(fields=["unit", "rank"], name="top_activation_unique_rank")]
 
 
-class UnitAnnotation(models.Model):
+class VersionedLabel(models.Model):
+    """One expert's label of one thing, saved with optimistic concurrency (`services.versioned.save_versioned`).
+
+    `version` grows by one on every save: a save that names an older version is refused, so two tabs or two
+    people never silently overwrite each other. `SNAPSHOT_FIELDS` are the answers the history, the 409 body
+    and the API keep as plain JSON.
+    """
+
+    SNAPSHOT_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+    def snapshot(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.SNAPSHOT_FIELDS}
+
+
+class UnitAnnotation(VersionedLabel):
     """One expert's survey answers for one unit (DeepMiner survey, section 2.2 of the paper).
 
     `phenomena` is a list of {"description", "concept" (a Concept code or ""), "association"}; the service
-    validates it against the lexicon. `version` grows by one on every save: a save that names an older
-    version is refused, so two tabs or two people never silently overwrite each other.
+    validates it against the lexicon.
     """
+
+    SNAPSHOT_FIELDS = ("recognizable", "phenomena", "confidence", "notes")
 
     class Recognizable(models.TextChoices):
         YES = "yes", "Yes"
@@ -253,9 +277,6 @@ class UnitAnnotation(models.Model):
     phenomena = models.JSONField(default=list, blank=True)
     confidence = models.PositiveSmallIntegerField(null=True, blank=True, help_text="1 (guess) to 5 (certain)")
     notes = models.TextField(blank=True)
-    version = models.PositiveIntegerField(default=1)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["unit", "expert"]
@@ -281,8 +302,10 @@ class UnitConsensus(models.Model):
         return f"consensus on unit {self.unit_id}"
 
 
-class FractureDescriptor(models.Model):
+class FractureDescriptor(VersionedLabel):
     """One expert's hip-fracture descriptors for one image (the hip-fracture paper's label set)."""
+
+    SNAPSHOT_FIELDS = ("fracture", "displacement", "comminuted", "impacted", "location", "avulsed_fragment", "sentence")
 
     class Displacement(models.TextChoices):
         UNDISPLACED = "undisplaced", "Undisplaced"
@@ -306,9 +329,6 @@ class FractureDescriptor(models.Model):
     location = models.CharField(max_length=24, choices=Location.choices, blank=True)
     avulsed_fragment = models.BooleanField(default=False)
     sentence = models.CharField(max_length=300, blank=True, help_text="the template sentence these labels give")
-    version = models.PositiveIntegerField(default=1)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["image", "expert"]

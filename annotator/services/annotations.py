@@ -1,9 +1,8 @@
 """Writes for the expert survey: a unit's annotation, its consensus, and their history.
 
-Every save names the version the writer last saw. The row is updated only if it still has that version
-(one conditional UPDATE, portable across SQLite and PostgreSQL), otherwise the save is refused with a
-409 that carries the current answers, so nobody silently overwrites anybody. Every accepted save adds an
-AnnotationChange row (who, when, before, after) in the same transaction.
+Every save names the version the writer last saw and goes through ``save_versioned``: a stale version is
+refused with a 409 that carries the current answers, and every accepted save adds an AnnotationChange row
+(who, when, before, after) in the same transaction.
 """
 
 from __future__ import annotations
@@ -11,18 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
-from django.db.models import F, Model
-from django.utils import timezone
+from django.db import transaction
 
 from ..errors import ApplicationError
 from ..models import AnnotationChange, Concept, Unit, UnitAnnotation, UnitConsensus
+from .versioned import label_snapshot, save_versioned
 
 __all__ = [
     "MAX_PHENOMENA",
-    "annotation_snapshot",
+    "clean_phenomena",
     "consensus_snapshot",
-    "save_versioned",
     "unit_annotation_save",
     "unit_consensus_clear",
     "unit_consensus_save",
@@ -32,18 +29,6 @@ MAX_PHENOMENA = 10
 MAX_TEXT = 4000
 RECOGNIZABLE = set(UnitAnnotation.Recognizable.values)
 ASSOCIATIONS = set(UnitAnnotation.Association.values)
-
-
-def annotation_snapshot(annotation: UnitAnnotation | None) -> dict[str, Any] | None:
-    """The answers as plain JSON, the shape the history and the API keep."""
-    if annotation is None:
-        return None
-    return {
-        "recognizable": annotation.recognizable,
-        "phenomena": annotation.phenomena,
-        "confidence": annotation.confidence,
-        "notes": annotation.notes,
-    }
 
 
 def consensus_snapshot(consensus: UnitConsensus | None) -> dict[str, Any] | None:
@@ -85,61 +70,6 @@ def clean_phenomena(phenomena: Any) -> list[dict[str, str]]:
     return cleaned
 
 
-def _conflict(row: Model | None, snapshot: dict[str, Any] | None, seen: int, what: str) -> ApplicationError:
-    current = getattr(row, "version", 0)
-    who = ""
-    if row is not None:
-        change = AnnotationChange.objects.filter(target_id=row.pk, version=current).select_related("user").first()
-        who = f" by {change.user}" if change and change.user else ""
-    return ApplicationError(
-        f"This {what} was changed{who} since you opened it (you had version {seen}, it is now version {current}). "
-        "Your changes were not saved: reload to see the current answers.",
-        {"version": current, "current": snapshot},
-        status=409,
-    )
-
-
-def save_versioned(
-    *,
-    model: type[Model],
-    lookup: dict[str, Any],
-    values: dict[str, Any],
-    version: int,
-    snapshot: Any,
-    target: str,
-    user: AbstractBaseUser,
-    what: str,
-    history: dict[str, Any],
-) -> Model:
-    """Create (version 0 seen) or update (version n seen) the row `lookup` names, only if nobody saved since.
-
-    Must run inside a transaction. Raises a 409 ApplicationError on a stale version.
-    """
-    row = model.objects.filter(**lookup).first()
-    before = snapshot(row)
-    if version == 0:
-        if row is not None:
-            raise _conflict(row, before, version, what)
-        try:
-            with transaction.atomic():  # a savepoint: a concurrent create loses cleanly
-                row = model.objects.create(**lookup, **values, version=1)
-        except IntegrityError:
-            row = model.objects.filter(**lookup).first()
-            raise _conflict(row, snapshot(row), version, what) from None
-    else:
-        # update() skips auto_now, so the timestamp is set here.
-        updated = model.objects.filter(**lookup, version=version).update(
-            **values, updated_at=timezone.now(), version=F("version") + 1
-        )
-        if updated == 0:
-            raise _conflict(row, before, version, what)
-        row = model.objects.get(**lookup)
-    AnnotationChange.objects.create(
-        target=target, target_id=row.pk, user=user, version=row.version, before=before, after=snapshot(row), **history
-    )
-    return row
-
-
 @transaction.atomic
 def unit_annotation_save(
     *,
@@ -166,7 +96,7 @@ def unit_annotation_save(
     }
     return save_versioned(
         model=UnitAnnotation, lookup={"unit": unit, "expert": expert}, values=values, version=int(version),
-        snapshot=annotation_snapshot, target=AnnotationChange.Target.UNIT_ANNOTATION, user=expert,
+        snapshot=label_snapshot, target=AnnotationChange.Target.UNIT_ANNOTATION, user=expert,
         what="annotation", history={"unit": unit},
     )  # fmt: skip
 

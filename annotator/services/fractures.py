@@ -18,27 +18,12 @@ from mining.sentences import DISPLACEMENTS, LOCATIONS, FractureDescriptors, frac
 from ..errors import ApplicationError
 from ..models import AnnotationChange, Dataset, FractureDescriptor, Image
 from ..permissions import user_can_annotate
-from .annotations import save_versioned
+from .versioned import label_snapshot, save_versioned
 
-__all__ = ["DESCRIPTOR_FIELDS", "descriptor_snapshot", "fracture_descriptor_save"]
+__all__ = ["DESCRIPTOR_FIELDS", "fracture_descriptor_save"]
 
 DESCRIPTOR_FIELDS = ("fracture", "displacement", "comminuted", "impacted", "location", "avulsed_fragment")
 _CHOICES = {"displacement": DISPLACEMENTS, "location": LOCATIONS}
-
-
-def descriptor_snapshot(descriptor: FractureDescriptor | None) -> dict[str, Any] | None:
-    """The label as plain JSON, the shape the history, the 409 body and the API keep."""
-    if descriptor is None:
-        return None
-    return {
-        "fracture": descriptor.fracture,
-        "displacement": descriptor.displacement,
-        "comminuted": descriptor.comminuted,
-        "impacted": descriptor.impacted,
-        "location": descriptor.location,
-        "avulsed_fragment": descriptor.avulsed_fragment,
-        "sentence": descriptor.sentence,
-    }
 
 
 def _descriptors(
@@ -112,10 +97,8 @@ def fracture_descriptor_save(
         "avulsed_fragment": descriptors.avulsed_fragment,
         "sentence": fracture_sentence(descriptors),
     }
-    row = save_versioned(
+    return save_versioned(
         model=FractureDescriptor, lookup={"image": image, "expert": expert}, values=values, version=version,
-        snapshot=descriptor_snapshot, target=AnnotationChange.Target.FRACTURE_DESCRIPTOR, user=expert,
+        snapshot=label_snapshot, target=AnnotationChange.Target.FRACTURE_DESCRIPTOR, user=expert,
         what="fracture label", history={"image": image},
     )  # fmt: skip
-    assert isinstance(row, FractureDescriptor)
-    return row

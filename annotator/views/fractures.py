@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from ..models import Dataset, FractureDescriptor, Image
 from ..selectors import fractures as selectors
-from ..services.fractures import descriptor_snapshot
+from ..services.versioned import label_snapshot
 
 __all__ = ["fracture_label", "fracture_queue"]
 
@@ -132,7 +132,7 @@ def _page_data(
         "image": image.pk,
         "dataset": dataset.pk,
         "canLabel": can_label,
-        "label": descriptor_snapshot(mine),
+        "label": label_snapshot(mine),
         "version": mine.version if mine else 0,
         "progress": selectors.fracture_progress(dataset=dataset, user=request.user),
         "urls": {
