@@ -201,7 +201,9 @@ class Unit(models.Model):
     suggested_concept = models.ForeignKey(Concept, null=True, blank=True, on_delete=models.SET_NULL)
     suggested_iou = models.FloatField(default=0.0)
     concept_ious = models.JSONField(default=dict, blank=True, help_text="best few concept codes -> IoU")
-    mask_sprite = models.FileField(upload_to="masks/", blank=True, help_text="binarised masks of the top patches, one tile per rank")
+    mask_sprite = models.FileField(
+        upload_to="masks/", blank=True, help_text="binarised masks of the top patches, one tile per rank"
+    )
     heat_sprite = models.FileField(
         upload_to="masks/", blank=True, help_text="the unit's response on its top patches (8-bit, 255 = unit max)"
     )
@@ -286,8 +288,10 @@ class UnitAnnotation(VersionedLabel):
         return f"{self.expert} on unit {self.unit_id}: {self.recognizable or '-'}"
 
 
-class UnitConsensus(models.Model):
+class UnitConsensus(VersionedLabel):
     """The label an admin settles on for a unit after reading every expert's answers."""
+
+    SNAPSHOT_FIELDS = ("recognizable", "description", "concept", "association")
 
     unit = models.OneToOneField(Unit, related_name="consensus", on_delete=models.CASCADE)
     recognizable = models.CharField(max_length=8, choices=UnitAnnotation.Recognizable.choices)
@@ -295,11 +299,12 @@ class UnitConsensus(models.Model):
     concept = models.ForeignKey(Concept, null=True, blank=True, on_delete=models.PROTECT)
     association = models.CharField(max_length=16, choices=UnitAnnotation.Association.choices, blank=True)
     set_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
-    version = models.PositiveIntegerField(default=1)
-    updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
         return f"consensus on unit {self.unit_id}"
+
+    def snapshot(self) -> dict[str, Any]:
+        return {**super().snapshot(), "concept": self.concept.code if self.concept else ""}
 
 
 class FractureDescriptor(VersionedLabel):

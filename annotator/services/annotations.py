@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from ..errors import ApplicationError
@@ -19,7 +19,6 @@ from .versioned import label_snapshot, save_versioned
 __all__ = [
     "MAX_PHENOMENA",
     "clean_phenomena",
-    "consensus_snapshot",
     "unit_annotation_save",
     "unit_consensus_clear",
     "unit_consensus_save",
@@ -29,17 +28,6 @@ MAX_PHENOMENA = 10
 MAX_TEXT = 4000
 RECOGNIZABLE = set(UnitAnnotation.Recognizable.values)
 ASSOCIATIONS = set(UnitAnnotation.Association.values)
-
-
-def consensus_snapshot(consensus: UnitConsensus | None) -> dict[str, Any] | None:
-    if consensus is None:
-        return None
-    return {
-        "recognizable": consensus.recognizable,
-        "description": consensus.description,
-        "concept": consensus.concept.code if consensus.concept_id else "",
-        "association": consensus.association,
-    }
 
 
 def clean_phenomena(phenomena: Any) -> list[dict[str, str]]:
@@ -74,7 +62,7 @@ def clean_phenomena(phenomena: Any) -> list[dict[str, str]]:
 def unit_annotation_save(
     *,
     unit: Unit,
-    expert: AbstractBaseUser,
+    expert: User,
     version: int,
     recognizable: str = "",
     phenomena: list[dict[str, Any]] | None = None,
@@ -95,17 +83,22 @@ def unit_annotation_save(
         "notes": notes,
     }
     return save_versioned(
-        model=UnitAnnotation, lookup={"unit": unit, "expert": expert}, values=values, version=int(version),
-        snapshot=label_snapshot, target=AnnotationChange.Target.UNIT_ANNOTATION, user=expert,
-        what="annotation", history={"unit": unit},
-    )  # fmt: skip
+        model=UnitAnnotation,
+        lookup={"unit": unit, "expert": expert},
+        values=values,
+        version=int(version),
+        target=AnnotationChange.Target.UNIT_ANNOTATION,
+        user=expert,
+        what="annotation",
+        history={"unit": unit},
+    )
 
 
 @transaction.atomic
 def unit_consensus_save(
     *,
     unit: Unit,
-    admin: AbstractBaseUser,
+    admin: User,
     version: int,
     recognizable: str,
     description: str = "",
@@ -130,19 +123,29 @@ def unit_consensus_save(
         "set_by": admin,
     }
     return save_versioned(
-        model=UnitConsensus, lookup={"unit": unit}, values=values, version=int(version),
-        snapshot=consensus_snapshot, target=AnnotationChange.Target.UNIT_CONSENSUS, user=admin,
-        what="consensus", history={"unit": unit},
-    )  # fmt: skip
+        model=UnitConsensus,
+        lookup={"unit": unit},
+        values=values,
+        version=int(version),
+        target=AnnotationChange.Target.UNIT_CONSENSUS,
+        user=admin,
+        what="consensus",
+        history={"unit": unit},
+    )
 
 
 @transaction.atomic
-def unit_consensus_clear(*, unit: Unit, admin: AbstractBaseUser) -> None:
+def unit_consensus_clear(*, unit: Unit, admin: User) -> None:
     consensus = UnitConsensus.objects.filter(unit=unit).first()
     if consensus is None:
         return
     AnnotationChange.objects.create(
-        target=AnnotationChange.Target.UNIT_CONSENSUS, target_id=consensus.pk, unit=unit, user=admin,
-        version=consensus.version + 1, before=consensus_snapshot(consensus), after={},
-    )  # fmt: skip
+        target=AnnotationChange.Target.UNIT_CONSENSUS,
+        target_id=consensus.pk,
+        unit=unit,
+        user=admin,
+        version=consensus.version + 1,
+        before=label_snapshot(consensus),
+        after={},
+    )
     consensus.delete()

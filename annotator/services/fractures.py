@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from mining.sentences import DISPLACEMENTS, LOCATIONS, FractureDescriptors, fracture_sentence
@@ -18,7 +18,7 @@ from mining.sentences import DISPLACEMENTS, LOCATIONS, FractureDescriptors, frac
 from ..errors import ApplicationError
 from ..models import AnnotationChange, Dataset, FractureDescriptor, Image
 from ..permissions import user_can_annotate
-from .versioned import label_snapshot, save_versioned
+from .versioned import save_versioned
 
 __all__ = ["DESCRIPTOR_FIELDS", "fracture_descriptor_save"]
 
@@ -40,9 +40,13 @@ def _descriptors(
     if not fracture:
         return FractureDescriptors(fracture=False)
     descriptors = FractureDescriptors(
-        fracture=True, displacement=displacement or None, comminuted=comminuted, impacted=impacted,
-        location=location or None, avulsed_fragment=avulsed_fragment,
-    )  # fmt: skip
+        fracture=True,
+        displacement=displacement or None,
+        comminuted=comminuted,
+        impacted=impacted,
+        location=location or None,
+        avulsed_fragment=avulsed_fragment,
+    )
     errors = descriptors.validate()
     if errors:
         wrong = [name for name, choices in _CHOICES.items() if getattr(descriptors, name) not in choices]
@@ -57,7 +61,7 @@ def _descriptors(
 def fracture_descriptor_save(
     *,
     image: Image,
-    expert: AbstractBaseUser,
+    expert: User,
     version: int,
     fracture: bool,
     displacement: str = "",
@@ -85,9 +89,13 @@ def fracture_descriptor_save(
     if version < 0:
         raise ApplicationError("version must be 0 (no label yet) or the version you loaded", {"field": "version"})
     descriptors = _descriptors(
-        fracture=fracture, displacement=displacement, comminuted=comminuted, impacted=impacted,
-        location=location, avulsed_fragment=avulsed_fragment,
-    )  # fmt: skip
+        fracture=fracture,
+        displacement=displacement,
+        comminuted=comminuted,
+        impacted=impacted,
+        location=location,
+        avulsed_fragment=avulsed_fragment,
+    )
     values = {
         "fracture": descriptors.fracture,
         "displacement": descriptors.displacement or "",
@@ -98,7 +106,12 @@ def fracture_descriptor_save(
         "sentence": fracture_sentence(descriptors),
     }
     return save_versioned(
-        model=FractureDescriptor, lookup={"image": image, "expert": expert}, values=values, version=version,
-        snapshot=label_snapshot, target=AnnotationChange.Target.FRACTURE_DESCRIPTOR, user=expert,
-        what="fracture label", history={"image": image},
-    )  # fmt: skip
+        model=FractureDescriptor,
+        lookup={"image": image, "expert": expert},
+        values=values,
+        version=version,
+        target=AnnotationChange.Target.FRACTURE_DESCRIPTOR,
+        user=expert,
+        what="fracture label",
+        history={"image": image},
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 
 from ..errors import ApplicationError
@@ -25,7 +25,7 @@ def job_create(
     kind: str,
     params: dict[str, Any] | None = None,
     dataset: Dataset | None = None,
-    created_by: AbstractBaseUser | AnonymousUser | None = None,
+    created_by: User | AnonymousUser | None = None,
 ) -> Job:
     """Create a queued job and enqueue it once the surrounding transaction commits."""
     if kind not in JOB_KINDS:
@@ -35,11 +35,11 @@ def job_create(
         kind=kind,
         params=params,
         dataset=dataset,
-        created_by=created_by if created_by and created_by.is_authenticated else None,
+        created_by=created_by if isinstance(created_by, User) else None,  # not the anonymous user
         celery_id=uuid.uuid4().hex,
         message="Waiting for a worker",
     )
     job.full_clean()
     job.save()
-    transaction.on_commit(lambda: run_job.apply_async(args=[job.pk], task_id=job.celery_id))
+    transaction.on_commit(lambda: run_job.apply_async(args=(job.pk,), task_id=job.celery_id))
     return job

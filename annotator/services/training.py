@@ -135,6 +135,7 @@ def _patch_params(dataset: Dataset, input_size: int) -> dict[str, Any]:
 def _store(job: Job, architecture: str, initialisation: str, classes: list[str], checkpoint: str,
            patch_params: dict[str, Any], config: dict[str, Any], result: Any, metrics: dict[str, Any]) -> TrainedModel:  # fmt: skip
     """Replace, never duplicate: a re-run of the same job swaps its model in one transaction."""
+    assert job.dataset is not None  # train_params_validate refuses a job without one
     TrainedModel.objects.filter(job=job).delete()
     trained = TrainedModel(
         job=job, dataset=job.dataset, name=f"{architecture} on {job.dataset.name} (job #{job.pk})",

@@ -8,12 +8,11 @@ after) in the same transaction. Used for unit annotations, unit consensus and fr
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, TypeVar
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.db.models import F, Model
+from django.db.models import F
 from django.utils import timezone
 
 from ..errors import ApplicationError
@@ -21,7 +20,7 @@ from ..models import AnnotationChange, VersionedLabel
 
 __all__ = ["label_snapshot", "save_versioned"]
 
-RowT = TypeVar("RowT", bound=Model)
+LabelT = TypeVar("LabelT", bound=VersionedLabel)
 
 
 def label_snapshot(label: VersionedLabel | None) -> dict[str, Any] | None:
@@ -29,7 +28,7 @@ def label_snapshot(label: VersionedLabel | None) -> dict[str, Any] | None:
     return None if label is None else label.snapshot()
 
 
-def _conflict(row: Model | None, snapshot: dict[str, Any] | None, seen: int, what: str) -> ApplicationError:
+def _conflict(row: VersionedLabel | None, snapshot: dict[str, Any] | None, seen: int, what: str) -> ApplicationError:
     current = getattr(row, "version", 0)
     who = ""
     if row is not None:
@@ -45,40 +44,45 @@ def _conflict(row: Model | None, snapshot: dict[str, Any] | None, seen: int, wha
 
 def save_versioned(
     *,
-    model: type[RowT],
+    model: type[LabelT],
     lookup: dict[str, Any],
     values: dict[str, Any],
     version: int,
-    snapshot: Callable[[Any], dict[str, Any] | None],
     target: str,
-    user: AbstractBaseUser,
+    user: User,
     what: str,
     history: dict[str, Any],
-) -> RowT:
+) -> LabelT:
     """Create (version 0 seen) or update (version n seen) the row `lookup` names, only if nobody saved since.
 
     Must run inside a transaction. Raises a 409 ApplicationError on a stale version.
     """
-    row = model.objects.filter(**lookup).first()
-    before = snapshot(row)
+    row = model._default_manager.filter(**lookup).first()
+    before = label_snapshot(row)
     if version == 0:
         if row is not None:
             raise _conflict(row, before, version, what)
         try:
             with transaction.atomic():  # a savepoint: a concurrent create loses cleanly
-                row = model.objects.create(**lookup, **values, version=1)
+                row = model._default_manager.create(**lookup, **values, version=1)
         except IntegrityError:
-            row = model.objects.filter(**lookup).first()
-            raise _conflict(row, snapshot(row), version, what) from None
+            row = model._default_manager.filter(**lookup).first()
+            raise _conflict(row, label_snapshot(row), version, what) from None
     else:
         # update() skips auto_now, so the timestamp is set here.
-        updated = model.objects.filter(**lookup, version=version).update(
+        updated = model._default_manager.filter(**lookup, version=version).update(
             **values, updated_at=timezone.now(), version=F("version") + 1
         )
         if updated == 0:
             raise _conflict(row, before, version, what)
-        row = model.objects.get(**lookup)
+        row = model._default_manager.get(**lookup)
     AnnotationChange.objects.create(
-        target=target, target_id=row.pk, user=user, version=row.version, before=before, after=snapshot(row), **history
+        target=target,
+        target_id=row.pk,
+        user=user,
+        version=row.version,
+        before=before,
+        after=label_snapshot(row),
+        **history,
     )
     return row
