@@ -14,8 +14,8 @@ from django.db import transaction
 
 from mining.phantoms import PhantomImage, generate_hip_phantoms, generate_mammogram_phantoms
 
-from .importing import dataset_import
 from .models import Dataset, Image
+from .services.datasets import dataset_import
 
 __all__ = [
     "DEMO_FRACTURE_DATASET",

@@ -1,4 +1,4 @@
-"""annotator.importing.dataset_import and `manage.py import_dataset`: manifests, CBIS-DDSM trees,
+"""annotator.services.datasets.dataset_import and `manage.py import_dataset`: manifests, CBIS-DDSM trees,
 all-or-nothing validation with line numbers, patient-level splits, stored files."""
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import pytest
 from django.core.management import CommandError, call_command
 from PIL import Image as PILImage
 
-from annotator import importing
 from annotator.errors import ApplicationError
 from annotator.files import media_path
-from annotator.importing import cbis_concepts, dataset_import
+from annotator.importing import storing
+from annotator.importing.cbis_ddsm import cbis_concepts
 from annotator.models import Dataset, Finding, Image
+from annotator.services.datasets import dataset_import
 from mining.imaging import OUTLINE_COLOURS
 from tests.conftest import ROOT, _database_url_for_subprocess
 from tests.mining.test_imaging import write_dicom
@@ -279,13 +280,13 @@ def test_taken_name_is_refused(folder: Path) -> None:
 def test_a_failure_while_writing_rows_removes_every_written_file(
     folder: Path, media_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    create_rows = importing._create_rows
+    create_rows = storing._create_rows
 
     def explode(*args: Any, **kwargs: Any) -> None:
         create_rows(*args, **kwargs)  # every row exists now; the transaction must drop them
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(importing, "_create_rows", explode)
+    monkeypatch.setattr(storing, "_create_rows", explode)
     with pytest.raises(RuntimeError, match="disk full"):
         dataset_import(name="doomed", folder=folder)
     assert (Dataset.objects.count(), Image.objects.count(), Finding.objects.count()) == (0, 0, 0)

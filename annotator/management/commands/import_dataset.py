@@ -1,6 +1,6 @@
 """`manage.py import_dataset FOLDER --name NAME [--manifest CSV] [--layout manifest|cbis-ddsm] [--kind ...] [--seed N]`.
 
-A thin adapter over annotator.importing.dataset_import: prints a summary, or every bad row as
+A thin adapter over annotator.services.datasets.dataset_import: prints a summary, or every bad row as
 ``line N: reason`` on stderr and exits non-zero having imported nothing.
 """
 
@@ -11,12 +11,13 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotator.errors import ApplicationError
-from annotator.importing import CLASSES_BY_KIND, LAYOUTS, dataset_import, import_summary
+from annotator.selectors.imports import import_summary
+from annotator.services.datasets import CLASSES_BY_KIND, LAYOUTS, dataset_import
 
 
 class Command(BaseCommand):
     help = (
-        "Import a folder of images as a new dataset: images + manifest CSV (see annotator/importing.py "
+        "Import a folder of images as a new dataset: images + manifest CSV (see annotator/importing/manifest.py "
         "for the columns) or the CBIS-DDSM layout (description CSVs + DICOM tree). All or nothing."
     )
 

@@ -18,8 +18,8 @@ from annotator.demo import (
     demo_fracture_dataset_create,
 )
 from annotator.errors import ApplicationError
-from annotator.importing import import_summary
 from annotator.models import Dataset
+from annotator.selectors.imports import import_summary
 
 
 class Command(BaseCommand):
