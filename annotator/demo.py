@@ -141,8 +141,8 @@ def demo_users_ensure(*, credentials_file: Path) -> list[tuple[str, str, str]]:
     if credentials_file.exists():
         for line in credentials_file.read_text().splitlines():
             if ":" in line:
-                user, password = line.split(":", 1)
-                stored[user] = password
+                name, password = line.split(":", 1)
+                stored[name] = password
     accounts = [("admin", "admin", True), ("expert", "expert", False), ("researcher", "researcher", False)]
     User = get_user_model()
     result = []

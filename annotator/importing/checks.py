@@ -107,7 +107,8 @@ def _take_image_facts(spec: ImageSpec, loaded: LoadedImage) -> None:
 
 def _area_and_bbox(mask: np.ndarray) -> tuple[int, list[int]]:
     """Mask pixels and [x0, y0, x1, y1] (x1 / y1 exclusive); [] for an empty mask."""
-    rows, cols = mask.any(axis=1), mask.any(axis=0)
+    rows = np.asarray(mask.any(axis=1))
+    cols = np.asarray(mask.any(axis=0))
     if not rows.any():
         return 0, []
     y0, y1 = int(rows.argmax()), int(len(rows) - rows[::-1].argmax())

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from mining.imaging import finding_overlay, read_image, read_mask, thumbnail_uint8
@@ -36,7 +36,7 @@ class _StoredImage:
 
 def write_dataset(
     *, name: str, kind: str, layout: str, classes: list[str], specs: list[ImageSpec],
-    created_by: AbstractBaseUser | None, max_pixels: int, progress: ProgressFn, folder: Path,
+    created_by: User | None, max_pixels: int, progress: ProgressFn, folder: Path,
 ) -> Dataset:  # fmt: skip
     """Phase 2: store every image's files on a few threads, then the Dataset and all its rows in one
     transaction; the files written so far are deleted if anything fails."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from mining.progress import ProgressFn, no_progress
 
@@ -43,7 +43,7 @@ def dataset_import(
     layout: str = "manifest",
     kind: str = "mammogram",
     seed: int = 0,
-    created_by: AbstractBaseUser | None = None,
+    created_by: User | None = None,
     max_pixels: int | None = None,
     progress: ProgressFn = no_progress,
 ) -> Dataset:
