@@ -151,9 +151,9 @@ def to_display_uint8(pixels: np.ndarray) -> np.ndarray:
         lut = _window_lut(lo, hi)
         return lut[pixels]
     values = pixels.astype(np.float64)
-    lo, hi = (float(v) for v in np.percentile(values, [0.5, 99.5]))
-    hi = max(hi, lo + 1e-12)
-    return np.rint(np.clip((values - lo) / (hi - lo), 0.0, 1.0) * 255).astype(np.uint8)
+    low, high = (float(v) for v in np.percentile(values, [0.5, 99.5]))
+    high = max(high, low + 1e-12)
+    return np.rint(np.clip((values - low) / (high - low), 0.0, 1.0) * 255).astype(np.uint8)
 
 
 def thumbnail_uint8(pixels: np.ndarray, side: int = 256) -> np.ndarray:

@@ -13,6 +13,7 @@ per-input influences; shards merge exactly (the counts and sums add).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -183,7 +184,12 @@ def select_units_disjoint(
         if u not in taken and len(chosen[c]) < per_class:
             chosen[c].append(u)
             taken.add(u)
-    return {c: sorted(us, key=lambda u, c=c: (-freq[c, u], -sums[c, u], u)) for c, us in chosen.items()}
+    return {c: sorted(us, key=functools.partial(_rank_key, freq[c], sums[c])) for c, us in chosen.items()}
+
+
+def _rank_key(freq: np.ndarray, sums: np.ndarray, unit: int) -> tuple[float, float, int]:
+    """Most frequent first, then the larger summed influence, then the lower unit index."""
+    return (-freq[unit], -sums[unit], unit)
 
 
 def coverage(

@@ -23,6 +23,7 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -173,10 +174,11 @@ def _block_sums(image: np.ndarray, factor: int) -> np.ndarray:
     if pad_y or pad_x:
         image = np.pad(image, ((0, pad_y), (0, pad_x)), mode="edge")
     small_ints = image.dtype.kind in "ub" and image.dtype.itemsize <= 2 and factor <= 256
-    rows = image[0::factor].astype(np.uint32 if small_ints else np.float64)
+    # Integer sums are exact and faster; the dtype is picked at run time, so its static type is open.
+    rows: np.ndarray[Any, Any] = image[0::factor].astype(np.uint32 if small_ints else np.float64)
     for k in range(1, factor):
         rows += image[k::factor]
-    sums = rows[:, 0::factor].copy()
+    sums: np.ndarray[Any, Any] = rows[:, 0::factor].copy()
     for k in range(1, factor):
         sums += rows[:, k::factor]
     return sums
@@ -387,7 +389,8 @@ def label_patches(
     by_class = _group_findings(findings, tissue.shape)
     if len(boxes) == 0:
         return np.zeros(0, bool), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    return _label(_box_index(boxes, *tissue.shape, params), tissue, by_class, params.min_finding_fraction)
+    height, width = tissue.shape
+    return _label(_box_index(boxes, height, width, params), tissue, by_class, params.min_finding_fraction)
 
 
 def _label(
