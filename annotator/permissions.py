@@ -1,10 +1,30 @@
-"""Roles. Three groups (seeded by a migration): expert, admin, researcher. Django superusers and staff count as admins."""
+"""Roles and who sees what. Three groups (seeded by a migration): expert, admin, researcher. Django
+superusers and staff count as admins.
+
+The one blindness rule, for survey answers and fracture labels alike: while a dataset is blind (the
+default) an expert sees only their own labels; admins and researchers (who read and export, never label)
+see everyone's, and so does everybody once an admin opens the dataset.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rest_framework.permissions import SAFE_METHODS, BasePermission
+
+from .models import Dataset
+
+__all__ = [
+    "ADMIN_GROUP",
+    "EXPERT_GROUP",
+    "RESEARCHER_GROUP",
+    "CanAnnotate",
+    "IsAdminRole",
+    "user_can_annotate",
+    "user_is_admin",
+    "user_roles",
+    "user_sees_others_labels",
+]
 
 ADMIN_GROUP, EXPERT_GROUP, RESEARCHER_GROUP = "admin", "expert", "researcher"
 
@@ -22,15 +42,18 @@ def user_roles(user: Any) -> list[str]:
     return sorted(roles)
 
 
-class ReadOrAdminWrite(BasePermission):
-    """Any signed-in user reads; only admins change."""
+def user_can_annotate(user: Any) -> bool:
+    """Experts and admins answer surveys and label images; researchers only read and export."""
+    if not user or not user.is_authenticated:
+        return False
+    return user_is_admin(user) or user.groups.filter(name=EXPERT_GROUP).exists()
 
-    message = "Only admins can do this."
 
-    def has_permission(self, request: Any, view: Any) -> bool:
-        if not request.user or not request.user.is_authenticated:
-            return False
-        return request.method in SAFE_METHODS or user_is_admin(request.user)
+def user_sees_others_labels(user: Any, dataset: Dataset) -> bool:
+    """Whether ``user`` sees other experts' answers, labels, history and agreement on ``dataset``."""
+    if user_is_admin(user) or not dataset.annotation_blind:
+        return True
+    return bool(user.is_authenticated and user.groups.filter(name=RESEARCHER_GROUP).exists())
 
 
 class IsAdminRole(BasePermission):
@@ -38,13 +61,6 @@ class IsAdminRole(BasePermission):
 
     def has_permission(self, request: Any, view: Any) -> bool:
         return user_is_admin(request.user)
-
-
-def user_can_annotate(user: Any) -> bool:
-    """Experts and admins answer surveys and label images; researchers only read and export."""
-    if not user or not user.is_authenticated:
-        return False
-    return user_is_admin(user) or user.groups.filter(name=EXPERT_GROUP).exists()
 
 
 class CanAnnotate(BasePermission):

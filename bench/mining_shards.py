@@ -35,8 +35,8 @@ def setup(images: int) -> int:
     from annotator.demo import demo_dataset_create
     from annotator.files import media_path
     from annotator.models import Job, TrainedModel
-    from annotator.services.jobs import job_create
     from annotator.services.job_runs import job_run
+    from annotator.services.jobs import job_create
     from mining.networks import build_network, checkpoint_save
 
     call_command("migrate", verbosity=0)

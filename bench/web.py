@@ -127,7 +127,7 @@ def build_export_model(units: int, top: int = 16) -> object:
 
 
 def _consume(client: Client, model, fmt: str) -> int:
-    response = client.get(f"/api/models/{model.pk}/units/export/{fmt}/")
+    response = client.get(f"/api/models/{model.pk}/units/export.{fmt}")
     assert response.status_code == 200
     return sum(chunk.count(b"\n") for chunk in response.streaming_content)
 

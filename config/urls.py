@@ -1,15 +1,22 @@
+"""The URL root: admin and sign-in, the JSON API under /api/ in the ``api`` namespace (its schema
+included), and the pages without a namespace. The naming rule is in ``annotator/urls/__init__.py``."""
+
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from annotator.urls import api_urlpatterns
+
+api_urls: list[URLPattern | URLResolver] = [
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    *api_urlpatterns,
+]
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/", include(api_urlpatterns)),
+    path("api/", include((api_urls, "api"))),
     path("", include("annotator.urls")),
 ]

@@ -1,4 +1,4 @@
-"""factory_boy factories for the data model; tests build exactly the rows they need."""
+"""factory_boy factories for the data model, and signed-in test clients; tests build exactly the rows they need."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 import factory
 import numpy as np
 from django.contrib.auth.models import Group, User
+from rest_framework.test import APIClient
 
 from annotator.files import unique_name, write_png_atomic
 from annotator.models import (
@@ -23,6 +24,15 @@ from annotator.models import (
 )
 
 PASSWORD = "correct-horse-battery"
+
+
+def client_for(user: User | None) -> APIClient:
+    """A client signed in as ``user`` through the session, as a browser is; anonymous for None.
+    It speaks to pages and to the API alike (``format="json"`` or a JSON string body)."""
+    client = APIClient()
+    if user is not None:
+        client.force_login(user)
+    return client
 
 
 class UserFactory(factory.django.DjangoModelFactory):

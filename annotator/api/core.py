@@ -13,9 +13,10 @@ from rest_framework.views import APIView
 from .. import selectors
 from ..models import Dataset, Image, Job
 from ..permissions import IsAdminRole
-from ..serializers import DatasetSerializer, ImageSerializer, JobCreateSerializer, JobSerializer
+from ..serializers.core import DatasetSerializer, ImageSerializer, JobCreateSerializer, JobSerializer
 from ..services.job_state import job_cancel
 from ..services.jobs import job_create
+from .inputs import validated_input
 
 
 class DatasetListApi(generics.ListAPIView):
@@ -78,9 +79,7 @@ class JobCreateApi(APIView):
 
     @extend_schema(request=JobCreateSerializer, responses={201: JobSerializer})
     def post(self, request: Request) -> Response:
-        serializer = JobCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        job = job_create(created_by=request.user, **serializer.validated_data)
+        job = job_create(created_by=request.user, **validated_input(JobCreateSerializer, request.data))
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 

@@ -5,10 +5,7 @@ Any signed-in user reads and exports; experts and admins save labels (researcher
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.http import StreamingHttpResponse
-from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
@@ -17,10 +14,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..models import FractureDescriptor, Image
-from ..permissions import CanAnnotate
+from ..permissions import CanAnnotate, user_sees_others_labels
 from ..selectors import fractures as selectors
-from ..serializers_fractures import (
+from ..selectors import image_get
+from ..serializers.fractures import (
     FractureHistorySerializer,
     FractureLabelListSerializer,
     FractureLabelSaveSerializer,
@@ -29,10 +26,10 @@ from ..serializers_fractures import (
 )
 from ..services.fractures import fracture_descriptor_save
 from ..streaming import stream_csv, stream_json
+from .inputs import EXPORT_FORMAT, export_format, signed_in_user, validated_input
 
 __all__ = [
-    "FractureExportCsvApi",
-    "FractureExportJsonApi",
+    "FractureExportApi",
     "FractureHistoryApi",
     "FractureLabelDetailApi",
     "FractureLabelListApi",
@@ -44,24 +41,16 @@ TAGS = ["fractures"]
 ERROR = inline_serializer("FractureError", {"message": serializers.CharField(), "extra": serializers.DictField()})
 
 
-def _image(pk: int) -> Image:
-    return get_object_or_404(Image.objects.select_related("dataset"), pk=pk)
-
-
-def _dataset(pk: int) -> Any:
-    return get_object_or_404(selectors.fracture_dataset_list(), pk=pk)
-
-
 class FractureLabelListApi(APIView):
     @extend_schema(tags=TAGS, responses={200: FractureLabelListSerializer}, summary="An image's fracture labels")
     def get(self, request: Request, pk: int) -> Response:
-        image = _image(pk)
+        image = image_get(pk=pk)
         labels = list(selectors.fracture_labels_visible(image=image, user=request.user))
         mine = next((label for label in labels if label.expert_id == request.user.pk), None)
         data = {
             "image": image.pk,
             "dataset": image.dataset_id,
-            "blind": not selectors.user_sees_all_fracture_labels(request.user, image.dataset),
+            "blind": not user_sees_others_labels(request.user, image.dataset),
             "mine": mine,
             "labels": labels,
         }
@@ -71,9 +60,7 @@ class FractureLabelListApi(APIView):
 class FractureLabelDetailApi(APIView):
     @extend_schema(tags=TAGS, responses={200: FractureLabelSerializer}, summary="One fracture label")
     def get(self, request: Request, pk: int) -> Response:
-        label = get_object_or_404(FractureDescriptor.objects.select_related("image__dataset"), pk=pk)
-        # A label hidden by blindness is answered like a missing one.
-        label = get_object_or_404(selectors.fracture_labels_visible(image=label.image, user=request.user), pk=pk)
+        label = selectors.fracture_label_get(pk=pk, user=request.user)
         return Response(FractureLabelSerializer(label).data)
 
 
@@ -120,10 +107,9 @@ class FractureLabelSaveApi(APIView):
         },
     )
     def put(self, request: Request, pk: int) -> Response:
-        image = _image(pk)
-        serializer = FractureLabelSaveSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        label = fracture_descriptor_save(image=image, expert=request.user, **serializer.validated_data)
+        image = image_get(pk=pk)  # a missing image is a 404 whatever the body
+        descriptors = validated_input(FractureLabelSaveSerializer, request.data)
+        label = fracture_descriptor_save(image=image, expert=signed_in_user(request), **descriptors)
         return Response(FractureLabelSerializer(label).data)
 
 
@@ -135,7 +121,7 @@ class FractureHistoryApi(APIView):
         description="Newest first. Admins see every expert's changes; experts on a blind dataset their own.",
     )
     def get(self, request: Request, pk: int) -> Response:
-        changes = selectors.fracture_history(image=_image(pk), user=request.user)
+        changes = selectors.fracture_history(image=image_get(pk=pk), user=request.user)
         return Response(FractureHistorySerializer(changes, many=True).data)
 
 
@@ -147,7 +133,7 @@ class FractureQueueApi(APIView):
         responses={200: FractureQueueSerializer},
     )
     def get(self, request: Request, pk: int) -> Response:
-        dataset = _dataset(pk)
+        dataset = selectors.fracture_dataset_get(pk=pk)
         after = request.query_params.get("after")
         try:
             after_id = int(after) if after else None
@@ -163,28 +149,19 @@ class FractureQueueApi(APIView):
         return Response(FractureQueueSerializer(data).data)
 
 
-class FractureExportCsvApi(APIView):
+class FractureExportApi(APIView):
     @extend_schema(
         tags=TAGS,
-        summary="Fracture labels with their sentences, CSV (streamed)",
-        responses={(200, "text/csv"): OpenApiTypes.STR},
+        summary="Fracture labels with their sentences, CSV or JSON array (streamed)",
+        operation_id="datasets_fractures_export_retrieve",
+        parameters=[EXPORT_FORMAT],
+        responses={(200, "text/csv"): OpenApiTypes.STR, (200, "application/json"): OpenApiTypes.OBJECT},
     )
-    def get(self, request: Request, pk: int) -> StreamingHttpResponse:
-        dataset = _dataset(pk)
+    def get(self, request: Request, pk: int, fmt: str) -> StreamingHttpResponse:
+        dataset = selectors.fracture_dataset_get(pk=pk)
         rows = selectors.fracture_export_rows(dataset=dataset, user=request.user)
+        stem = f"fracture-labels-{dataset.pk}"
+        if export_format(fmt) == "json":
+            return stream_json(rows, f"{stem}.json")
         columns = selectors.EXPORT_COLUMNS
-        return stream_csv(
-            columns, ([row[name] for name in columns] for row in rows), f"fracture-labels-{dataset.pk}.csv"
-        )
-
-
-class FractureExportJsonApi(APIView):
-    @extend_schema(
-        tags=TAGS,
-        summary="Fracture labels with their sentences, JSON array (streamed)",
-        responses={(200, "application/json"): OpenApiTypes.OBJECT},
-    )
-    def get(self, request: Request, pk: int) -> StreamingHttpResponse:
-        dataset = _dataset(pk)
-        rows = selectors.fracture_export_rows(dataset=dataset, user=request.user)
-        return stream_json(rows, f"fracture-labels-{dataset.pk}.json")
+        return stream_csv(columns, ([row[name] for name in columns] for row in rows), f"{stem}.csv")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import QuerySet
+from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics
@@ -12,10 +14,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ..errors import ApplicationError
-from ..models import AnnotationChange, TrainedModel, Unit, UnitAnnotation
-from ..permissions import CanAnnotate, IsAdminRole, user_is_admin
+from ..models import AnnotationChange, TrainedModel
+from ..permissions import CanAnnotate, IsAdminRole, user_sees_others_labels
+from ..selectors import trained_model_get
 from ..selectors import units as unit_selectors
-from ..serializers_units import (
+from ..serializers.units import (
     AnnotationChangeSerializer,
     ConceptSerializer,
     TopActivationSerializer,
@@ -27,12 +30,22 @@ from ..serializers_units import (
 )
 from ..services.annotations import unit_annotation_save, unit_consensus_clear, unit_consensus_save
 from ..streaming import stream_csv, stream_json
+from .inputs import EXPORT_FORMAT, export_format, signed_in_user, validated_input
+
+__all__ = [
+    "ConceptListApi",
+    "ModelAgreementApi",
+    "UnitAnnotationListApi",
+    "UnitAnnotationSaveApi",
+    "UnitConsensusApi",
+    "UnitDetailApi",
+    "UnitExportApi",
+    "UnitHistoryApi",
+    "UnitListApi",
+    "unit_export_response",
+]
 
 CONFLICT = OpenApiResponse(description='{"message": ..., "extra": {"version": n, "current": {...}}}: saved since')
-
-
-def _unit(pk: int) -> Unit:
-    return generics.get_object_or_404(Unit.objects.select_related("model__dataset", "suggested_concept"), pk=pk)
 
 
 @extend_schema(
@@ -49,7 +62,7 @@ class UnitListApi(generics.ListAPIView):
     serializer_class = UnitSerializer
 
     def get_queryset(self) -> Any:
-        trained = generics.get_object_or_404(TrainedModel, pk=self.kwargs["pk"])
+        trained = trained_model_get(pk=self.kwargs["pk"])
         params = self.request.query_params
         return unit_selectors.unit_list(
             trained=trained, user=self.request.user, selected_for=params.get("class", ""),
@@ -64,7 +77,7 @@ class UnitDetailApi(APIView):
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request, pk: int) -> Response:
-        survey = unit_selectors.unit_survey(unit=_unit(pk), user=request.user)
+        survey = unit_selectors.unit_survey(unit=unit_selectors.unit_get(pk=pk), user=request.user)
         consensus = survey["consensus"]
         return Response({
             "unit": UnitSerializer(survey["unit"]).data,
@@ -84,9 +97,10 @@ class UnitAnnotationSaveApi(APIView):
 
     @extend_schema(request=UnitAnnotationSaveSerializer, responses={200: UnitAnnotationSerializer, 409: CONFLICT})
     def put(self, request: Request, pk: int) -> Response:
-        serializer = UnitAnnotationSaveSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        annotation = unit_annotation_save(unit=_unit(pk), expert=request.user, **serializer.validated_data)
+        answers = validated_input(UnitAnnotationSaveSerializer, request.data)
+        annotation = unit_annotation_save(
+            unit=unit_selectors.unit_get(pk=pk), expert=signed_in_user(request), **answers
+        )
         return Response(UnitAnnotationSerializer(annotation).data)
 
 
@@ -95,10 +109,7 @@ class UnitAnnotationListApi(APIView):
 
     @extend_schema(responses={200: UnitAnnotationSerializer(many=True)})
     def get(self, request: Request, pk: int) -> Response:
-        unit = _unit(pk)
-        answers = UnitAnnotation.objects.filter(unit=unit).select_related("expert").order_by("created_at")
-        if not unit_selectors.user_sees_all_answers(request.user, unit.model):
-            answers = answers.filter(expert=request.user)
+        answers = unit_selectors.unit_annotations_visible(unit=unit_selectors.unit_get(pk=pk), user=request.user)
         return Response(UnitAnnotationSerializer(answers, many=True).data)
 
 
@@ -107,14 +118,15 @@ class UnitConsensusApi(APIView):
 
     @extend_schema(request=UnitConsensusSaveSerializer, responses={200: UnitConsensusSerializer, 409: CONFLICT})
     def put(self, request: Request, pk: int) -> Response:
-        serializer = UnitConsensusSaveSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        consensus = unit_consensus_save(unit=_unit(pk), admin=request.user, **serializer.validated_data)
+        consensus_input = validated_input(UnitConsensusSaveSerializer, request.data)
+        consensus = unit_consensus_save(
+            unit=unit_selectors.unit_get(pk=pk), admin=signed_in_user(request), **consensus_input
+        )
         return Response(UnitConsensusSerializer(consensus).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
-        unit_consensus_clear(unit=_unit(pk), admin=request.user)
+        unit_consensus_clear(unit=unit_selectors.unit_get(pk=pk), admin=signed_in_user(request))
         return Response(status=204)
 
 
@@ -123,19 +135,15 @@ class UnitHistoryApi(generics.ListAPIView):
 
     serializer_class = AnnotationChangeSerializer
 
-    def get_queryset(self) -> Any:
-        unit = _unit(self.kwargs["pk"])
-        changes = AnnotationChange.objects.filter(unit=unit).select_related("user")
-        if not unit_selectors.user_sees_all_answers(self.request.user, unit.model):
-            changes = changes.filter(user=self.request.user, target=AnnotationChange.Target.UNIT_ANNOTATION)
-        return changes
+    def get_queryset(self) -> QuerySet[AnnotationChange]:
+        return unit_selectors.unit_history(unit=unit_selectors.unit_get(pk=self.kwargs["pk"]), user=self.request.user)
 
 
 class ModelAgreementApi(APIView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request, pk: int) -> Response:
-        trained = generics.get_object_or_404(TrainedModel.objects.select_related("dataset"), pk=pk)
-        if not unit_selectors.user_sees_all_answers(request.user, trained):
+        trained = trained_model_get(pk=pk)
+        if not user_sees_others_labels(request.user, trained.dataset):
             raise ApplicationError("Agreement is hidden from experts while the survey is blind.", status=403)
         return Response({
             **unit_selectors.model_agreement(trained=trained),
@@ -154,7 +162,9 @@ class ConceptListApi(APIView):
 
 
 @extend_schema(
+    operation_id="models_units_export_retrieve",
     parameters=[
+        EXPORT_FORMAT,
         OpenApiParameter("all", bool, description="every unit, not only selected or answered ones"),
     ],
     responses={(200, "text/csv"): OpenApiTypes.STR, (200, "application/json"): OpenApiTypes.OBJECT},
@@ -163,19 +173,19 @@ class UnitExportApi(APIView):
     """The labelled unit table, streamed: `csv` (one row per unit and expert) or `json` (one object per unit).
     Experts get it only when the survey is not blind."""
 
-    def get(self, request: Request, pk: int, fmt: str) -> Any:
-        trained = generics.get_object_or_404(TrainedModel.objects.select_related("dataset"), pk=pk)
+    def get(self, request: Request, pk: int, fmt: str) -> StreamingHttpResponse:
+        trained = trained_model_get(pk=pk)
         return unit_export_response(trained=trained, user=request.user, fmt=fmt,
                                     everything=request.query_params.get("all") in ("1", "true"))  # fmt: skip
 
 
-def unit_export_response(*, trained: TrainedModel, user: Any, fmt: str, everything: bool) -> Any:
-    """Shared by the API and the export page link."""
-    if not (user_is_admin(user) or unit_selectors.user_sees_all_answers(user, trained)):
+def unit_export_response(*, trained: TrainedModel, user: Any, fmt: str, everything: bool) -> StreamingHttpResponse:
+    """Shared by the API and the export page link: admins and researchers always, experts once the survey
+    is not blind (the blindness rule)."""
+    if not user_sees_others_labels(user, trained.dataset):
         raise ApplicationError("Exports hold every expert's answers; experts cannot download them while the survey is blind.",
                                status=403)  # fmt: skip
-    if fmt not in ("csv", "json"):
-        raise ApplicationError("format must be csv or json")
+    export_format(fmt)
     records = unit_selectors.unit_export_rows(trained=trained, everything=everything)
     stem = f"units-model{trained.pk}"
     if fmt == "json":

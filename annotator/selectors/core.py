@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet
+from django.shortcuts import get_object_or_404
 
 from ..models import Dataset, Finding, Image, Job, Patch, TopActivation, TrainedModel, Unit
 from ..plots import line_chart
@@ -14,10 +15,12 @@ from ..services.job_state import jobs_fail_stale
 __all__ = [
     "dataset_list",
     "dataset_summary",
+    "image_get",
     "image_list",
     "job_list",
     "model_report",
     "patch_counts",
+    "trained_model_get",
     "trained_model_list",
 ]
 
@@ -40,6 +43,12 @@ def image_list(
     if label:
         images = images.filter(label=label)
     return images.order_by("id")
+
+
+def image_get(*, pk: int, dataset: Dataset | None = None) -> Image:
+    """An image with its dataset (one of ``dataset`` when given); Http404 if there is none."""
+    images = Image.objects.select_related("dataset")
+    return get_object_or_404(images if dataset is None else images.filter(dataset=dataset), pk=pk)
 
 
 def job_list(*, dataset: Dataset | None = None) -> QuerySet[Job]:
@@ -96,6 +105,11 @@ def dataset_summary(*, dataset: Dataset) -> dict[str, Any]:
 
 def trained_model_list() -> QuerySet[TrainedModel]:
     return TrainedModel.objects.select_related("dataset", "job").order_by("-created_at", "-id")
+
+
+def trained_model_get(*, pk: int) -> TrainedModel:
+    """A model with its dataset (the blindness rule reads it); Http404 if there is none."""
+    return get_object_or_404(TrainedModel.objects.select_related("dataset"), pk=pk)
 
 
 def _curves(history: list[dict[str, Any]], classes: list[str]) -> dict[str, str]:

@@ -1,7 +1,6 @@
 """Reads for hip-fracture labelling: the labelling queue, progress, who sees which labels, history, exports.
 
-Who sees what: while a dataset is blind (the default) an expert sees only their own labels; admins and
-researchers see everyone's (researchers read and export, they never label), as for the unit survey.
+Who sees what is the one blindness rule of ``permissions.user_sees_others_labels``, as for the unit survey.
 The queue is every image of the dataset the user has not labelled yet, in image-id order, so two tabs
 and a reload agree on what comes next.
 """
@@ -12,23 +11,26 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.db.models import Q, QuerySet
+from django.shortcuts import get_object_or_404
 
 from ..models import AnnotationChange, Dataset, FractureDescriptor, Image
-from ..permissions import RESEARCHER_GROUP, user_can_annotate, user_is_admin
+from ..permissions import user_sees_others_labels
 
 __all__ = [
     "EXPORT_COLUMNS",
+    "fracture_dataset_get",
     "fracture_dataset_list",
     "fracture_export_rows",
+    "fracture_first_image",
     "fracture_history",
+    "fracture_image_files",
     "fracture_image_neighbours",
+    "fracture_label_get",
     "fracture_labels_visible",
     "fracture_next_image",
     "fracture_progress",
     "fracture_queue",
     "fracture_truth",
-    "user_can_label",
-    "user_sees_all_fracture_labels",
 ]
 
 DESCRIPTORS = ("fracture", "displacement", "comminuted", "impacted", "location", "avulsed_fragment")
@@ -39,19 +41,24 @@ EXPORT_COLUMNS = (
 _TRUE, _FALSE = {"true", "yes", "1", "y", "t"}, {"false", "no", "0", "n", "f", ""}
 
 
-def user_can_label(user: Any) -> bool:
-    """Experts and admins label; researchers (and users without a role) only read."""
-    return user_can_annotate(user)
-
-
-def user_sees_all_fracture_labels(user: Any, dataset: Dataset) -> bool:
-    if user_is_admin(user) or not dataset.annotation_blind:
-        return True
-    return bool(user.is_authenticated and user.groups.filter(name=RESEARCHER_GROUP).exists())
-
-
 def fracture_dataset_list() -> QuerySet[Dataset]:
     return Dataset.objects.filter(kind=Dataset.Kind.HIP_FRACTURE).order_by("-created_at")
+
+
+def fracture_dataset_get(*, pk: int) -> Dataset:
+    """A hip-fracture dataset. Http404 for a missing one or another kind: pages answer it with the 404
+    page, the API (DRF turns Http404 into NotFound) with its JSON 404."""
+    return get_object_or_404(fracture_dataset_list(), pk=pk)
+
+
+def fracture_first_image(*, dataset: Dataset) -> int | None:
+    """The id of the dataset's first image in queue order, labelled or not."""
+    return dataset.images.order_by("id").values_list("id", flat=True).first()
+
+
+def fracture_image_files(image_ids: list[int | None]) -> list[str]:
+    """The stored file names of these images (ids that are None are skipped), for prefetching."""
+    return list(Image.objects.filter(pk__in=[i for i in image_ids if i]).values_list("file", flat=True))
 
 
 def fracture_queue(*, dataset: Dataset, user: Any) -> QuerySet[Image]:
@@ -90,9 +97,16 @@ def fracture_image_neighbours(*, image: Image) -> dict[str, int | None]:
 def fracture_labels_visible(*, image: Image, user: Any) -> QuerySet[FractureDescriptor]:
     """The labels of ``image`` that ``user`` may see (their own only while the dataset is blind)."""
     labels = FractureDescriptor.objects.filter(image=image).select_related("expert").order_by("expert__username")
-    if user_sees_all_fracture_labels(user, image.dataset):
+    if user_sees_others_labels(user, image.dataset):
         return labels
     return labels.filter(expert_id=user.pk)
+
+
+def fracture_label_get(*, pk: int, user: Any) -> FractureDescriptor:
+    """One label ``user`` may see. Http404 when it is missing, and when blindness hides it: a hidden label
+    is answered like a missing one."""
+    label = get_object_or_404(FractureDescriptor.objects.select_related("image__dataset"), pk=pk)
+    return get_object_or_404(fracture_labels_visible(image=label.image, user=user), pk=pk)
 
 
 def fracture_history(*, image: Image, user: Any) -> QuerySet[AnnotationChange]:
@@ -100,7 +114,7 @@ def fracture_history(*, image: Image, user: Any) -> QuerySet[AnnotationChange]:
     changes = AnnotationChange.objects.filter(
         target=AnnotationChange.Target.FRACTURE_DESCRIPTOR, image=image
     ).select_related("user")
-    if user_sees_all_fracture_labels(user, image.dataset):
+    if user_sees_others_labels(user, image.dataset):
         return changes.order_by("-created_at", "-id")
     own = FractureDescriptor.objects.filter(image=image, expert_id=user.pk).values_list("id", flat=True)
     return changes.filter(target_id__in=list(own)).order_by("-created_at", "-id")
@@ -134,7 +148,7 @@ def fracture_export_rows(*, dataset: Dataset, user: Any, chunk: int = 2000) -> I
     """One record per visible label (image x expert), in image order, read ``chunk`` rows at a time by
     keyset pagination, so memory stays flat and no cursor is held open while the response streams."""
     labels = FractureDescriptor.objects.filter(image__dataset=dataset)
-    if not user_sees_all_fracture_labels(user, dataset):
+    if not user_sees_others_labels(user, dataset):
         labels = labels.filter(expert_id=user.pk)
     fields = (
         "id", "image_id", "image__source_name", "image__patient_id", "image__split", "expert__username",

@@ -11,32 +11,55 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.db.models import Case, Count, Exists, OuterRef, Q, QuerySet, When
+from django.shortcuts import get_object_or_404
 
 from mining.agreement import fleiss_kappa, percent_agreement, ratings_to_counts, unit_agreement
 
-from ..models import Concept, TopActivation, TrainedModel, Unit, UnitAnnotation, UnitConsensus
-from ..permissions import RESEARCHER_GROUP, user_is_admin
+from ..models import AnnotationChange, Concept, TopActivation, TrainedModel, Unit, UnitAnnotation, UnitConsensus
+from ..permissions import user_sees_others_labels
 
 __all__ = [
     "concept_lexicon",
     "export_csv_header",
     "export_csv_rows",
     "model_agreement",
+    "unit_annotations_visible",
     "unit_export_rows",
+    "unit_get",
+    "unit_history",
     "unit_list",
     "unit_neighbours",
     "unit_progress",
     "unit_survey",
-    "user_sees_all_answers",
 ]
 
 NO_CONCEPT = "none"
 
 
-def user_sees_all_answers(user: Any, trained: TrainedModel) -> bool:
-    if user_is_admin(user) or not trained.dataset.annotation_blind:
-        return True
-    return user.groups.filter(name=RESEARCHER_GROUP).exists()
+def unit_get(*, pk: int) -> Unit:
+    """The unit with what its pages and API read next to it; Http404 (a 404 page or JSON 404) if missing."""
+    return get_object_or_404(Unit.objects.select_related("model__dataset", "suggested_concept"), pk=pk)
+
+
+def _unit_answers(unit: Unit) -> QuerySet[UnitAnnotation]:
+    return UnitAnnotation.objects.filter(unit=unit).select_related("expert").order_by("created_at")
+
+
+def unit_annotations_visible(*, unit: Unit, user: Any) -> QuerySet[UnitAnnotation]:
+    """The answers on ``unit`` that ``user`` may see (their own only while the dataset is blind)."""
+    answers = _unit_answers(unit)
+    if user_sees_others_labels(user, unit.model.dataset):
+        return answers
+    return answers.filter(expert=user)
+
+
+def unit_history(*, unit: Unit, user: Any) -> QuerySet[AnnotationChange]:
+    """Changes to the answers and consensus of ``unit``, newest first: all of them when ``user`` sees
+    others' labels, otherwise only changes to their own answer."""
+    changes = AnnotationChange.objects.filter(unit=unit).select_related("user")
+    if user_sees_others_labels(user, unit.model.dataset):
+        return changes
+    return changes.filter(user=user, target=AnnotationChange.Target.UNIT_ANNOTATION)
 
 
 def unit_list(
@@ -78,7 +101,7 @@ def unit_list(
         units = units.filter(answer_count=0)
     if concept:
         answers = UnitAnnotation.objects.filter(unit=OuterRef("pk"), phenomena__icontains=f'"{concept}"')
-        if not user_sees_all_answers(user, trained):
+        if not user_sees_others_labels(user, trained.dataset):
             answers = answers.filter(expert=user)
         units = units.filter(Q(Exists(answers)) | Q(consensus__concept__code=concept))
     if suggested:
@@ -160,9 +183,9 @@ def unit_survey(*, unit: Unit, user: Any, top: int = 64) -> dict[str, Any]:
               "image__source_name", "image__view", "image__laterality")
         .order_by("rank")[:top]
     )  # fmt: skip
-    answers = list(UnitAnnotation.objects.filter(unit=unit).select_related("expert").order_by("created_at"))
+    answers = list(_unit_answers(unit))
     mine = next((a for a in answers if a.expert_id == user.pk), None)
-    sees_all = user_sees_all_answers(user, trained)
+    sees_all = user_sees_others_labels(user, trained.dataset)
     others = [a for a in answers if a.expert_id != user.pk] if sees_all else []
     consensus = UnitConsensus.objects.filter(unit=unit).select_related("concept", "set_by").first()
     return {
@@ -232,8 +255,6 @@ def model_agreement(*, trained: TrainedModel) -> dict[str, Any]:
     return result
 
 
-
-
 def unit_export_rows(*, trained: TrainedModel, everything: bool = False, chunk: int = 500) -> Iterator[dict[str, Any]]:
     """One record per unit: its mining facts, consensus, and every expert's answers (streamed in chunks).
 
@@ -256,7 +277,9 @@ def unit_export_rows(*, trained: TrainedModel, everything: bool = False, chunk: 
         rows = {row["pk"]: row for row in Unit.objects.filter(pk__in=batch_ids).values(*_UNIT_FIELDS)}
         tops: dict[int, list[int]] = defaultdict(list)
         for unit_id, patch_id in (
-            TopActivation.objects.filter(unit_id__in=batch_ids).order_by("unit_id", "rank").values_list("unit_id", "patch_id")
+            TopActivation.objects.filter(unit_id__in=batch_ids)
+            .order_by("unit_id", "rank")
+            .values_list("unit_id", "patch_id")
         ):
             tops[unit_id].append(patch_id)
         answers: dict[int, list[dict[str, Any]]] = defaultdict(list)

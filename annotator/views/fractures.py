@@ -8,11 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from ..models import Dataset, FractureDescriptor, Image
+from ..permissions import user_can_annotate, user_sees_others_labels
 from ..selectors import fractures as selectors
+from ..selectors import image_get
 from ..services.versioned import label_snapshot
 
 __all__ = ["fracture_label", "fracture_queue"]
@@ -44,21 +46,17 @@ LOCATION_KEYS = {"subcapital": "s", "transcervical": "t", "basicervical": "b", "
                  "subtrochanteric": "u"}  # fmt: skip
 
 
-def _dataset(pk: int) -> Dataset:
-    return get_object_or_404(selectors.fracture_dataset_list(), pk=pk)
-
-
 def fracture_queue(request: HttpRequest, pk: int) -> HttpResponse:
     """Send a labeller to their next unlabelled image; a reader to the first image; or say all is done."""
-    dataset = _dataset(pk)
-    can_label = selectors.user_can_label(request.user)
+    dataset = selectors.fracture_dataset_get(pk=pk)
+    can_label = user_can_annotate(request.user)
     if can_label:
         next_image = selectors.fracture_next_image(dataset=dataset, user=request.user)
     else:
-        next_image = dataset.images.order_by("id").values_list("id", flat=True).first()
+        next_image = selectors.fracture_first_image(dataset=dataset)
     if next_image is not None:
         return redirect("fracture-label", pk=dataset.pk, image_pk=next_image)
-    first = dataset.images.order_by("id").values_list("id", flat=True).first()
+    first = selectors.fracture_first_image(dataset=dataset)
     return render(
         request,
         "annotator/fracture_done.html",
@@ -72,20 +70,17 @@ def fracture_queue(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def fracture_label(request: HttpRequest, pk: int, image_pk: int) -> HttpResponse:
-    dataset = _dataset(pk)
-    image = get_object_or_404(Image.objects.select_related("dataset"), pk=image_pk, dataset=dataset)
+    dataset = selectors.fracture_dataset_get(pk=pk)
+    image = image_get(pk=image_pk, dataset=dataset)
     labels = list(selectors.fracture_labels_visible(image=image, user=request.user))
     mine = next((label for label in labels if label.expert_id == request.user.pk), None)
-    can_label = selectors.user_can_label(request.user)
+    can_label = user_can_annotate(request.user)
     neighbours = selectors.fracture_image_neighbours(image=image)
     next_unlabelled = (
         selectors.fracture_next_image(dataset=dataset, user=request.user, after=image.pk) if can_label else None
     )
     prefetch = [
-        reverse("media", args=[file])
-        for file in Image.objects.filter(pk__in=[i for i in (next_unlabelled, neighbours["next"]) if i]).values_list(
-            "file", flat=True
-        )
+        reverse("media", args=[file]) for file in selectors.fracture_image_files([next_unlabelled, neighbours["next"]])
     ]
     page_data = _page_data(
         request=request, dataset=dataset, image=image, mine=mine, can_label=can_label, neighbours=neighbours,
@@ -99,7 +94,7 @@ def fracture_label(request: HttpRequest, pk: int, image_pk: int) -> HttpResponse
             "image": image,
             "mine": mine,
             "others": [label for label in labels if label.expert_id != request.user.pk],
-            "blind": not selectors.user_sees_all_fracture_labels(request.user, dataset),
+            "blind": not user_sees_others_labels(request.user, dataset),
             "can_label": can_label,
             "progress": page_data["progress"],
             "neighbours": neighbours,
@@ -136,8 +131,8 @@ def _page_data(
         "version": mine.version if mine else 0,
         "progress": selectors.fracture_progress(dataset=dataset, user=request.user),
         "urls": {
-            "save": reverse("api-fracture-label-save", args=[image.pk]),
-            "queue": reverse("api-fracture-queue", args=[dataset.pk]),
+            "save": reverse("api:fracture-label-save", args=[image.pk]),
+            "queue": reverse("api:fracture-queue", args=[dataset.pk]),
             "queuePage": reverse("fracture-queue", args=[dataset.pk]),
             "previous": page(neighbours["previous"]),
             "next": page(neighbours["next"]),

@@ -3,37 +3,32 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from ..api.units import unit_export_response
 from ..errors import ApplicationError
-from ..models import TrainedModel, Unit
-from ..permissions import user_can_annotate, user_is_admin
+from ..permissions import user_can_annotate, user_is_admin, user_sees_others_labels
+from ..selectors import trained_model_get
 from ..selectors import units as unit_selectors
 from ..selectors.core import unit_previews
-from ..serializers_units import UnitAnnotationSerializer, UnitConsensusSerializer
+from ..serializers.units import UnitAnnotationSerializer, UnitConsensusSerializer
 
 STATUSES = [("", "any"), ("todo", "not answered by me"), ("mine", "answered by me"),
             ("annotated", "answered by anyone"), ("unannotated", "answered by nobody")]  # fmt: skip
 
 
-def _model(pk: int) -> TrainedModel:
-    return get_object_or_404(TrainedModel.objects.select_related("dataset"), pk=pk)
-
-
 def unit_list(request: HttpRequest, pk: int) -> HttpResponse:
-    trained = _model(pk)
+    trained = trained_model_get(pk=pk)
     filters = {key: request.GET.get(key, "") for key in ("class", "status", "concept", "suggested", "q")}
     units = unit_selectors.unit_list(
         trained=trained, user=request.user, selected_for=filters["class"], status=filters["status"],
         concept=filters["concept"], suggested=filters["suggested"], search=filters["q"],
         selected_only=request.GET.get("all") != "1",
     )  # fmt: skip
-    sees_all = unit_selectors.user_sees_all_answers(request.user, trained)
+    sees_all = user_sees_others_labels(request.user, trained.dataset)
     shown = list(units[:600])
     previews = unit_previews([u.pk for u in shown])
     return render(request, "annotator/unit_list.html", {
@@ -46,16 +41,16 @@ def unit_list(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def unit_survey(request: HttpRequest, pk: int) -> HttpResponse:
-    unit = get_object_or_404(Unit.objects.select_related("model__dataset", "suggested_concept"), pk=pk)
+    unit = unit_selectors.unit_get(pk=pk)
     survey = unit_selectors.unit_survey(unit=unit, user=request.user)
     mine = survey["mine"]
     boot = {
         "unitId": unit.pk,
-        "saveUrl": reverse("api-unit-annotation", args=[unit.pk]),
-        "consensusUrl": reverse("api-unit-consensus", args=[unit.pk]),
+        "saveUrl": reverse("api:unit-annotation-save", args=[unit.pk]),
+        "consensusUrl": reverse("api:unit-consensus", args=[unit.pk]),
         "mine": UnitAnnotationSerializer(mine).data if mine else None,
         "consensus": UnitConsensusSerializer(survey["consensus"]).data if survey["consensus"] else None,
-        "suggested": unit.suggested_concept.code if unit.suggested_concept_id else "",
+        "suggested": unit.suggested_concept.code if unit.suggested_concept else "",
         "lexicon": unit_selectors.concept_lexicon(),
         "neighbours": {k: (reverse("unit-survey", args=[v]) if v and k in ("previous", "next", "next_unannotated")
                            else v) for k, v in survey["neighbours"].items()},
@@ -71,15 +66,17 @@ def unit_survey(request: HttpRequest, pk: int) -> HttpResponse:
 
 def unit_next_unannotated(request: HttpRequest, pk: int) -> HttpResponse:
     """The first selected unit of the model I have not answered (or the list when all are done)."""
-    trained = _model(pk)
+    trained = trained_model_get(pk=pk)
     todo = unit_selectors.unit_list(trained=trained, user=request.user, status="todo",
                                     selected_for=request.GET.get("class", "")).first()  # fmt: skip
     return redirect("unit-survey", todo.pk) if todo else redirect(f"{reverse('unit-list', args=[pk])}?status=mine")
 
 
-def unit_export(request: HttpRequest, pk: int, fmt: str) -> Any:
-    trained = _model(pk)
+def unit_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse | StreamingHttpResponse:
+    trained = trained_model_get(pk=pk)
     try:
-        return unit_export_response(trained=trained, user=request.user, fmt=fmt, everything=request.GET.get("all") == "1")
+        return unit_export_response(
+            trained=trained, user=request.user, fmt=fmt, everything=request.GET.get("all") == "1"
+        )
     except ApplicationError as exc:
         return HttpResponse(exc.message, status=exc.status, content_type="text/plain")

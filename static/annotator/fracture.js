@@ -1,7 +1,8 @@
-// Fracture labelling page: descriptor form, live sentence, versioned save through the JSON API,
+// Fracture labelling page: descriptor form, live sentence, versioned save through the JSON API (api.js),
 // keyboard-first flow (press ? for the map), zoom / contrast, and prefetching of the next image.
 (function () {
   "use strict";
+  const api = window.DeepMinerApi;
   const dataNode = document.getElementById("fx-data");
   const form = document.getElementById("fx-form");
   if (!dataNode || !form) return;
@@ -112,10 +113,6 @@
   }
 
   // --- saving -------------------------------------------------------------------------------------
-  function csrfToken() {
-    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-    return match ? decodeURIComponent(match[1]) : "";
-  }
   async function save() {
     if (!data.canLabel || busy) return false;
     const state = read();
@@ -128,25 +125,16 @@
     busy = true;
     setStatus("saving", "Saving…");
     showMessage("");
-    let response, body;
-    try {
-      response = await fetch(data.urls.save, {
-        method: "PUT",
-        credentials: "same-origin",
-        headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken(), Accept: "application/json" },
-        body: JSON.stringify({ version, ...normalised(state) }),
-      });
-      body = await response.json().catch(() => ({}));
-    } catch (error) {
-      busy = false;
+    const result = await api.put(data.urls.save, { version, ...normalised(state) });
+    busy = false;
+    if (result.offline) {
       setStatus("error", "Not saved");
       showMessage("The server could not be reached; your label is still here, try again.", "error");
       return false;
     }
-    busy = false;
-    if (response.ok) {
-      version = body.version;
-      saved = pick(body);
+    if (result.ok) {
+      version = result.data.version;
+      saved = pick(result.data);
       write(saved);
       conflict = null;
       conflictEl.hidden = true;
@@ -154,27 +142,24 @@
       refreshProgress();
       return true;
     }
-    if (response.status === 409) {
-      conflict = body.extra || {};
+    if (result.conflict) {
+      conflict = result.extra;
       setStatus("conflict", "Conflict: not saved");
-      showMessage(body.message || "Someone saved this label since you opened it.", "conflict");
+      showMessage(result.message || "Someone saved this label since you opened it.", "conflict");
       conflictEl.hidden = false;
       return false;
     }
     setStatus("error", "Not saved");
-    showMessage(body.message || `The server refused the label (${response.status}).`, "error");
+    showMessage(result.message || `The server refused the label (${result.status}).`, "error");
     return false;
   }
   async function refreshProgress() {
-    try {
-      const response = await fetch(`${data.urls.queue}?after=${data.image}`, { credentials: "same-origin" });
-      if (!response.ok) return;
-      const body = await response.json();
-      renderProgress(body.progress);
-      data.urls.nextUnlabelled = body.next_url || data.urls.queuePage;
-      const link = $("fx-next-unlabelled");
-      if (link) link.href = data.urls.nextUnlabelled;
-    } catch (error) { /* the counts are a nicety; the label is saved */ }
+    const result = await api.get(`${data.urls.queue}?after=${data.image}`);
+    if (!result.ok) return; // the counts are a nicety; the label is saved
+    renderProgress(result.data.progress);
+    data.urls.nextUnlabelled = result.data.next_url || data.urls.queuePage;
+    const link = $("fx-next-unlabelled");
+    if (link) link.href = data.urls.nextUnlabelled;
   }
   function go(url) {
     if (url) { leaving = true; window.location.assign(url); }

@@ -1,7 +1,10 @@
 // Unit survey page: patch overlays, full-image context, the survey form with autosave, keyboard shortcuts.
-// Saves go to the JSON API with the version last loaded; a 409 means someone (or another tab) saved first.
+// Saves go to the JSON API (through api.js) with the version last loaded; a 409 means someone (or another
+// tab) saved first. The answers and the admins' consensus save the same way: a refused save shows the
+// API's message and keeps what was typed in the form.
 (function () {
   "use strict";
+  const api = window.DeepMinerApi;
   const boot = JSON.parse(document.getElementById("survey-boot").textContent);
   const grid = document.getElementById("patch-grid");
   const tiles = Array.from(grid.querySelectorAll(".tile"));
@@ -17,11 +20,6 @@
   let inFlight = null;
   let dirty = false;
   let conflicted = false;
-
-  function csrfToken() {
-    const match = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
-    return match ? decodeURIComponent(match[1]) : "";
-  }
 
   // ------------------------------------------------------------------ save state
   function setState(state, text) {
@@ -290,28 +288,22 @@
     setState("saving", "Saving…");
     inFlight = (async () => {
       try {
-        const response = await fetch(boot.saveUrl, {
-          method: "PUT", credentials: "same-origin",
-          headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
-          body: JSON.stringify(collect()),
-        });
-        const body = await response.json().catch(() => ({}));
-        if (response.ok) {
-          version = body.version;
-          const time = new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-          if (!dirty) setState("saved", `Saved ✓ ${time}`);
-        } else if (response.status === 409) {
+        const result = await api.put(boot.saveUrl, collect());
+        if (result.ok) {
+          version = result.data.version;
+          if (!dirty) setState("saved", `Saved ✓ ${clock()}`);
+        } else if (result.conflict) {
           conflicted = true;
-          setState("conflict", body.message || "Someone else saved this annotation first.");
-          showConflict(body);
+          setState("conflict", result.message || "Someone else saved this annotation first.");
+          showConflict("conflict-actions", stateEl.closest(".card"), form);
+        } else if (result.offline) {
+          dirty = true;
+          setState("error", "Not saved: the server cannot be reached. Retrying…");
+          saveTimer = setTimeout(save, 3000);
         } else {
           dirty = true;
-          setState("error", `Not saved: ${body.message || response.statusText}`);
+          setState("error", `Not saved: ${result.message || `the server answered ${result.status}`}`);
         }
-      } catch (error) {
-        dirty = true;
-        setState("error", "Not saved: the server cannot be reached. Retrying…");
-        saveTimer = setTimeout(save, 3000);
       } finally {
         inFlight = null;
       }
@@ -319,15 +311,20 @@
     return inFlight;
   }
 
-  function showConflict(body) {
-    if (document.getElementById("conflict-actions")) return;
+  function clock() {
+    return new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  }
+
+  // After a refused save: say the edits are kept, and offer the version the server holds (a reload).
+  function showConflict(id, container, before) {
+    if (document.getElementById(id)) return;
     const box = document.createElement("div");
-    box.id = "conflict-actions";
+    box.id = id;
     box.className = "note conflict";
     box.innerHTML = '<span></span> <button type="button" class="small">Load the saved version</button>';
     box.querySelector("span").textContent = "Your edits are still in the form but were not saved.";
     box.querySelector("button").addEventListener("click", () => window.location.reload());
-    stateEl.closest(".card").insertBefore(box, form);
+    container.insertBefore(box, before);
   }
 
   form.addEventListener("change", changed);
@@ -362,9 +359,18 @@
   }));
 
   // ------------------------------------------------------------------ consensus (admins)
+  // Saved on submit, not automatically; refused the same way as the answers: a 409 keeps the form and
+  // offers the saved version, a 400 or an unreachable server says why and the admin submits again.
   const consensusForm = document.getElementById("consensus-form");
   if (consensusForm) {
+    const consensusState = document.getElementById("consensus-state");
+    const consensusButton = consensusForm.querySelector("button[type=submit]");
     let consensusVersion = boot.consensus ? boot.consensus.version : 0;
+    let consensusConflict = "";
+    const setConsensusState = (state, text) => {
+      consensusState.dataset.state = state;
+      consensusState.textContent = text;
+    };
     if (boot.consensus) {
       ["recognizable", "concept", "association", "description"].forEach((k) => {
         consensusForm.elements[k].value = boot.consensus[k] || "";
@@ -372,16 +378,24 @@
     }
     consensusForm.addEventListener("submit", async (event) => {
       event.preventDefault();
-      const state = document.getElementById("consensus-state");
+      if (consensusConflict) { setConsensusState("conflict", consensusConflict); return; }
       const data = Object.fromEntries(new FormData(consensusForm).entries());
-      const response = await fetch(boot.consensusUrl, {
-        method: "PUT", credentials: "same-origin",
-        headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
-        body: JSON.stringify({ ...data, version: consensusVersion }),
-      });
-      const body = await response.json().catch(() => ({}));
-      if (response.ok) { consensusVersion = body.version; state.dataset.state = "saved"; state.textContent = "Consensus saved ✓"; }
-      else { state.dataset.state = response.status === 409 ? "conflict" : "error"; state.textContent = body.message || "Not saved"; }
+      consensusButton.disabled = true;
+      setConsensusState("saving", "Saving…");
+      const result = await api.put(boot.consensusUrl, { ...data, version: consensusVersion });
+      consensusButton.disabled = false;
+      if (result.ok) {
+        consensusVersion = result.data.version;
+        setConsensusState("saved", `Consensus saved ✓ ${clock()}`);
+      } else if (result.conflict) {
+        consensusConflict = result.message || "Someone else set this consensus first.";
+        setConsensusState("conflict", consensusConflict);
+        showConflict("consensus-conflict-actions", consensusForm.parentNode, consensusForm.nextSibling);
+      } else if (result.offline) {
+        setConsensusState("error", "Not saved: the server cannot be reached. Submit again when it is back.");
+      } else {
+        setConsensusState("error", `Not saved: ${result.message || `the server answered ${result.status}`}`);
+      }
     });
   }
 

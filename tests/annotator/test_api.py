@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
-from rest_framework.test import APIClient
 
 from annotator.models import Job
-from tests.factories import DatasetFactory, FindingFactory, ImageFactory, JobFactory
+from tests.factories import DatasetFactory, FindingFactory, ImageFactory, JobFactory, client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -32,13 +31,6 @@ def rows():
     ImageFactory(dataset=dataset, split="train", label="normal")
     job = JobFactory(dataset=dataset)
     return {"ds": dataset.pk, "img": image.pk, "job": job.pk}
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    if user is not None:
-        client.force_authenticate(user)
-    return client
 
 
 @pytest.mark.parametrize("endpoint", READ_ENDPOINTS)

@@ -1,13 +1,15 @@
 """Headless Chromium: an expert answers a unit's survey with the keyboard only, sees "Saved", reloads and finds
-the answers; a second tab that saved first makes the first one show the conflict instead of overwriting."""
+the answers; a second tab that saved first makes the first one show the conflict instead of overwriting; an
+admin's consensus save shows a refused body and a conflict the same way."""
 
 from __future__ import annotations
 
 import pytest
 
-from annotator.models import AnnotationChange, UnitAnnotation
+from annotator.models import AnnotationChange, UnitAnnotation, UnitConsensus
+from annotator.services.annotations import unit_consensus_save
 from tests.annotator.test_browser_dashboard import ARTIFACTS, sign_in
-from tests.factories import mined_unit
+from tests.factories import UserFactory, mined_unit
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -94,3 +96,41 @@ def test_a_stale_tab_shows_the_conflict_and_overwrites_nothing(live_server, brow
     first.screenshot(path=str(ARTIFACTS / "survey-conflict.png"))
     assert UnitAnnotation.objects.get().recognizable == "no"
     assert AnnotationChange.objects.count() == 1
+
+
+def test_consensus_save_shows_a_refusal_and_a_conflict_and_overwrites_nothing(live_server, browser_page, admin_user):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    unit = mined_unit(n_top=8, n_images=2)
+    page = browser_page
+    sign_in(page, live_server.url, admin_user.username)
+    page.goto(f"{live_server.url}/units/{unit.pk}/")
+    state = page.locator("#consensus-state")
+
+    # A 400: a concept the lexicon does not hold (the picker offers none, so put one in).
+    page.evaluate("""() => {
+        const select = document.querySelector('#consensus-form select[name=concept]');
+        select.add(new Option('not a concept', 'nope.nothing'));
+        select.value = 'nope.nothing';
+    }""")
+    page.click("#consensus-form button[type=submit]")
+    page.wait_for_function("() => document.getElementById('consensus-state').dataset.state === 'error'")
+    assert "unknown BI-RADS concept" in state.inner_text()
+    assert not UnitConsensus.objects.exists()
+
+    page.select_option("#consensus-form select[name=concept]", "mass_margin.spiculated")
+    page.click("#consensus-form button[type=submit]")
+    page.wait_for_function("() => document.getElementById('consensus-state').dataset.state === 'saved'")
+    assert UnitConsensus.objects.get(unit=unit).version == 1
+
+    # Another admin sets it meanwhile: this page still holds version 1, so its next save is refused.
+    other = UserFactory(username="adam-admin", groups=["admin"])
+    unit_consensus_save(unit=unit, admin=other, version=1, recognizable="no")
+    page.select_option("#consensus-form select[name=recognizable]", "unsure")
+    page.click("#consensus-form button[type=submit]")
+    page.wait_for_function("() => document.getElementById('consensus-state').dataset.state === 'conflict'")
+    assert "changed" in state.inner_text()
+    assert page.locator("#consensus-conflict-actions").is_visible()
+    assert page.locator("#consensus-form select[name=recognizable]").input_value() == "unsure"  # kept in the form
+    page.screenshot(path=str(ARTIFACTS / "survey-consensus-conflict.png"), full_page=True)
+    consensus = UnitConsensus.objects.get(unit=unit)
+    assert (consensus.recognizable, consensus.version, consensus.set_by_id) == ("no", 2, other.pk)

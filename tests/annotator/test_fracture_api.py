@@ -9,16 +9,14 @@ import json
 
 import pytest
 import yaml
-from rest_framework.test import APIClient
 
 from annotator.models import AnnotationChange, Dataset, FractureDescriptor
 from annotator.services.fractures import fracture_descriptor_save
 from mining.sentences import NO_FRACTURE_SENTENCE
 from tests.annotator.test_fracture_services import SUBCAPITAL, SUBCAPITAL_SENTENCE
-from tests.factories import DatasetFactory, ImageFactory, UserFactory
+from tests.factories import DatasetFactory, ImageFactory, UserFactory, client_for
 
 pytestmark = pytest.mark.django_db
-
 
 
 @pytest.fixture
@@ -28,13 +26,6 @@ def rows(expert_user):
     free = ImageFactory(dataset=dataset, source_name="b.png", patient_id="P2")
     label = fracture_descriptor_save(image=labelled, expert=expert_user, version=0, **SUBCAPITAL)
     return {"ds": dataset.pk, "img": labelled.pk, "free": free.pk, "label": label.pk}
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    if user is not None:
-        client.force_authenticate(user)
-    return client
 
 
 # Every fracture endpoint and the status each role gets. Researchers read and export only.
@@ -218,8 +209,7 @@ def test_every_fracture_endpoint_is_in_the_schema(admin_user):
         "/api/images/{id}/fractures/history/": "get",
         "/api/fractures/{id}/": "get",
         "/api/datasets/{id}/fractures/queue/": "get",
-        "/api/datasets/{id}/fractures/export.csv": "get",
-        "/api/datasets/{id}/fractures/export.json": "get",
+        "/api/datasets/{id}/fractures/export.{fmt}": "get",
     }
     for path, method in expected.items():
         assert method in paths[path], path

@@ -8,24 +8,16 @@ import json
 
 import pytest
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from annotator.models import UnitAnnotation
-from tests.factories import PASSWORD, UnitAnnotationFactory, UnitFactory, UserFactory, mined_unit
+from tests.factories import UnitAnnotationFactory, UnitFactory, UserFactory, client_for, mined_unit
 
 pytestmark = pytest.mark.django_db
 
 ANSWER = {"version": 0, "recognizable": "yes", "confidence": 4, "notes": "",
           "phenomena": [{"description": "spiculated edge", "concept": "mass_margin.spiculated", "association": "malignant"}]}  # fmt: skip
-
-
-def client_for(user) -> Client:
-    client = Client()
-    if user is not None:
-        assert client.login(username=user.username, password=PASSWORD)
-    return client
 
 
 @pytest.fixture
@@ -38,22 +30,22 @@ def _endpoints(unit) -> list[tuple[str, str, str, dict | None, dict[str, int]]]:
     model = unit.model_id
     read = {"anonymous": 403, "researcher": 200, "expert": 200, "admin": 200}
     return [
-        ("concepts", "get", reverse("api-concept-list"), None, read),
-        ("unit list", "get", reverse("api-unit-list", args=[model]), None, read),
-        ("unit detail", "get", reverse("api-unit-detail", args=[unit.pk]), None, read),
-        ("annotations", "get", reverse("api-unit-annotations", args=[unit.pk]), None, read),
-        ("history", "get", reverse("api-unit-history", args=[unit.pk]), None, read),
-        ("agreement", "get", reverse("api-model-agreement", args=[model]), None,
+        ("concepts", "get", reverse("api:concept-list"), None, read),
+        ("unit list", "get", reverse("api:unit-list", args=[model]), None, read),
+        ("unit detail", "get", reverse("api:unit-detail", args=[unit.pk]), None, read),
+        ("annotations", "get", reverse("api:unit-annotation-list", args=[unit.pk]), None, read),
+        ("history", "get", reverse("api:unit-history", args=[unit.pk]), None, read),
+        ("agreement", "get", reverse("api:model-agreement", args=[model]), None,
          {"anonymous": 403, "researcher": 200, "expert": 403, "admin": 200}),
-        ("export csv", "get", reverse("api-unit-export", args=[model, "csv"]), None,
+        ("export csv", "get", reverse("api:unit-export", args=[model, "csv"]), None,
          {"anonymous": 403, "researcher": 200, "expert": 403, "admin": 200}),
-        ("export json", "get", reverse("api-unit-export", args=[model, "json"]), None,
+        ("export json", "get", reverse("api:unit-export", args=[model, "json"]), None,
          {"anonymous": 403, "researcher": 200, "expert": 403, "admin": 200}),
-        ("save annotation", "put", reverse("api-unit-annotation", args=[unit.pk]), ANSWER,
+        ("save annotation", "put", reverse("api:unit-annotation-save", args=[unit.pk]), ANSWER,
          {"anonymous": 403, "researcher": 403, "expert": 200, "admin": 200}),
-        ("set consensus", "put", reverse("api-unit-consensus", args=[unit.pk]), {"version": 0, "recognizable": "yes"},
+        ("set consensus", "put", reverse("api:unit-consensus", args=[unit.pk]), {"version": 0, "recognizable": "yes"},
          {"anonymous": 403, "researcher": 403, "expert": 403, "admin": 200}),
-        ("clear consensus", "delete", reverse("api-unit-consensus", args=[unit.pk]), None,
+        ("clear consensus", "delete", reverse("api:unit-consensus", args=[unit.pk]), None,
          {"anonymous": 403, "researcher": 403, "expert": 403, "admin": 204}),
     ]  # fmt: skip
 
@@ -83,7 +75,7 @@ def test_pages_follow_the_same_roles(users):
 def test_stale_save_answers_409_with_the_current_answers(expert_user):
     unit = UnitFactory()
     client = client_for(expert_user)
-    url = reverse("api-unit-annotation", args=[unit.pk])
+    url = reverse("api:unit-annotation-save", args=[unit.pk])
     first = client.put(url, json.dumps(ANSWER), content_type="application/json")
     assert first.status_code == 200 and first.json()["version"] == 1
     second_tab = client.put(url, json.dumps({**ANSWER, "recognizable": "no"}), content_type="application/json")
@@ -97,7 +89,7 @@ def test_stale_save_answers_409_with_the_current_answers(expert_user):
 def test_experts_are_blind_to_each_other_unless_the_dataset_is_open(expert_user, admin_user):
     unit = UnitFactory()
     UnitAnnotationFactory(unit=unit, expert=UserFactory(username="oscar", groups=["expert"]))
-    url = reverse("api-unit-annotations", args=[unit.pk])
+    url = reverse("api:unit-annotation-list", args=[unit.pk])
     assert client_for(expert_user).get(url).json() == []
     assert [a["expert"] for a in client_for(admin_user).get(url).json()] == ["oscar"]
     unit.model.dataset.annotation_blind = False
@@ -128,7 +120,7 @@ def test_unit_list_filters_and_progress(expert_user):
     UnitFactory(model=model_unit.model, channel=9)  # not selected
     UnitAnnotationFactory(unit=model_unit, expert=expert_user)
     client = client_for(expert_user)
-    url = reverse("api-unit-list", args=[model_unit.model_id])
+    url = reverse("api:unit-list", args=[model_unit.model_id])
     ids = lambda query: [u["id"] for u in client.get(url, query).json()["results"]]  # noqa: E731
     assert ids({}) == [other.pk, model_unit.pk]  # benign before malignant, unselected left out
     assert ids({"class": "malignant"}) == [model_unit.pk]
@@ -152,13 +144,17 @@ def _export_setup():
 
 def test_csv_export_has_one_row_per_unit_and_expert(researcher_user):
     unit = _export_setup()
-    response = client_for(researcher_user).get(reverse("api-unit-export", args=[unit.model_id, "csv"]))
+    response = client_for(researcher_user).get(reverse("api:unit-export", args=[unit.model_id, "csv"]))
     assert response.streaming and response["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert [r["expert"] for r in rows] == ["ann", "bob", "cat"]
     first = rows[0]
     assert (first["unit_id"], first["layer"], first["selected_for"], first["frequency_malignant"]) == (
-        str(unit.pk), "layer4", "malignant", "30")
+        str(unit.pk),
+        "layer4",
+        "malignant",
+        "30",
+    )
     assert first["birads_term"] == "Spiculated" and first["birads_category"] == "Mass — margin"
     assert first["suggested_concept"] == "mass_margin.spiculated" and first["suggested_iou"] == "0.21"
     assert len(first["top_patch_ids"].split()) == 4
@@ -168,7 +164,7 @@ def test_csv_export_has_one_row_per_unit_and_expert(researcher_user):
 
 def test_json_export_nests_each_experts_answers(admin_user):
     unit = _export_setup()
-    response = client_for(admin_user).get(reverse("api-unit-export", args=[unit.model_id, "json"]))
+    response = client_for(admin_user).get(reverse("api:unit-export", args=[unit.model_id, "json"]))
     records = json.loads(b"".join(response.streaming_content))
     assert len(records) == 1
     record = records[0]
@@ -179,7 +175,7 @@ def test_json_export_nests_each_experts_answers(admin_user):
 
 def test_agreement_is_reported_for_units_several_experts_answered(admin_user):
     unit = _export_setup()
-    body = client_for(admin_user).get(reverse("api-model-agreement", args=[unit.model_id])).json()
+    body = client_for(admin_user).get(reverse("api:model-agreement", args=[unit.model_id])).json()
     assert body["units_with_two_or_more"] == 1
     # One unit, 3 raters, yes/yes/no: P = (2*1 + 0) / (3*2) = 1/3 of ordered pairs agree.
     assert body["recognizable"]["percent_agreement"] == pytest.approx(1 / 3, abs=1e-4)
@@ -188,6 +184,11 @@ def test_agreement_is_reported_for_units_several_experts_answered(admin_user):
 
 def test_openapi_schema_lists_the_survey_endpoints(admin_user):
     schema = client_for(admin_user).get("/api/schema/?format=json").json()
-    for path in ("/api/units/{id}/annotation/", "/api/units/{id}/consensus/", "/api/models/{id}/units/export/{fmt}/",
-                 "/api/models/{id}/agreement/", "/api/concepts/"):
+    for path in (
+        "/api/units/{id}/annotations/save/",
+        "/api/units/{id}/consensus/",
+        "/api/models/{id}/units/export.{fmt}",
+        "/api/models/{id}/agreement/",
+        "/api/concepts/",
+    ):
         assert path in schema["paths"], path

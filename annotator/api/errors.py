@@ -1,4 +1,5 @@
-"""One place that turns service errors into API responses with a clear message."""
+"""One place that turns service errors into API responses with a clear message: every error the API
+answers is `{"message": ..., "extra": {...}}` (set as REST_FRAMEWORK["EXCEPTION_HANDLER"])."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .errors import ApplicationError
+from ..errors import ApplicationError
+
+__all__ = ["exception_handler"]
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -20,6 +23,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.ValidationError(detail=detail)
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(response.data, dict) and "message" not in response.data:
-        detail = response.data.get("detail")
-        response.data = {"message": str(detail) if detail else "Invalid input.", "extra": response.data}
+        text = response.data.get("detail")
+        response.data = {"message": str(text) if text else "Invalid input.", "extra": response.data}
     return response

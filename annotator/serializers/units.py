@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from django.urls import reverse
 from rest_framework import serializers
 
-from .models import AnnotationChange, TopActivation, Unit, UnitAnnotation, UnitConsensus
+from ..models import AnnotationChange, Concept, TopActivation, Unit, UnitAnnotation, UnitConsensus
+from .core import media_url
 
-
-def _media_url(field: Any) -> str:
-    return reverse("media", args=[field.name]) if field else ""
+__all__ = [
+    "AnnotationChangeSerializer",
+    "ConceptSerializer",
+    "PhenomenonSerializer",
+    "TopActivationSerializer",
+    "UnitAnnotationSaveSerializer",
+    "UnitAnnotationSerializer",
+    "UnitConsensusSaveSerializer",
+    "UnitConsensusSerializer",
+    "UnitSerializer",
+]
 
 
 class UnitSerializer(serializers.ModelSerializer):
-    suggested_concept = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    suggested_concept: serializers.SlugRelatedField[Concept] = serializers.SlugRelatedField(
+        slug_field="code", read_only=True
+    )
     answer_count = serializers.IntegerField(read_only=True, required=False)
     mine = serializers.BooleanField(read_only=True, required=False)
     mask_sprite_url = serializers.SerializerMethodField()
@@ -31,10 +39,10 @@ class UnitSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_mask_sprite_url(self, unit: Unit) -> str:
-        return _media_url(unit.mask_sprite)
+        return media_url(unit.mask_sprite)
 
     def get_heat_sprite_url(self, unit: Unit) -> str:
-        return _media_url(unit.heat_sprite)
+        return media_url(unit.heat_sprite)
 
 
 class TopActivationSerializer(serializers.ModelSerializer):
@@ -50,10 +58,10 @@ class TopActivationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_crop_url(self, top: TopActivation) -> str:
-        return _media_url(top.patch.crop)
+        return media_url(top.patch.crop)
 
     def get_image_url(self, top: TopActivation) -> str:
-        return _media_url(top.image.file)
+        return media_url(top.image.file)
 
     def get_image_size(self, top: TopActivation) -> list[int]:
         return [top.image.width, top.image.height]
@@ -85,7 +93,7 @@ class UnitAnnotationSaveSerializer(serializers.Serializer):
 
 
 class UnitConsensusSerializer(serializers.ModelSerializer):
-    concept = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    concept: serializers.SlugRelatedField[Concept] = serializers.SlugRelatedField(slug_field="code", read_only=True)
     set_by = serializers.CharField(source="set_by.username", read_only=True, default=None)
 
     class Meta:

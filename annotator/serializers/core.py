@@ -1,15 +1,33 @@
-"""Output and input shapes of the JSON API."""
+"""Input and output shapes of the core API: datasets, images (with findings), jobs."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.urls import reverse
 from rest_framework import serializers
 
-from .models import Dataset, Finding, Image, Job
+from ..models import Concept, Dataset, Finding, Image, Job
+
+__all__ = [
+    "DatasetSerializer",
+    "FindingSerializer",
+    "ImageSerializer",
+    "JobCreateSerializer",
+    "JobSerializer",
+    "media_url",
+]
+
+
+def media_url(field: Any) -> str:
+    """The signed-in-only URL of a stored file, "" when the field is empty."""
+    return reverse("media", args=[field.name]) if field else ""
 
 
 class FindingSerializer(serializers.ModelSerializer):
-    concepts = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
+    concepts: serializers.SlugRelatedField[Concept] = serializers.SlugRelatedField(
+        slug_field="code", many=True, read_only=True
+    )
     mask_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -17,7 +35,7 @@ class FindingSerializer(serializers.ModelSerializer):
         fields = ["id", "pathology", "lesion_type", "concepts", "description", "area", "bbox", "mask_url"]
 
     def get_mask_url(self, finding: Finding) -> str:
-        return reverse("media", args=[finding.mask.name]) if finding.mask else ""
+        return media_url(finding.mask)
 
 
 class ImageSerializer(serializers.ModelSerializer):
@@ -33,10 +51,10 @@ class ImageSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
 
     def get_file_url(self, image: Image) -> str:
-        return reverse("media", args=[image.file.name])
+        return media_url(image.file)
 
     def get_thumbnail_url(self, image: Image) -> str:
-        return reverse("media", args=[image.thumbnail.name]) if image.thumbnail else ""
+        return media_url(image.thumbnail)
 
 
 class DatasetSerializer(serializers.ModelSerializer):
@@ -45,7 +63,17 @@ class DatasetSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Dataset
-        fields = ["id", "name", "kind", "description", "source", "classes", "created_at", "image_count", "patient_count"]
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "description",
+            "source",
+            "classes",
+            "created_at",
+            "image_count",
+            "patient_count",
+        ]
 
 
 class JobSerializer(serializers.ModelSerializer):

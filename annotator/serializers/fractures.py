@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from .models import AnnotationChange, FractureDescriptor
+from ..models import AnnotationChange, FractureDescriptor
 
 __all__ = [
     "FractureHistorySerializer",

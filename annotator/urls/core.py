@@ -1,0 +1,30 @@
+"""Routes of the dashboard, dataset, job and model pages and of the datasets, images and jobs API."""
+
+from django.urls import URLPattern, URLResolver, include, path
+
+from ..api import core as api
+from ..views import pages as views
+
+api_urlpatterns: list[URLPattern | URLResolver] = [
+    path("datasets/", api.DatasetListApi.as_view(), name="dataset-list"),
+    path("datasets/<int:pk>/", api.DatasetDetailApi.as_view(), name="dataset-detail"),
+    path("images/", api.ImageListApi.as_view(), name="image-list"),
+    path("images/<int:pk>/", api.ImageDetailApi.as_view(), name="image-detail"),
+    path("jobs/", include([
+        path("", api.JobListApi.as_view(), name="job-list"),
+        path("create/", api.JobCreateApi.as_view(), name="job-create"),
+        path("<int:pk>/", api.JobDetailApi.as_view(), name="job-detail"),
+        path("<int:pk>/cancel/", api.JobCancelApi.as_view(), name="job-cancel"),
+    ])),
+]  # fmt: skip
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("", views.dashboard, name="dashboard"),
+    path("datasets/<int:pk>/", views.dataset_detail, name="dataset-detail"),
+    path("datasets/<int:pk>/extract-patches/", views.dataset_extract_patches, name="dataset-extract-patches"),
+    path("jobs/new/", views.job_new, name="job-new"),
+    path("jobs/<int:pk>/cancel/", views.job_cancel_view, name="job-cancel"),
+    path("models/<int:pk>/", views.model_detail, name="model-detail"),
+    path("media/<path:path>", views.media, name="media"),
+    path("healthz", views.healthz, name="healthz"),
+]
