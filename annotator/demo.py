@@ -28,8 +28,17 @@ __all__ = [
 
 DEMO_MAMMOGRAM_DATASET = "Demo mammograms (phantoms)"
 DEMO_FRACTURE_DATASET = "Demo hip radiographs (phantoms)"
-_BASE_COLUMNS = ["image", "patient_id", "label", "view", "laterality",
-                 "mask", "mask_pathology", "mask_concepts", "mask_lesion_type"]  # fmt: skip
+_BASE_COLUMNS = [
+    "image",
+    "patient_id",
+    "label",
+    "view",
+    "laterality",
+    "mask",
+    "mask_pathology",
+    "mask_concepts",
+    "mask_lesion_type",
+]
 
 
 def phantoms_write_folder(images: Iterable[PhantomImage], folder: Path) -> Path:
@@ -57,13 +66,15 @@ def phantoms_write_folder(images: Iterable[PhantomImage], folder: Path) -> Path:
         for number, finding in enumerate(phantom.findings):
             mask_name = f"masks/{stem}_f{number}.png"
             PILImage.fromarray(finding.mask).save(folder / mask_name, compress_level=1)  # 1-bit PNG
-            rows.append({
-                **base,
-                "mask": mask_name,
-                "mask_pathology": finding.pathology,
-                "mask_concepts": ";".join(finding.concepts),
-                "mask_lesion_type": finding.lesion_type,
-            })  # fmt: skip
+            rows.append(
+                {
+                    **base,
+                    "mask": mask_name,
+                    "mask_pathology": finding.pathology,
+                    "mask_concepts": ";".join(finding.concepts),
+                    "mask_lesion_type": finding.lesion_type,
+                }
+            )
     manifest = folder / "manifest.csv"
     with manifest.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=_BASE_COLUMNS + extra_columns, extrasaction="ignore")

@@ -20,9 +20,10 @@ class JobStartForm(forms.Form):
         min_value=32, max_value=1024, required=False, help_text="network input in pixels; empty = the patches' own size"
     )
     weights_file = forms.CharField(
-        required=False, max_length=500,
+        required=False,
+        max_length=500,
         help_text="a state dict on the server (e.g. ImageNet ResNet weights). Empty: start from random weights.",
-    )  # fmt: skip
+    )
     model = forms.ModelChoiceField(
         queryset=TrainedModel.objects.order_by("-created_at"),
         required=False,

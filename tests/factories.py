@@ -128,11 +128,19 @@ class TrainedModelFactory(factory.django.DjangoModelFactory):
     initialisation = "random"
     checkpoint = "checkpoints/missing.pt"
     patch_params = factory.LazyFunction(lambda: {"input_size": 128, "side_fraction": 0.25})
-    history = factory.LazyFunction(lambda: [
-        {"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.1 / e, "lr": 0.001,
-         "val_auc": {"normal": 0.7 + e / 50, "benign": 0.65 + e / 40, "malignant": 0.8 + e / 30}, "seconds": 10.0}
-        for e in range(1, 4)
-    ])  # fmt: skip
+    history = factory.LazyFunction(
+        lambda: [
+            {
+                "epoch": e,
+                "train_loss": 1.0 / e,
+                "val_loss": 1.1 / e,
+                "lr": 0.001,
+                "val_auc": {"normal": 0.7 + e / 50, "benign": 0.65 + e / 40, "malignant": 0.8 + e / 30},
+                "seconds": 10.0,
+            }
+            for e in range(1, 4)
+        ]
+    )
     best_epoch = 3
     metrics = factory.LazyFunction(evaluation_report)
 
@@ -154,14 +162,21 @@ class UnitAnnotationFactory(factory.django.DjangoModelFactory):
     unit = factory.SubFactory(UnitFactory)
     expert = factory.SubFactory(UserFactory, groups=["expert"])
     recognizable = "yes"
-    phenomena = factory.LazyFunction(lambda: [{"description": "spiculated edge", "concept": "mass_margin.spiculated",
-                                               "association": "malignant"}])  # fmt: skip
+    phenomena = factory.LazyFunction(
+        lambda: [{"description": "spiculated edge", "concept": "mass_margin.spiculated", "association": "malignant"}]
+    )
 
 
 def mined_unit(
-    *, model: TrainedModel | None = None, n_top: int = 64, n_images: int = 6, seed: int = 0,
-    selected_for: str = "malignant", selection_rank: int = 1, suggested: str = "mass_margin.spiculated",
-) -> Unit:  # fmt: skip
+    *,
+    model: TrainedModel | None = None,
+    n_top: int = 64,
+    n_images: int = 6,
+    seed: int = 0,
+    selected_for: str = "malignant",
+    selection_rank: int = 1,
+    suggested: str = "mass_margin.spiculated",
+) -> Unit:
     """A unit as mining leaves it: `n_top` top patches cut from real phantom images, crops on disk, a binary
     mask sprite and a heat sprite whose tiles are discs around each patch's strongest point."""
     from mining.phantoms import generate_mammogram_phantoms
@@ -172,14 +187,20 @@ def mined_unit(
         model = TrainedModelFactory()
     phantoms = list(generate_mammogram_phantoms(n_images, seed=seed))
     images = [
-        ImageFactory(dataset=model.dataset, pixels=p.pixels, label=p.label, view=p.view, laterality=p.laterality,
-                     split="test")
+        ImageFactory(
+            dataset=model.dataset, pixels=p.pixels, label=p.label, view=p.view, laterality=p.laterality, split="test"
+        )
         for p in phantoms
-    ]  # fmt: skip
+    ]
     unit = UnitFactory(
-        model=model, selected_for=selected_for, selection_rank=selection_rank, threshold=2.5, max_activation=9.0,
-        suggested_concept=Concept.objects.filter(code=suggested).first(), suggested_iou=0.21,
-    )  # fmt: skip
+        model=model,
+        selected_for=selected_for,
+        selection_rank=selection_rank,
+        threshold=2.5,
+        max_activation=9.0,
+        suggested_concept=Concept.objects.filter(code=suggested).first(),
+        suggested_iou=0.21,
+    )
     side, mask_side = 128, 64
     yy, xx = np.mgrid[0:mask_side, 0:mask_side]
     masks, heats, rows = [], [], []
@@ -188,14 +209,30 @@ def mined_unit(
         x0 = int(rng.integers(0, image.width - side))
         y0 = int(rng.integers(0, image.height - side))
         crop = pixels[y0 : y0 + side, x0 : x0 + side]
-        patch = Patch.objects.create(image=image, x0=x0, y0=y0, x1=x0 + side, y1=y0 + side, label="malignant",
-                                     tissue_fraction=1.0, crop=_png(crop, "patch", "patches"))  # fmt: skip
+        patch = Patch.objects.create(
+            image=image,
+            x0=x0,
+            y0=y0,
+            x1=x0 + side,
+            y1=y0 + side,
+            label="malignant",
+            tissue_fraction=1.0,
+            crop=_png(crop, "patch", "patches"),
+        )
         cx, cy = rng.integers(12, mask_side - 12, size=2)
         distance = np.hypot(xx - cx, yy - cy)
         heats.append(np.clip(255 * np.exp(-((distance / 14) ** 2)), 0, 255).astype(np.uint8))
         masks.append(distance < 10)
-        rows.append(TopActivation(unit=unit, rank=rank, score=9.0 - rank * 0.1, patch=patch, image=image,
-                                  box=[x0, y0, x0 + side, y0 + side]))  # fmt: skip
+        rows.append(
+            TopActivation(
+                unit=unit,
+                rank=rank,
+                score=9.0 - rank * 0.1,
+                patch=patch,
+                image=image,
+                box=[x0, y0, x0 + side, y0 + side],
+            )
+        )
     TopActivation.objects.bulk_create(rows)
     unit.mask_sprite = _png(mask_sprite(np.stack(masks)), f"model{model.pk}-unit{unit.pk}", "masks")
     unit.heat_sprite = _png(mask_sprite(np.stack(heats)), f"model{model.pk}-unit{unit.pk}-heat", "masks")

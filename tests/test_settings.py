@@ -43,10 +43,14 @@ def test_nothing_set_means_sqlite_filesystem_broker_and_a_generated_secret(tmp_p
 
 def test_database_and_broker_urls_switch_to_postgres_and_redis(tmp_path):
     chosen = settings_with(
-        {"DATABASE_URL": "postgres://postgres@db.example:5432/deepminer", "CELERY_BROKER_URL": "redis://cache:6379/0",
-         "SECRET_KEY": "from-the-environment", "DEBUG": "true"},
+        {
+            "DATABASE_URL": "postgres://postgres@db.example:5432/deepminer",
+            "CELERY_BROKER_URL": "redis://cache:6379/0",
+            "SECRET_KEY": "from-the-environment",
+            "DEBUG": "true",
+        },
         tmp_path,
-    )  # fmt: skip
+    )
     assert chosen["engine"] == "django.db.backends.postgresql"
     assert (chosen["name"], chosen["host"]) == ("deepminer", "db.example")
     assert chosen["broker"] == "redis://cache:6379/0"

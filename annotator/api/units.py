@@ -65,11 +65,15 @@ class UnitListApi(generics.ListAPIView):
         trained = trained_model_get(pk=self.kwargs["pk"])
         params = self.request.query_params
         return unit_selectors.unit_list(
-            trained=trained, user=self.request.user, selected_for=params.get("class", ""),
-            status=params.get("status", ""), concept=params.get("concept", ""),
-            suggested=params.get("suggested", ""), search=params.get("q", ""),
+            trained=trained,
+            user=self.request.user,
+            selected_for=params.get("class", ""),
+            status=params.get("status", ""),
+            concept=params.get("concept", ""),
+            suggested=params.get("suggested", ""),
+            search=params.get("q", ""),
             selected_only=params.get("all") not in ("1", "true"),
-        )  # fmt: skip
+        )
 
 
 class UnitDetailApi(APIView):
@@ -79,15 +83,17 @@ class UnitDetailApi(APIView):
     def get(self, request: Request, pk: int) -> Response:
         survey = unit_selectors.unit_survey(unit=unit_selectors.unit_get(pk=pk), user=request.user)
         consensus = survey["consensus"]
-        return Response({
-            "unit": UnitSerializer(survey["unit"]).data,
-            "top_activations": TopActivationSerializer(survey["activations"], many=True).data,
-            "mine": UnitAnnotationSerializer(survey["mine"]).data if survey["mine"] else None,
-            "others": UnitAnnotationSerializer(survey["others"], many=True).data,
-            "agreement": survey["agreement"],
-            "consensus": UnitConsensusSerializer(consensus).data if consensus else None,
-            "neighbours": survey["neighbours"],
-        })  # fmt: skip
+        return Response(
+            {
+                "unit": UnitSerializer(survey["unit"]).data,
+                "top_activations": TopActivationSerializer(survey["activations"], many=True).data,
+                "mine": UnitAnnotationSerializer(survey["mine"]).data if survey["mine"] else None,
+                "others": UnitAnnotationSerializer(survey["others"], many=True).data,
+                "agreement": survey["agreement"],
+                "consensus": UnitConsensusSerializer(consensus).data if consensus else None,
+                "neighbours": survey["neighbours"],
+            }
+        )
 
 
 class UnitAnnotationSaveApi(APIView):
@@ -145,10 +151,12 @@ class ModelAgreementApi(APIView):
         trained = trained_model_get(pk=pk)
         if not user_sees_others_labels(request.user, trained.dataset):
             raise ApplicationError("Agreement is hidden from experts while the survey is blind.", status=403)
-        return Response({
-            **unit_selectors.model_agreement(trained=trained),
-            "progress": unit_selectors.unit_progress(trained=trained, user=request.user),
-        })  # fmt: skip
+        return Response(
+            {
+                **unit_selectors.model_agreement(trained=trained),
+                "progress": unit_selectors.unit_progress(trained=trained, user=request.user),
+            }
+        )
 
 
 class ConceptListApi(APIView):
@@ -175,21 +183,24 @@ class UnitExportApi(APIView):
 
     def get(self, request: Request, pk: int, fmt: str) -> StreamingHttpResponse:
         trained = trained_model_get(pk=pk)
-        return unit_export_response(trained=trained, user=request.user, fmt=fmt,
-                                    everything=request.query_params.get("all") in ("1", "true"))  # fmt: skip
+        return unit_export_response(
+            trained=trained, user=request.user, fmt=fmt, everything=request.query_params.get("all") in ("1", "true")
+        )
 
 
 def unit_export_response(*, trained: TrainedModel, user: Any, fmt: str, everything: bool) -> StreamingHttpResponse:
     """Shared by the API and the export page link: admins and researchers always, experts once the survey
     is not blind (the blindness rule)."""
     if not user_sees_others_labels(user, trained.dataset):
-        raise ApplicationError("Exports hold every expert's answers; experts cannot download them while the survey is blind.",
-                               status=403)  # fmt: skip
+        raise ApplicationError(
+            "Exports hold every expert's answers; experts cannot download them while the survey is blind.", status=403
+        )
     export_format(fmt)
     records = unit_selectors.unit_export_rows(trained=trained, everything=everything)
     stem = f"units-model{trained.pk}"
     if fmt == "json":
         return stream_json(records, f"{stem}.json")
     classes = list(trained.classes)
-    return stream_csv(unit_selectors.export_csv_header(classes), unit_selectors.export_csv_rows(records, classes),
-                      f"{stem}.csv")  # fmt: skip
+    return stream_csv(
+        unit_selectors.export_csv_header(classes), unit_selectors.export_csv_rows(records, classes), f"{stem}.csv"
+    )

@@ -161,11 +161,17 @@ def _cbis_image_spec(row: dict[str, str], line: int, file: str, image_path: Path
     if density != "":
         metadata["breast_density"] = density
     return ImageSpec(
-        line=line, file=file, source_name=image_path.relative_to(folder).as_posix(), path=image_path,
-        patient_id=row.get("patient_id", ""), label="benign", view=row.get("image_view", "").upper(),
-        laterality=_CBIS_LATERALITY.get(row.get("left_or_right_breast", "").upper(), ""), metadata=metadata,
+        line=line,
+        file=file,
+        source_name=image_path.relative_to(folder).as_posix(),
+        path=image_path,
+        patient_id=row.get("patient_id", ""),
+        label="benign",
+        view=row.get("image_view", "").upper(),
+        laterality=_CBIS_LATERALITY.get(row.get("left_or_right_breast", "").upper(), ""),
+        metadata=metadata,
         name_hint=metadata["cbis_folder"],
-    )  # fmt: skip
+    )
 
 
 def _cbis_conflicts(spec: ImageSpec, row: dict[str, str]) -> list[str]:
@@ -182,16 +188,24 @@ def _cbis_conflicts(spec: ImageSpec, row: dict[str, str]) -> list[str]:
 def _cbis_finding(row: dict[str, str], line: int, mask_path: Path, pathology: str) -> FindingSpec:
     lesion_type = "calcification" if row.get("abnormality_type", "").lower().startswith("calc") else "mass"
     words = (
-        ("shape", "mass_shape"), ("margins", "mass_margins"), ("calc type", "calc_type"),
-        ("distribution", "calc_distribution"), ("assessment", "assessment"), ("subtlety", "subtlety"),
+        ("shape", "mass_shape"),
+        ("margins", "mass_margins"),
+        ("calc type", "calc_type"),
+        ("distribution", "calc_distribution"),
+        ("assessment", "assessment"),
+        ("subtlety", "subtlety"),
         ("pathology", "pathology"),
-    )  # fmt: skip
+    )
     parts = [f"{label} {row[column]}" for label, column in words if row.get(column) and row[column] != "N/A"]
     description = f"CBIS-DDSM {lesion_type} {row.get('abnormality_id', '')}".rstrip() + ": " + ", ".join(parts)
     return FindingSpec(
-        line=line, mask_path=mask_path, pathology=pathology, lesion_type=lesion_type,
-        concepts=cbis_concepts(row), description=description,
-    )  # fmt: skip
+        line=line,
+        mask_path=mask_path,
+        pathology=pathology,
+        lesion_type=lesion_type,
+        concepts=cbis_concepts(row),
+        description=description,
+    )
 
 
 def _cbis_update_metadata(spec: ImageSpec, row: dict[str, str]) -> None:

@@ -19,10 +19,23 @@ __all__ = ["CBIS_COLUMNS", "FINDING_COLUMNS", "IMAGE_COLUMNS", "check_text", "pa
 IMAGE_COLUMNS = ("image", "patient_id", "label", "view", "laterality", "split")
 FINDING_COLUMNS = ("mask", "mask_pathology", "mask_concepts", "mask_lesion_type", "mask_description")
 CBIS_COLUMNS = (
-    "patient_id", "breast_density", "left_or_right_breast", "image_view", "abnormality_id", "abnormality_type",
-    "mass_shape", "mass_margins", "calc_type", "calc_distribution", "assessment", "pathology", "subtlety",
-    "image_file_path", "cropped_image_file_path", "roi_mask_file_path",
-)  # fmt: skip
+    "patient_id",
+    "breast_density",
+    "left_or_right_breast",
+    "image_view",
+    "abnormality_id",
+    "abnormality_type",
+    "mass_shape",
+    "mass_margins",
+    "calc_type",
+    "calc_distribution",
+    "assessment",
+    "pathology",
+    "subtlety",
+    "image_file_path",
+    "cropped_image_file_path",
+    "roi_mask_file_path",
+)
 
 
 def read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:

@@ -85,10 +85,18 @@ def _manifest_row(
     if reasons or image_path is None:
         return None, reasons
     spec = ImageSpec(
-        line=line, file="", source_name=source_name, path=image_path, patient_id=values["patient_id"],
-        label=label, view=values.get("view", ""), laterality=laterality, split=split,
-        metadata=_metadata(values), findings=[finding] if finding else [],
-    )  # fmt: skip
+        line=line,
+        file="",
+        source_name=source_name,
+        path=image_path,
+        patient_id=values["patient_id"],
+        label=label,
+        view=values.get("view", ""),
+        laterality=laterality,
+        split=split,
+        metadata=_metadata(values),
+        findings=[finding] if finding else [],
+    )
     return spec, []
 
 
@@ -108,9 +116,13 @@ def _manifest_finding(
     if reasons or mask_path is None:
         return None, reasons
     finding = FindingSpec(
-        line=line, mask_path=mask_path, pathology=pathology, lesion_type=values.get("mask_lesion_type", ""),
-        concepts=concepts, description=values.get("mask_description", ""),
-    )  # fmt: skip
+        line=line,
+        mask_path=mask_path,
+        pathology=pathology,
+        lesion_type=values.get("mask_lesion_type", ""),
+        concepts=concepts,
+        description=values.get("mask_description", ""),
+    )
     return finding, []
 
 
@@ -121,9 +133,10 @@ def _merge_repeated(specs: dict[str, ImageSpec], spec: ImageSpec) -> list[str]:
         specs[spec.source_name] = spec
         return []
     differing = [
-        name for name in ("patient_id", "label", "view", "laterality", "split", "metadata")
+        name
+        for name in ("patient_id", "label", "view", "laterality", "split", "metadata")
         if getattr(first, name) != getattr(spec, name)
-    ]  # fmt: skip
+    ]
     if differing:
         return [f"image {spec.source_name} is also on line {first.line} with a different {', '.join(differing)}"]
     if not spec.findings:

@@ -35,9 +35,17 @@ class _StoredImage:
 
 
 def write_dataset(
-    *, name: str, kind: str, layout: str, classes: list[str], specs: list[ImageSpec],
-    created_by: User | None, max_pixels: int, progress: ProgressFn, folder: Path,
-) -> Dataset:  # fmt: skip
+    *,
+    name: str,
+    kind: str,
+    layout: str,
+    classes: list[str],
+    specs: list[ImageSpec],
+    created_by: User | None,
+    max_pixels: int,
+    progress: ProgressFn,
+    folder: Path,
+) -> Dataset:
     """Phase 2: store every image's files on a few threads, then the Dataset and all its rows in one
     transaction; the files written so far are deleted if anything fails."""
     written: list[str] = []
@@ -45,9 +53,13 @@ def write_dataset(
         stored = in_threads(lambda spec: _store_files(spec, max_pixels, written), specs, progress, "stored")
         with transaction.atomic():
             dataset = Dataset(
-                name=name, kind=kind, source=layout, classes=classes, created_by=created_by,
+                name=name,
+                kind=kind,
+                source=layout,
+                classes=classes,
+                created_by=created_by,
                 description=f"Imported from {folder.name or folder} ({layout}), {len(specs)} images.",
-            )  # fmt: skip
+            )
             dataset.full_clean()
             dataset.save()
             _create_rows(dataset, kind, specs, stored)
@@ -91,9 +103,14 @@ def _create_rows(dataset: Dataset, kind: str, specs: list[ImageSpec], stored: li
     for image, spec, files in zip(images, specs, stored, strict=True):
         for finding, mask_name in zip(spec.findings, files.masks, strict=True):
             row = Finding(
-                image=image, pathology=finding.pathology, lesion_type=finding.lesion_type,
-                description=finding.description, mask=mask_name, area=finding.area, bbox=finding.bbox,
-            )  # fmt: skip
+                image=image,
+                pathology=finding.pathology,
+                lesion_type=finding.lesion_type,
+                description=finding.description,
+                mask=mask_name,
+                area=finding.area,
+                bbox=finding.bbox,
+            )
             row.full_clean(exclude=["image"], validate_unique=False, validate_constraints=False)
             findings.append(row)
             codes.append(finding.concepts)
@@ -109,11 +126,22 @@ def _create_rows(dataset: Dataset, kind: str, specs: list[ImageSpec], stored: li
 
 def _image_row(dataset: Dataset, kind: str, spec: ImageSpec, files: _StoredImage) -> Image:
     image = Image(
-        dataset=dataset, file=files.file, thumbnail=files.thumbnail, overlay=files.overlay,
-        source_name=spec.source_name, sha256=spec.sha256, width=spec.width, height=spec.height,
-        bit_depth=spec.bit_depth, modality=spec.modality or DEFAULT_MODALITY[kind], view=spec.view,
-        laterality=spec.laterality, patient_id=spec.patient_id, split=spec.split, label=spec.label,
+        dataset=dataset,
+        file=files.file,
+        thumbnail=files.thumbnail,
+        overlay=files.overlay,
+        source_name=spec.source_name,
+        sha256=spec.sha256,
+        width=spec.width,
+        height=spec.height,
+        bit_depth=spec.bit_depth,
+        modality=spec.modality or DEFAULT_MODALITY[kind],
+        view=spec.view,
+        laterality=spec.laterality,
+        patient_id=spec.patient_id,
+        split=spec.split,
+        label=spec.label,
         metadata=spec.metadata,
-    )  # fmt: skip
+    )
     image.full_clean(exclude=["dataset"], validate_unique=False, validate_constraints=False)
     return image

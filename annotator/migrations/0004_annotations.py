@@ -6,95 +6,229 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotator', '0003_mining_models'),
+        ("annotator", "0003_mining_models"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='dataset',
-            name='annotation_blind',
-            field=models.BooleanField(default=True, help_text="experts see only their own answers; admins always see everyone's"),
+            model_name="dataset",
+            name="annotation_blind",
+            field=models.BooleanField(
+                default=True, help_text="experts see only their own answers; admins always see everyone's"
+            ),
         ),
         migrations.AddField(
-            model_name='unit',
-            name='heat_sprite',
-            field=models.FileField(blank=True, help_text="the unit's response on its top patches (8-bit, 255 = unit max)", upload_to='masks/'),
+            model_name="unit",
+            name="heat_sprite",
+            field=models.FileField(
+                blank=True,
+                help_text="the unit's response on its top patches (8-bit, 255 = unit max)",
+                upload_to="masks/",
+            ),
         ),
         migrations.CreateModel(
-            name='UnitConsensus',
+            name="UnitConsensus",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('recognizable', models.CharField(choices=[('yes', 'Yes'), ('no', 'No'), ('unsure', 'Unsure')], max_length=8)),
-                ('description', models.TextField(blank=True)),
-                ('association', models.CharField(blank=True, choices=[('normal', 'Normal'), ('benign', 'Benign'), ('malignant', 'Malignant'), ('uncertain', 'Uncertain')], max_length=16)),
-                ('version', models.PositiveIntegerField(default=1)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('concept', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, to='annotator.concept')),
-                ('set_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('unit', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='consensus', to='annotator.unit')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "recognizable",
+                    models.CharField(choices=[("yes", "Yes"), ("no", "No"), ("unsure", "Unsure")], max_length=8),
+                ),
+                ("description", models.TextField(blank=True)),
+                (
+                    "association",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("normal", "Normal"),
+                            ("benign", "Benign"),
+                            ("malignant", "Malignant"),
+                            ("uncertain", "Uncertain"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("version", models.PositiveIntegerField(default=1)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "concept",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, to="annotator.concept"
+                    ),
+                ),
+                (
+                    "set_by",
+                    models.ForeignKey(
+                        null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "unit",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="consensus", to="annotator.unit"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='AnnotationChange',
+            name="AnnotationChange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('target', models.CharField(choices=[('unit_annotation', 'Unit annotation'), ('unit_consensus', 'Unit consensus'), ('fracture_descriptor', 'Fracture descriptors')], max_length=24)),
-                ('target_id', models.PositiveIntegerField()),
-                ('version', models.PositiveIntegerField(help_text='the version this change created')),
-                ('before', models.JSONField(blank=True, null=True)),
-                ('after', models.JSONField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('image', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='changes', to='annotator.image')),
-                ('unit', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='changes', to='annotator.unit')),
-                ('user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "target",
+                    models.CharField(
+                        choices=[
+                            ("unit_annotation", "Unit annotation"),
+                            ("unit_consensus", "Unit consensus"),
+                            ("fracture_descriptor", "Fracture descriptors"),
+                        ],
+                        max_length=24,
+                    ),
+                ),
+                ("target_id", models.PositiveIntegerField()),
+                ("version", models.PositiveIntegerField(help_text="the version this change created")),
+                ("before", models.JSONField(blank=True, null=True)),
+                ("after", models.JSONField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "image",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="changes",
+                        to="annotator.image",
+                    ),
+                ),
+                (
+                    "unit",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="changes",
+                        to="annotator.unit",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'indexes': [models.Index(fields=['target', 'target_id'], name='annotator_a_target_ce75d3_idx')],
+                "ordering": ["-created_at", "-id"],
+                "indexes": [models.Index(fields=["target", "target_id"], name="annotator_a_target_ce75d3_idx")],
             },
         ),
         migrations.CreateModel(
-            name='FractureDescriptor',
+            name="FractureDescriptor",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('fracture', models.BooleanField()),
-                ('displacement', models.CharField(blank=True, choices=[('undisplaced', 'Undisplaced'), ('mildly displaced', 'Mildly displaced'), ('moderately displaced', 'Moderately displaced'), ('severely displaced', 'Severely displaced')], max_length=24)),
-                ('comminuted', models.BooleanField(default=False)),
-                ('impacted', models.BooleanField(default=False)),
-                ('location', models.CharField(blank=True, choices=[('subcapital', 'Subcapital'), ('transcervical', 'Transcervical'), ('basicervical', 'Basicervical'), ('intertrochanteric', 'Intertrochanteric'), ('subtrochanteric', 'Subtrochanteric')], max_length=24)),
-                ('avulsed_fragment', models.BooleanField(default=False)),
-                ('sentence', models.CharField(blank=True, help_text='the template sentence these labels give', max_length=300)),
-                ('version', models.PositiveIntegerField(default=1)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('expert', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='fracture_descriptors', to=settings.AUTH_USER_MODEL)),
-                ('image', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='fracture_descriptors', to='annotator.image')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("fracture", models.BooleanField()),
+                (
+                    "displacement",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("undisplaced", "Undisplaced"),
+                            ("mildly displaced", "Mildly displaced"),
+                            ("moderately displaced", "Moderately displaced"),
+                            ("severely displaced", "Severely displaced"),
+                        ],
+                        max_length=24,
+                    ),
+                ),
+                ("comminuted", models.BooleanField(default=False)),
+                ("impacted", models.BooleanField(default=False)),
+                (
+                    "location",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("subcapital", "Subcapital"),
+                            ("transcervical", "Transcervical"),
+                            ("basicervical", "Basicervical"),
+                            ("intertrochanteric", "Intertrochanteric"),
+                            ("subtrochanteric", "Subtrochanteric"),
+                        ],
+                        max_length=24,
+                    ),
+                ),
+                ("avulsed_fragment", models.BooleanField(default=False)),
+                (
+                    "sentence",
+                    models.CharField(blank=True, help_text="the template sentence these labels give", max_length=300),
+                ),
+                ("version", models.PositiveIntegerField(default=1)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "expert",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="fracture_descriptors",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "image",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="fracture_descriptors",
+                        to="annotator.image",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['image', 'expert'],
-                'constraints': [models.UniqueConstraint(fields=('image', 'expert'), name='fracture_descriptor_one_per_expert')],
+                "ordering": ["image", "expert"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("image", "expert"), name="fracture_descriptor_one_per_expert")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='UnitAnnotation',
+            name="UnitAnnotation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('recognizable', models.CharField(blank=True, choices=[('yes', 'Yes'), ('no', 'No'), ('unsure', 'Unsure')], max_length=8)),
-                ('phenomena', models.JSONField(blank=True, default=list)),
-                ('confidence', models.PositiveSmallIntegerField(blank=True, help_text='1 (guess) to 5 (certain)', null=True)),
-                ('notes', models.TextField(blank=True)),
-                ('version', models.PositiveIntegerField(default=1)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('expert', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='unit_annotations', to=settings.AUTH_USER_MODEL)),
-                ('unit', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='annotations', to='annotator.unit')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "recognizable",
+                    models.CharField(
+                        blank=True, choices=[("yes", "Yes"), ("no", "No"), ("unsure", "Unsure")], max_length=8
+                    ),
+                ),
+                ("phenomena", models.JSONField(blank=True, default=list)),
+                (
+                    "confidence",
+                    models.PositiveSmallIntegerField(blank=True, help_text="1 (guess) to 5 (certain)", null=True),
+                ),
+                ("notes", models.TextField(blank=True)),
+                ("version", models.PositiveIntegerField(default=1)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "expert",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="unit_annotations",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "unit",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="annotations", to="annotator.unit"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['unit', 'expert'],
-                'constraints': [models.UniqueConstraint(fields=('unit', 'expert'), name='unit_annotation_one_per_expert')],
+                "ordering": ["unit", "expert"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("unit", "expert"), name="unit_annotation_one_per_expert")
+                ],
             },
         ),
     ]

@@ -115,15 +115,23 @@ def trained_model_get(*, pk: int) -> TrainedModel:
 def _curves(history: list[dict[str, Any]], classes: list[str]) -> dict[str, str]:
     epochs = [row["epoch"] for row in history]
     loss = line_chart(
-        [("train loss", epochs, [r.get("train_loss") for r in history]),
-         ("validation loss", epochs, [r.get("val_loss") for r in history])],
-        title="Loss per epoch", x_label="epoch", y_label="cross-entropy", integer_x=True,
-    )  # fmt: skip
+        [
+            ("train loss", epochs, [r.get("train_loss") for r in history]),
+            ("validation loss", epochs, [r.get("val_loss") for r in history]),
+        ],
+        title="Loss per epoch",
+        x_label="epoch",
+        y_label="cross-entropy",
+        integer_x=True,
+    )
     auc = line_chart(
         [(name, epochs, [(r.get("val_auc") or {}).get(name) for r in history]) for name in classes],
-        title="Validation AUC per epoch (hold-out split)", x_label="epoch", y_label="AUC", y_range=(0.4, 1.0),
+        title="Validation AUC per epoch (hold-out split)",
+        x_label="epoch",
+        y_label="AUC",
+        y_range=(0.4, 1.0),
         integer_x=True,
-    )  # fmt: skip
+    )
     return {"loss": loss, "auc": auc}
 
 
@@ -135,8 +143,16 @@ def _roc_chart(metrics: dict[str, Any], classes: list[str]) -> str:
         auc = (per_class.get(name) or {}).get("auc")
         label = f"{name} (AUC {auc:.3f})" if auc is not None else name
         series.append((label, roc.get("fpr", []), roc.get("tpr", [])))
-    return line_chart(series, title="ROC curves, one vs rest (test split)", x_label="false positive rate",
-                      y_label="true positive rate", x_range=(0, 1), y_range=(0, 1), diagonal=True, legend="bottom-right")  # fmt: skip
+    return line_chart(
+        series,
+        title="ROC curves, one vs rest (test split)",
+        x_label="false positive rate",
+        y_label="true positive rate",
+        x_range=(0, 1),
+        y_range=(0, 1),
+        diagonal=True,
+        legend="bottom-right",
+    )
 
 
 def model_report(*, trained: TrainedModel) -> dict[str, Any]:
@@ -156,10 +172,14 @@ def model_report(*, trained: TrainedModel) -> dict[str, Any]:
     previews = unit_previews([u.pk for u in units])
     mining = trained.mining or {}
     coverage_rows = [
-        {"name": name, "coverage": (mining.get("coverage") or {}).get(name), "selected": len(by_class.get(name, [])),
-         "named": sum(1 for u in by_class.get(name, []) if u.suggested_iou >= 0.04)}
+        {
+            "name": name,
+            "coverage": (mining.get("coverage") or {}).get(name),
+            "selected": len(by_class.get(name, [])),
+            "named": sum(1 for u in by_class.get(name, []) if u.suggested_iou >= 0.04),
+        }
         for name in classes
-    ]  # fmt: skip
+    ]
     return {
         "curves": _curves(trained.history or [], classes),
         "roc": _roc_chart(metrics, classes),

@@ -35,9 +35,18 @@ __all__ = [
 
 DESCRIPTORS = ("fracture", "displacement", "comminuted", "impacted", "location", "avulsed_fragment")
 EXPORT_COLUMNS = (
-    "image_id", "source_name", "patient_id", "split", "expert", *DESCRIPTORS, "sentence", "version", "updated_at",
-    *[f"truth_{name}" for name in DESCRIPTORS], "truth_report",
-)  # fmt: skip
+    "image_id",
+    "source_name",
+    "patient_id",
+    "split",
+    "expert",
+    *DESCRIPTORS,
+    "sentence",
+    "version",
+    "updated_at",
+    *[f"truth_{name}" for name in DESCRIPTORS],
+    "truth_report",
+)
 _TRUE, _FALSE = {"true", "yes", "1", "y", "t"}, {"false", "no", "0", "n", "f", ""}
 
 
@@ -151,9 +160,18 @@ def fracture_export_rows(*, dataset: Dataset, user: Any, chunk: int = 2000) -> I
     if not user_sees_others_labels(user, dataset):
         labels = labels.filter(expert_id=user.pk)
     fields = (
-        "id", "image_id", "image__source_name", "image__patient_id", "image__split", "expert__username",
-        *DESCRIPTORS, "sentence", "version", "updated_at", "image__metadata",
-    )  # fmt: skip
+        "id",
+        "image_id",
+        "image__source_name",
+        "image__patient_id",
+        "image__split",
+        "expert__username",
+        *DESCRIPTORS,
+        "sentence",
+        "version",
+        "updated_at",
+        "image__metadata",
+    )
     last: tuple[int, int] = (0, 0)
     while True:
         after = Q(image_id__gt=last[0]) | Q(image_id=last[0], id__gt=last[1])

@@ -166,10 +166,15 @@ def unit_neighbours(*, unit: Unit, user: Any) -> dict[str, int | None]:
 def concept_lexicon() -> list[dict[str, str]]:
     """The BI-RADS terms for the picker, in category order."""
     return [
-        {"code": c.code, "category": c.category, "category_label": c.category_label, "term": c.term,
-         "association": c.association}
+        {
+            "code": c.code,
+            "category": c.category,
+            "category_label": c.category_label,
+            "term": c.term,
+            "association": c.association,
+        }
         for c in Concept.objects.order_by("category_label", "term")
-    ]  # fmt: skip
+    ]
 
 
 def unit_survey(*, unit: Unit, user: Any, top: int = 64) -> dict[str, Any]:
@@ -178,11 +183,27 @@ def unit_survey(*, unit: Unit, user: Any, top: int = 64) -> dict[str, Any]:
     activations = list(
         TopActivation.objects.filter(unit=unit)
         .select_related("patch", "image")
-        .only("rank", "score", "box", "patch__crop", "patch__label", "patch__x0", "patch__y0", "patch__x1",
-              "patch__y1", "image__file", "image__overlay", "image__width", "image__height", "image__label",
-              "image__source_name", "image__view", "image__laterality")
+        .only(
+            "rank",
+            "score",
+            "box",
+            "patch__crop",
+            "patch__label",
+            "patch__x0",
+            "patch__y0",
+            "patch__x1",
+            "patch__y1",
+            "image__file",
+            "image__overlay",
+            "image__width",
+            "image__height",
+            "image__label",
+            "image__source_name",
+            "image__view",
+            "image__laterality",
+        )
         .order_by("rank")[:top]
-    )  # fmt: skip
+    )
     answers = list(_unit_answers(unit))
     mine = next((a for a in answers if a.expert_id == user.pk), None)
     sees_all = user_sees_others_labels(user, trained.dataset)
@@ -303,39 +324,79 @@ def _batches(items: Iterator[int], size: int) -> Iterator[list[int]]:
 
 
 _UNIT_FIELDS = (
-    "pk", "layer", "channel", "selected_for", "selection_rank", "frequency", "suggested_concept__code", "suggested_iou",
-    "consensus__pk", "consensus__recognizable", "consensus__description", "consensus__concept__code",
+    "pk",
+    "layer",
+    "channel",
+    "selected_for",
+    "selection_rank",
+    "frequency",
+    "suggested_concept__code",
+    "suggested_iou",
+    "consensus__pk",
+    "consensus__recognizable",
+    "consensus__description",
+    "consensus__concept__code",
     "consensus__association",
-)  # fmt: skip
-_ANSWER_FIELDS = ("unit_id", "expert__username", "recognizable", "confidence", "notes", "version", "updated_at",
-                  "phenomena")  # fmt: skip
+)
+_ANSWER_FIELDS = (
+    "unit_id",
+    "expert__username",
+    "recognizable",
+    "confidence",
+    "notes",
+    "version",
+    "updated_at",
+    "phenomena",
+)
 
 
-def _export_record(unit: dict[str, Any], classes: list[str], slots: dict[str, int], concepts: dict[str, Concept],
-                   checkpoint: str, top_patch_ids: list[int], answers: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+def _export_record(
+    unit: dict[str, Any],
+    classes: list[str],
+    slots: dict[str, int],
+    concepts: dict[str, Concept],
+    checkpoint: str,
+    top_patch_ids: list[int],
+    answers: list[dict[str, Any]],
+) -> dict[str, Any]:
     frequency, selected_for = unit["frequency"] or {}, unit["selected_for"]
     coverage = (frequency.get(selected_for, 0) / slots[selected_for]) if slots.get(selected_for) else None
     concept = concepts.get(unit["consensus__concept__code"] or "")
     return {
-        "unit_id": unit["pk"], "layer": unit["layer"], "channel": unit["channel"], "selected_for": selected_for,
+        "unit_id": unit["pk"],
+        "layer": unit["layer"],
+        "channel": unit["channel"],
+        "selected_for": selected_for,
         "selection_rank": unit["selection_rank"],
         "frequency": {name: int(frequency.get(name, 0)) for name in classes},
         "coverage": round(coverage, 5) if coverage is not None else None,
-        "checkpoint": checkpoint, "top_patch_ids": top_patch_ids,
+        "checkpoint": checkpoint,
+        "top_patch_ids": top_patch_ids,
         "suggested_concept": unit["suggested_concept__code"] or "",
         "suggested_iou": round(unit["suggested_iou"], 4),
-        "consensus": None if unit["consensus__pk"] is None else {
-            "recognizable": unit["consensus__recognizable"], "description": unit["consensus__description"],
-            "birads_category": concept.category_label if concept else "", "birads_term": concept.term if concept else "",
-            "concept": concept.code if concept else "", "association": unit["consensus__association"],
+        "consensus": None
+        if unit["consensus__pk"] is None
+        else {
+            "recognizable": unit["consensus__recognizable"],
+            "description": unit["consensus__description"],
+            "birads_category": concept.category_label if concept else "",
+            "birads_term": concept.term if concept else "",
+            "concept": concept.code if concept else "",
+            "association": unit["consensus__association"],
         },
         "experts": [
-            {"expert": a["expert__username"], "recognizable": a["recognizable"], "confidence": a["confidence"],
-             "notes": a["notes"], "version": a["version"], "updated_at": a["updated_at"].isoformat(),
-             "phenomena": [_phenomenon_export(p, concepts) for p in a["phenomena"]]}
+            {
+                "expert": a["expert__username"],
+                "recognizable": a["recognizable"],
+                "confidence": a["confidence"],
+                "notes": a["notes"],
+                "version": a["version"],
+                "updated_at": a["updated_at"].isoformat(),
+                "phenomena": [_phenomenon_export(p, concepts) for p in a["phenomena"]],
+            }
             for a in answers
         ],
-    }  # fmt: skip
+    }
 
 
 def _phenomenon_export(phenomenon: dict[str, str], concepts: dict[str, Concept]) -> dict[str, str]:
@@ -351,13 +412,31 @@ def _phenomenon_export(phenomenon: dict[str, str], concepts: dict[str, Concept])
 
 def export_csv_header(classes: list[str]) -> list[str]:
     return [
-        "unit_id", "layer", "channel", "selected_for", "selection_rank",
+        "unit_id",
+        "layer",
+        "channel",
+        "selected_for",
+        "selection_rank",
         *[f"frequency_{name}" for name in classes],
-        "coverage", "checkpoint", "top_patch_ids", "suggested_concept", "suggested_iou",
-        "consensus_recognizable", "consensus_birads_category", "consensus_birads_term", "consensus_association",
-        "consensus_description", "expert", "recognizable", "confidence", "birads_category", "birads_term",
-        "association", "description", "notes",
-    ]  # fmt: skip
+        "coverage",
+        "checkpoint",
+        "top_patch_ids",
+        "suggested_concept",
+        "suggested_iou",
+        "consensus_recognizable",
+        "consensus_birads_category",
+        "consensus_birads_term",
+        "consensus_association",
+        "consensus_description",
+        "expert",
+        "recognizable",
+        "confidence",
+        "birads_category",
+        "birads_term",
+        "association",
+        "description",
+        "notes",
+    ]
 
 
 def export_csv_rows(records: Iterator[dict[str, Any]], classes: list[str]) -> Iterator[list[Any]]:
@@ -366,20 +445,35 @@ def export_csv_rows(records: Iterator[dict[str, Any]], classes: list[str]) -> It
     for record in records:
         consensus = record["consensus"] or {}
         unit_part = [
-            record["unit_id"], record["layer"], record["channel"], record["selected_for"], record["selection_rank"],
+            record["unit_id"],
+            record["layer"],
+            record["channel"],
+            record["selected_for"],
+            record["selection_rank"],
             *[record["frequency"][name] for name in classes],
-            record["coverage"], record["checkpoint"], " ".join(map(str, record["top_patch_ids"])),
-            record["suggested_concept"], record["suggested_iou"],
-            consensus.get("recognizable", ""), consensus.get("birads_category", ""), consensus.get("birads_term", ""),
-            consensus.get("association", ""), consensus.get("description", ""),
-        ]  # fmt: skip
+            record["coverage"],
+            record["checkpoint"],
+            " ".join(map(str, record["top_patch_ids"])),
+            record["suggested_concept"],
+            record["suggested_iou"],
+            consensus.get("recognizable", ""),
+            consensus.get("birads_category", ""),
+            consensus.get("birads_term", ""),
+            consensus.get("association", ""),
+            consensus.get("description", ""),
+        ]
         if not record["experts"]:
             yield [*unit_part, "", "", "", "", "", "", "", ""]
         for answer in record["experts"]:
             phenomena = answer["phenomena"]
             yield [
-                *unit_part, answer["expert"], answer["recognizable"], answer["confidence"] or "",
-                " | ".join(p["birads_category"] for p in phenomena), " | ".join(p["birads_term"] for p in phenomena),
-                " | ".join(p["association"] for p in phenomena), " | ".join(p["description"] for p in phenomena),
+                *unit_part,
+                answer["expert"],
+                answer["recognizable"],
+                answer["confidence"] or "",
+                " | ".join(p["birads_category"] for p in phenomena),
+                " | ".join(p["birads_term"] for p in phenomena),
+                " | ".join(p["association"] for p in phenomena),
+                " | ".join(p["description"] for p in phenomena),
                 answer["notes"],
-            ]  # fmt: skip
+            ]

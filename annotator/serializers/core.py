@@ -46,9 +46,23 @@ class ImageSerializer(serializers.ModelSerializer):
     class Meta:
         model = Image
         fields = [
-            "id", "dataset", "source_name", "width", "height", "bit_depth", "modality", "view", "laterality",
-            "patient_id", "split", "label", "metadata", "file_url", "thumbnail_url", "findings",
-        ]  # fmt: skip
+            "id",
+            "dataset",
+            "source_name",
+            "width",
+            "height",
+            "bit_depth",
+            "modality",
+            "view",
+            "laterality",
+            "patient_id",
+            "split",
+            "label",
+            "metadata",
+            "file_url",
+            "thumbnail_url",
+            "findings",
+        ]
 
     def get_file_url(self, image: Image) -> str:
         return media_url(image.file)
@@ -84,10 +98,26 @@ class JobSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = [
-            "id", "kind", "kind_label", "status", "dataset", "dataset_name", "progress", "message", "params",
-            "result", "error", "cancel_requested", "celery_id", "worker", "created_by", "created_at",
-            "started_at", "finished_at", "heartbeat_at",
-        ]  # fmt: skip
+            "id",
+            "kind",
+            "kind_label",
+            "status",
+            "dataset",
+            "dataset_name",
+            "progress",
+            "message",
+            "params",
+            "result",
+            "error",
+            "cancel_requested",
+            "celery_id",
+            "worker",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "heartbeat_at",
+        ]
         read_only_fields = fields
 
 

@@ -22,9 +22,20 @@ class FractureLabelSerializer(serializers.ModelSerializer):
     class Meta:
         model = FractureDescriptor
         fields = [
-            "id", "image", "expert", "fracture", "displacement", "comminuted", "impacted", "location",
-            "avulsed_fragment", "sentence", "version", "created_at", "updated_at",
-        ]  # fmt: skip
+            "id",
+            "image",
+            "expert",
+            "fracture",
+            "displacement",
+            "comminuted",
+            "impacted",
+            "location",
+            "avulsed_fragment",
+            "sentence",
+            "version",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = fields
 
 

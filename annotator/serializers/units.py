@@ -32,10 +32,24 @@ class UnitSerializer(serializers.ModelSerializer):
     class Meta:
         model = Unit
         fields = [
-            "id", "model", "layer", "channel", "frequency", "influence_sum", "selected_for", "selection_rank",
-            "threshold", "max_activation", "suggested_concept", "suggested_iou", "concept_ious",
-            "mask_sprite_url", "heat_sprite_url", "answer_count", "mine",
-        ]  # fmt: skip
+            "id",
+            "model",
+            "layer",
+            "channel",
+            "frequency",
+            "influence_sum",
+            "selected_for",
+            "selection_rank",
+            "threshold",
+            "max_activation",
+            "suggested_concept",
+            "suggested_iou",
+            "concept_ious",
+            "mask_sprite_url",
+            "heat_sprite_url",
+            "answer_count",
+            "mine",
+        ]
         read_only_fields = fields
 
     def get_mask_sprite_url(self, unit: Unit) -> str:
@@ -79,8 +93,18 @@ class UnitAnnotationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = UnitAnnotation
-        fields = ["id", "unit", "expert", "recognizable", "phenomena", "confidence", "notes", "version",
-                  "created_at", "updated_at"]  # fmt: skip
+        fields = [
+            "id",
+            "unit",
+            "expert",
+            "recognizable",
+            "phenomena",
+            "confidence",
+            "notes",
+            "version",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = fields
 
 

@@ -71,9 +71,16 @@ def dataset_import(
     if not specs:
         raise ApplicationError("nothing to import: no image rows found")
     return write_dataset(
-        name=name, kind=kind, layout=layout, classes=classes, specs=specs, created_by=created_by,
-        max_pixels=limit, progress=progress, folder=folder,
-    )  # fmt: skip
+        name=name,
+        kind=kind,
+        layout=layout,
+        classes=classes,
+        specs=specs,
+        created_by=created_by,
+        max_pixels=limit,
+        progress=progress,
+        folder=folder,
+    )
 
 
 def _check_arguments(*, name: str, folder: Path, layout: str, kind: str) -> list[str]:

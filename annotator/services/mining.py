@@ -50,7 +50,8 @@ FEATURE_LAYER = "layer4"
 
 
 def mine_params_validate(params: dict[str, Any], dataset: Dataset | None) -> dict[str, Any]:
-    trained = TrainedModel.objects.filter(pk=params.get("model")).first()
+    model_id = params.get("model")
+    trained = TrainedModel.objects.filter(pk=model_id).first() if model_id is not None else None
     if trained is None:
         raise ApplicationError("a mining job needs a trained model (params.model)")
     if dataset is not None and trained.dataset_id != dataset.pk:
@@ -102,7 +103,9 @@ def _load(job: Job, shard: tuple[int, int] | None = None) -> _Loaded:
     split = patch_split_load(
         dataset=trained.dataset, splits=job.params["splits"], classes=trained.classes, size=size, shard=shard
     )
-    return _Loaded(trained, feature_extractor(info.model), info.model.fc.weight.detach().clone(), split)
+    final_layer = info.model.get_submodule("fc")  # every supported network is a torchvision ResNet
+    assert isinstance(final_layer, torch.nn.Linear)
+    return _Loaded(trained, feature_extractor(info.model), final_layer.weight.detach().clone(), split)
 
 
 def _torch_threads() -> None:
@@ -111,10 +114,17 @@ def _torch_threads() -> None:
 
 def _mine(loaded: _Loaded, params: dict[str, Any], progress: ProgressFn, cancelled: CancelFn) -> MiningResult:
     return run_mining_pass(
-        loaded.extractor, loaded.split.crops, loaded.fc_weight, input_ids=loaded.split.rows,
-        dataset_size=loaded.split.total, batch_size=params["batch_size"], top_n=params["top_n"],
-        quantile=params["quantile"], progress=progress, cancelled=cancelled,
-    )  # fmt: skip
+        loaded.extractor,
+        loaded.split.crops,
+        loaded.fc_weight,
+        input_ids=loaded.split.rows,
+        dataset_size=loaded.split.total,
+        batch_size=params["batch_size"],
+        top_n=params["top_n"],
+        quantile=params["quantile"],
+        progress=progress,
+        cancelled=cancelled,
+    )
 
 
 def _mask_side(params: dict[str, Any], split: PatchSplit) -> int:
@@ -140,8 +150,14 @@ def units_mine(*, job: Job, progress: ProgressFn, cancelled: CancelFn) -> dict[s
     crops: list[str] = []
     try:
         patches = _kept_patches(loaded.split, _kept_rows(result.topk), side, crops)
-        return units_store(trained=loaded.trained, result=result, patches=patches, side=side,
-                           total=loaded.split.total, params=job.params)  # fmt: skip
+        return units_store(
+            trained=loaded.trained,
+            result=result,
+            patches=patches,
+            side=side,
+            total=loaded.split.total,
+            params=job.params,
+        )
     except BaseException:
         delete_quietly(crops)
         raise
@@ -195,9 +211,13 @@ def units_mine_merge(*, job: Job, shard_files: list[str]) -> dict[str, Any]:
         trained = TrainedModel.objects.select_related("dataset").get(pk=job.params["model"])
         kept = {row: candidates.pop(row) for row in _kept_rows(topk)}  # candidates keeps the others
         summary = units_store(
-            trained=trained, result=MiningResult(topk, influence, np.zeros((0, 0))), patches=kept,
-            side=int(states[0]["side"]), total=int(states[0]["total"]), params=job.params,
-        )  # fmt: skip
+            trained=trained,
+            result=MiningResult(topk, influence, np.zeros((0, 0))),
+            patches=kept,
+            side=int(states[0]["side"]),
+            total=int(states[0]["total"]),
+            params=job.params,
+        )
     except BaseException:
         delete_quietly([patch.crop for patch in [*candidates.values(), *kept.values()]])
         raise
@@ -221,8 +241,12 @@ def _kept_patches(split: PatchSplit, rows: list[int], side: int, written: list[s
     for row, index, image_id in zip(rows, local.tolist(), image_ids, strict=True):
         patch_id, box = int(split.patch_ids[index]), split.table.boxes[index]
         # Derived files a re-run rebuilds: atomic, but no fsync and light compression (thousands of them).
-        name = write_png_atomic(unique_name("patches", f"patch{patch_id}", ".png"), split.crops[index].numpy(),
-                                durable=False, compress_level=1)  # fmt: skip
+        name = write_png_atomic(
+            unique_name("patches", f"patch{patch_id}", ".png"),
+            split.crops[index].numpy(),
+            durable=False,
+            compress_level=1,
+        )
         written.append(name)
         concepts = patch_concept_masks(findings[image_id], box, side)
         patches[row] = _KeptPatch(patch_id, image_id, box.tolist(), name, concepts)
@@ -267,9 +291,14 @@ def _patches_from_state(state: dict[str, Any]) -> dict[int, _KeptPatch]:
 
 
 def units_store(
-    *, trained: TrainedModel, result: MiningResult, patches: dict[int, _KeptPatch], side: int, total: int,
+    *,
+    trained: TrainedModel,
+    result: MiningResult,
+    patches: dict[int, _KeptPatch],
+    side: int,
+    total: int,
     params: dict[str, Any],
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Turn a (merged) mining result into Unit and TopActivation rows plus mask sprites, replacing old ones.
 
     patches: every row (of the whole split, `total` patches) that some unit keeps, crop written;
@@ -281,8 +310,9 @@ def units_store(
     try:
         with _cyclic_gc_paused():
             units, tops = _units_build(trained, result, selected, patches, side, written)
-            return _replace_units(trained, units, tops, list(patches.values()), total,
-                                  coverage(frequency, selected), selected, params)  # fmt: skip
+            return _replace_units(
+                trained, units, tops, list(patches.values()), total, coverage(frequency, selected), selected, params
+            )
     except BaseException:
         delete_quietly(written)
         raise
@@ -305,9 +335,13 @@ _Tops = list[list[tuple[_KeptPatch, float, list[int]]]]  # per unit: (patch, sco
 
 
 def _units_build(
-    trained: TrainedModel, result: MiningResult, selected: dict[int, list[int]], patches: dict[int, _KeptPatch],
-    side: int, written: list[str],
-) -> tuple[list[Unit], _Tops]:  # fmt: skip
+    trained: TrainedModel,
+    result: MiningResult,
+    selected: dict[int, list[int]],
+    patches: dict[int, _KeptPatch],
+    side: int,
+    written: list[str],
+) -> tuple[list[Unit], _Tops]:
     """One unsaved Unit per channel, with its concept match, mask sprite and (selected units) heat sprite
     written, and its top patches."""
     topk, classes = result.topk, trained.classes
@@ -325,46 +359,80 @@ def _units_build(
         unit_patches = [patches[row] for row in rows_kept[u]]
         best, best_iou, top_ious = unit_concept_ious(masks, [patch.concepts for patch in unit_patches])
         # Derived files a re-run rebuilds: atomic, but no fsync and light compression (thousands of them).
-        sprite = write_png_atomic(unique_name("masks", f"model{trained.pk}-unit{u}", ".png"), mask_sprite(masks),
-                                  durable=False, compress_level=1)  # fmt: skip
+        sprite = write_png_atomic(
+            unique_name("masks", f"model{trained.pk}-unit{u}", ".png"),
+            mask_sprite(masks),
+            durable=False,
+            compress_level=1,
+        )
         written.append(sprite)
         heat = ""
         if u in rank_of:  # heat maps for the selected units, the ones experts survey (60 files, not 512)
-            heat = write_png_atomic(unique_name("masks", f"model{trained.pk}-unit{u}-heat", ".png"),
-                                    mask_sprite(heat_tiles(responses, float(topk.scores[u, 0]))),
-                                    durable=False, compress_level=1)  # fmt: skip
+            heat = write_png_atomic(
+                unique_name("masks", f"model{trained.pk}-unit{u}-heat", ".png"),
+                mask_sprite(heat_tiles(responses, float(topk.scores[u, 0]))),
+                durable=False,
+                compress_level=1,
+            )
             written.append(heat)
         boxes = to_image_box(np.array([patch.box for patch in unit_patches]), inner, side).tolist()
         selected_for, rank = rank_of.get(u, ("", None))
-        units.append(Unit(
-            model=trained, layer=FEATURE_LAYER, channel=u, selected_for=selected_for, selection_rank=rank,
-            frequency={name: int(frequency[c, u]) for c, name in enumerate(classes)},
-            influence_sum={name: round(float(influence_sum[c, u]), 6) for c, name in enumerate(classes)},
-            threshold=float(thresholds[u]), max_activation=float(topk.scores[u, 0]),
-            suggested_concept=codes.get(best) if best else None, suggested_iou=round(best_iou, 6),
-            concept_ious=top_ious, mask_sprite=sprite, heat_sprite=heat,
-        ))  # fmt: skip
+        units.append(
+            Unit(
+                model=trained,
+                layer=FEATURE_LAYER,
+                channel=u,
+                selected_for=selected_for,
+                selection_rank=rank,
+                frequency={name: int(frequency[c, u]) for c, name in enumerate(classes)},
+                influence_sum={name: round(float(influence_sum[c, u]), 6) for c, name in enumerate(classes)},
+                threshold=float(thresholds[u]),
+                max_activation=float(topk.scores[u, 0]),
+                suggested_concept=codes.get(best) if best else None,
+                suggested_iou=round(best_iou, 6),
+                concept_ious=top_ious,
+                mask_sprite=sprite,
+                heat_sprite=heat,
+            )
+        )
         tops.append([(patch, float(topk.scores[u, i]), boxes[i]) for i, patch in enumerate(unit_patches)])
     return units, tops
+
+
+def _column(field: Any) -> str:
+    """The database column of a concrete field (get_field's type also admits relations without one)."""
+    assert isinstance(field, models.Field) and field.column
+    return field.column
 
 
 def _insert_rows(model: type[models.Model], fields: list[str], rows: list[tuple[Any, ...]]) -> None:
     """INSERT plain rows (values already as the database takes them) in one executemany: bulk_create's
     per-object model and field work was most of the time of storing ~33k TopActivation rows."""
     quote, meta = connection.ops.quote_name, model._meta
-    columns = ", ".join(quote(meta.get_field(name).column) for name in fields)
+    columns = ", ".join(quote(_column(meta.get_field(name))) for name in fields)
     sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
 
 
 @transaction.atomic
-def _replace_units(trained: TrainedModel, units: list[Unit], tops: _Tops, patches: list[_KeptPatch], total: int,
-                   cover: dict[int, float], selected: dict[int, list[int]],
-                   params: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+def _replace_units(
+    trained: TrainedModel,
+    units: list[Unit],
+    tops: _Tops,
+    patches: list[_KeptPatch],
+    total: int,
+    cover: dict[int, float],
+    selected: dict[int, list[int]],
+    params: dict[str, Any],
+) -> dict[str, Any]:
     """Replace, never duplicate: the old units disappear in the transaction the new ones appear in."""
-    old_sprites = [name for pair in Unit.objects.filter(model=trained).values_list("mask_sprite", "heat_sprite")
-                   for name in pair if name]  # fmt: skip
+    old_sprites = [
+        name
+        for pair in Unit.objects.filter(model=trained).values_list("mask_sprite", "heat_sprite")
+        for name in pair
+        if name
+    ]
     Unit.objects.filter(model=trained).delete()
     created = Unit.objects.bulk_create(units, batch_size=500)
     quote = connection.ops.quote_name
@@ -387,11 +455,15 @@ def _replace_units(trained: TrainedModel, units: list[Unit], tops: _Tops, patche
     classes = trained.classes
     matched = sum(1 for unit in units if unit.selected_for and unit.suggested_iou >= 0.04)
     trained.mining = {
-        "patches": total, "splits": params["splits"], "top_n": params["top_n"], "quantile": params["quantile"],
-        "units": len(units), "coverage": {classes[c]: round(v, 4) for c, v in cover.items()},
+        "patches": total,
+        "splits": params["splits"],
+        "top_n": params["top_n"],
+        "quantile": params["quantile"],
+        "units": len(units),
+        "coverage": {classes[c]: round(v, 4) for c, v in cover.items()},
         "selected": {classes[c]: units_ for c, units_ in selected.items()},
         "selected_matched_iou_0_04": matched,
-    }  # fmt: skip
+    }
     trained.save(update_fields=["mining"])
     transaction.on_commit(lambda: delete_quietly(old_sprites))
     return {"trained_model": trained.pk, **trained.mining}

@@ -91,10 +91,17 @@ def trained_model_train(*, job: Job, progress: ProgressFn, cancelled: CancelFn) 
         raise ApplicationError(str(exc)) from exc
     config = train_config_from(params)
     result = train(
-        network.model, train_split.crops, torch.from_numpy(train_split.table.labels),
-        val_split.crops, torch.from_numpy(val_split.table.labels), config,
-        progress=progress, cancelled=cancelled, num_classes=len(classes), class_names=classes,
-    )  # fmt: skip
+        network.model,
+        train_split.crops,
+        torch.from_numpy(train_split.table.labels),
+        val_split.crops,
+        torch.from_numpy(val_split.table.labels),
+        config,
+        progress=progress,
+        cancelled=cancelled,
+        num_classes=len(classes),
+        class_names=classes,
+    )
     network.model.load_state_dict(result.best_state)
     progress(1, 1, "Evaluating on the test split")
     test_probs = predict(network.model, test_split.crops, batch_size=config.eval_batch_size)
@@ -104,13 +111,28 @@ def trained_model_train(*, job: Job, progress: ProgressFn, cancelled: CancelFn) 
     patch_params = _patch_params(dataset, train_split.crops.shape[-1])
     checkpoint_name = unique_name("checkpoints", f"job{job.pk}-{network.architecture}", ".pt")
     checkpoint_save(
-        media_path(checkpoint_name), model=network.model, architecture=network.architecture, classes=classes,
-        patch_params=patch_params, epoch=result.best_epoch, metrics=metrics, history=result.history,
+        media_path(checkpoint_name),
+        model=network.model,
+        architecture=network.architecture,
+        classes=classes,
+        patch_params=patch_params,
+        epoch=result.best_epoch,
+        metrics=metrics,
+        history=result.history,
         config=asdict(config),
-    )  # fmt: skip
+    )
     try:
-        trained = _store(job, network.architecture, network.initialisation, classes, checkpoint_name,
-                         patch_params, asdict(config), result, metrics)  # fmt: skip
+        trained = _store(
+            job,
+            network.architecture,
+            network.initialisation,
+            classes,
+            checkpoint_name,
+            patch_params,
+            asdict(config),
+            result,
+            metrics,
+        )
     except BaseException:
         delete_quietly([checkpoint_name])
         raise
@@ -132,17 +154,34 @@ def _patch_params(dataset: Dataset, input_size: int) -> dict[str, Any]:
 
 
 @transaction.atomic
-def _store(job: Job, architecture: str, initialisation: str, classes: list[str], checkpoint: str,
-           patch_params: dict[str, Any], config: dict[str, Any], result: Any, metrics: dict[str, Any]) -> TrainedModel:  # fmt: skip
+def _store(
+    job: Job,
+    architecture: str,
+    initialisation: str,
+    classes: list[str],
+    checkpoint: str,
+    patch_params: dict[str, Any],
+    config: dict[str, Any],
+    result: Any,
+    metrics: dict[str, Any],
+) -> TrainedModel:
     """Replace, never duplicate: a re-run of the same job swaps its model in one transaction."""
     assert job.dataset is not None  # train_params_validate refuses a job without one
     TrainedModel.objects.filter(job=job).delete()
     trained = TrainedModel(
-        job=job, dataset=job.dataset, name=f"{architecture} on {job.dataset.name} (job #{job.pk})",
-        architecture=architecture, classes=classes, initialisation=initialisation, checkpoint=checkpoint,
-        patch_params=patch_params, config=config, history=result.history, best_epoch=result.best_epoch,
+        job=job,
+        dataset=job.dataset,
+        name=f"{architecture} on {job.dataset.name} (job #{job.pk})",
+        architecture=architecture,
+        classes=classes,
+        initialisation=initialisation,
+        checkpoint=checkpoint,
+        patch_params=patch_params,
+        config=config,
+        history=result.history,
+        best_epoch=result.best_epoch,
         metrics=metrics,
-    )  # fmt: skip
+    )
     trained.full_clean()
     trained.save()
     return trained

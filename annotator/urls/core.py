@@ -10,13 +10,18 @@ api_urlpatterns: list[URLPattern | URLResolver] = [
     path("datasets/<int:pk>/", api.DatasetDetailApi.as_view(), name="dataset-detail"),
     path("images/", api.ImageListApi.as_view(), name="image-list"),
     path("images/<int:pk>/", api.ImageDetailApi.as_view(), name="image-detail"),
-    path("jobs/", include([
-        path("", api.JobListApi.as_view(), name="job-list"),
-        path("create/", api.JobCreateApi.as_view(), name="job-create"),
-        path("<int:pk>/", api.JobDetailApi.as_view(), name="job-detail"),
-        path("<int:pk>/cancel/", api.JobCancelApi.as_view(), name="job-cancel"),
-    ])),
-]  # fmt: skip
+    path(
+        "jobs/",
+        include(
+            [
+                path("", api.JobListApi.as_view(), name="job-list"),
+                path("create/", api.JobCreateApi.as_view(), name="job-create"),
+                path("<int:pk>/", api.JobDetailApi.as_view(), name="job-detail"),
+                path("<int:pk>/cancel/", api.JobCancelApi.as_view(), name="job-cancel"),
+            ]
+        ),
+    ),
+]
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("", views.dashboard, name="dashboard"),

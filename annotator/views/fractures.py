@@ -42,8 +42,13 @@ SHORTCUTS: list[tuple[list[str], str]] = [
 DISPLACEMENTS = [
     (value, text, key) for (value, text), key in zip(FractureDescriptor.Displacement.choices, "1234", strict=True)
 ]
-LOCATION_KEYS = {"subcapital": "s", "transcervical": "t", "basicervical": "b", "intertrochanteric": "r",
-                 "subtrochanteric": "u"}  # fmt: skip
+LOCATION_KEYS = {
+    "subcapital": "s",
+    "transcervical": "t",
+    "basicervical": "b",
+    "intertrochanteric": "r",
+    "subtrochanteric": "u",
+}
 
 
 def fracture_queue(request: HttpRequest, pk: int) -> HttpResponse:
@@ -83,9 +88,15 @@ def fracture_label(request: HttpRequest, pk: int, image_pk: int) -> HttpResponse
         reverse("media", args=[file]) for file in selectors.fracture_image_files([next_unlabelled, neighbours["next"]])
     ]
     page_data = _page_data(
-        request=request, dataset=dataset, image=image, mine=mine, can_label=can_label, neighbours=neighbours,
-        next_unlabelled=next_unlabelled, prefetch=prefetch,
-    )  # fmt: skip
+        request=request,
+        dataset=dataset,
+        image=image,
+        mine=mine,
+        can_label=can_label,
+        neighbours=neighbours,
+        next_unlabelled=next_unlabelled,
+        prefetch=prefetch,
+    )
     return render(
         request,
         "annotator/fracture_label.html",

@@ -45,9 +45,11 @@ def job_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             job = job_create(
-                kind=form.cleaned_data["kind"], dataset=form.cleaned_data["dataset"],
-                params=form.job_params(), created_by=request.user,
-            )  # fmt: skip
+                kind=form.cleaned_data["kind"],
+                dataset=form.cleaned_data["dataset"],
+                params=form.job_params(),
+                created_by=request.user,
+            )
         except ApplicationError as exc:
             form.add_error(None, exc.message)
         else:

@@ -16,28 +16,47 @@ from ..selectors import units as unit_selectors
 from ..selectors.core import unit_previews
 from ..serializers.units import UnitAnnotationSerializer, UnitConsensusSerializer
 
-STATUSES = [("", "any"), ("todo", "not answered by me"), ("mine", "answered by me"),
-            ("annotated", "answered by anyone"), ("unannotated", "answered by nobody")]  # fmt: skip
+STATUSES = [
+    ("", "any"),
+    ("todo", "not answered by me"),
+    ("mine", "answered by me"),
+    ("annotated", "answered by anyone"),
+    ("unannotated", "answered by nobody"),
+]
 
 
 def unit_list(request: HttpRequest, pk: int) -> HttpResponse:
     trained = trained_model_get(pk=pk)
     filters = {key: request.GET.get(key, "") for key in ("class", "status", "concept", "suggested", "q")}
     units = unit_selectors.unit_list(
-        trained=trained, user=request.user, selected_for=filters["class"], status=filters["status"],
-        concept=filters["concept"], suggested=filters["suggested"], search=filters["q"],
+        trained=trained,
+        user=request.user,
+        selected_for=filters["class"],
+        status=filters["status"],
+        concept=filters["concept"],
+        suggested=filters["suggested"],
+        search=filters["q"],
         selected_only=request.GET.get("all") != "1",
-    )  # fmt: skip
+    )
     sees_all = user_sees_others_labels(request.user, trained.dataset)
     shown = list(units[:600])
     previews = unit_previews([u.pk for u in shown])
-    return render(request, "annotator/unit_list.html", {
-        "model": trained, "rows": [{"unit": u, "previews": previews.get(u.pk, [])} for u in shown], "filters": filters, "statuses": STATUSES,
-        "progress": unit_selectors.unit_progress(trained=trained, user=request.user),
-        "agreement": unit_selectors.model_agreement(trained=trained) if sees_all else None,
-        "lexicon": unit_selectors.concept_lexicon(), "sees_all": sees_all,
-        "can_annotate": user_can_annotate(request.user), "show_all": request.GET.get("all") == "1",
-    })  # fmt: skip
+    return render(
+        request,
+        "annotator/unit_list.html",
+        {
+            "model": trained,
+            "rows": [{"unit": u, "previews": previews.get(u.pk, [])} for u in shown],
+            "filters": filters,
+            "statuses": STATUSES,
+            "progress": unit_selectors.unit_progress(trained=trained, user=request.user),
+            "agreement": unit_selectors.model_agreement(trained=trained) if sees_all else None,
+            "lexicon": unit_selectors.concept_lexicon(),
+            "sees_all": sees_all,
+            "can_annotate": user_can_annotate(request.user),
+            "show_all": request.GET.get("all") == "1",
+        },
+    )
 
 
 def unit_survey(request: HttpRequest, pk: int) -> HttpResponse:
@@ -52,23 +71,33 @@ def unit_survey(request: HttpRequest, pk: int) -> HttpResponse:
         "consensus": UnitConsensusSerializer(survey["consensus"]).data if survey["consensus"] else None,
         "suggested": unit.suggested_concept.code if unit.suggested_concept else "",
         "lexicon": unit_selectors.concept_lexicon(),
-        "neighbours": {k: (reverse("unit-survey", args=[v]) if v and k in ("previous", "next", "next_unannotated")
-                           else v) for k, v in survey["neighbours"].items()},
+        "neighbours": {
+            k: (reverse("unit-survey", args=[v]) if v and k in ("previous", "next", "next_unannotated") else v)
+            for k, v in survey["neighbours"].items()
+        },
         "listUrl": reverse("unit-list", args=[unit.model_id]),
         "canAnnotate": user_can_annotate(request.user),
         "isAdmin": user_is_admin(request.user),
-    }  # fmt: skip
-    return render(request, "annotator/unit_survey.html", {
-        **survey, "boot": json.loads(json.dumps(boot, default=str)), "classes": list(unit.model.classes),
-        "can_annotate": boot["canAnnotate"], "is_admin": boot["isAdmin"],
-    })  # fmt: skip
+    }
+    return render(
+        request,
+        "annotator/unit_survey.html",
+        {
+            **survey,
+            "boot": json.loads(json.dumps(boot, default=str)),
+            "classes": list(unit.model.classes),
+            "can_annotate": boot["canAnnotate"],
+            "is_admin": boot["isAdmin"],
+        },
+    )
 
 
 def unit_next_unannotated(request: HttpRequest, pk: int) -> HttpResponse:
     """The first selected unit of the model I have not answered (or the list when all are done)."""
     trained = trained_model_get(pk=pk)
-    todo = unit_selectors.unit_list(trained=trained, user=request.user, status="todo",
-                                    selected_for=request.GET.get("class", "")).first()  # fmt: skip
+    todo = unit_selectors.unit_list(
+        trained=trained, user=request.user, status="todo", selected_for=request.GET.get("class", "")
+    ).first()
     return redirect("unit-survey", todo.pk) if todo else redirect(f"{reverse('unit-list', args=[pk])}?status=mine")
 
 

@@ -16,13 +16,25 @@ SPICULATED = {"description": "spiculated mass edge", "concept": "mass_margin.spi
 
 def test_first_save_creates_version_1_and_a_history_row(expert_user):
     unit = UnitFactory()
-    saved = unit_annotation_save(unit=unit, expert=expert_user, version=0, recognizable="yes",
-                                 phenomena=[SPICULATED], confidence=4, notes="clear")  # fmt: skip
+    saved = unit_annotation_save(
+        unit=unit,
+        expert=expert_user,
+        version=0,
+        recognizable="yes",
+        phenomena=[SPICULATED],
+        confidence=4,
+        notes="clear",
+    )
     assert (saved.version, saved.recognizable, saved.confidence) == (1, "yes", 4)
     assert saved.phenomena == [SPICULATED]
     change = AnnotationChange.objects.get()
     assert (change.target, change.target_id, change.unit_id, change.user, change.version) == (
-        "unit_annotation", saved.pk, unit.pk, expert_user, 1)
+        "unit_annotation",
+        saved.pk,
+        unit.pk,
+        expert_user,
+        1,
+    )
     assert change.before is None
     assert change.after["phenomena"] == [SPICULATED]
 
@@ -67,7 +79,9 @@ def test_experts_each_have_their_own_answers(expert_user):
     unit_annotation_save(unit=unit, expert=expert_user, version=0, recognizable="yes")
     unit_annotation_save(unit=unit, expert=other, version=0, recognizable="no")
     assert dict(UnitAnnotation.objects.values_list("expert__username", "recognizable")) == {
-        "eve-expert": "yes", "oscar": "no"}
+        "eve-expert": "yes",
+        "oscar": "no",
+    }
 
 
 @pytest.mark.parametrize(
@@ -90,8 +104,14 @@ def test_bad_answers_are_refused_with_a_clear_message(expert_user, kwargs, messa
 
 def test_consensus_is_versioned_and_can_be_cleared(admin_user):
     unit = UnitFactory()
-    consensus = unit_consensus_save(unit=unit, admin=admin_user, version=0, recognizable="yes",
-                                    concept="mass_margin.spiculated", association="malignant")  # fmt: skip
+    consensus = unit_consensus_save(
+        unit=unit,
+        admin=admin_user,
+        version=0,
+        recognizable="yes",
+        concept="mass_margin.spiculated",
+        association="malignant",
+    )
     assert (consensus.version, consensus.concept.code, consensus.set_by) == (1, "mass_margin.spiculated", admin_user)
     with pytest.raises(ApplicationError) as error:
         unit_consensus_save(unit=unit, admin=admin_user, version=0, recognizable="no")

@@ -104,6 +104,12 @@ def test_openapi_schema_lists_every_endpoint(admin_user):
     schema = yaml.safe_load(response.content)
     assert schema["info"]["title"] == "DeepMiner Studio API"
     assert {
-        "/api/datasets/", "/api/datasets/{id}/", "/api/images/", "/api/images/{id}/", "/api/jobs/",
-        "/api/jobs/create/", "/api/jobs/{id}/", "/api/jobs/{id}/cancel/",
-    } <= set(schema["paths"])  # fmt: skip
+        "/api/datasets/",
+        "/api/datasets/{id}/",
+        "/api/images/",
+        "/api/images/{id}/",
+        "/api/jobs/",
+        "/api/jobs/create/",
+        "/api/jobs/{id}/",
+        "/api/jobs/{id}/cancel/",
+    } <= set(schema["paths"])

@@ -90,8 +90,13 @@ def test_keyboard_only_labelling_round_trip(live_server, browser_page, hips, exp
     wait_image(page)
     saved = FractureDescriptor.objects.get(image_id=images[0], expert=expert_user)
     assert (saved.fracture, saved.displacement, saved.comminuted, saved.impacted, saved.location, saved.sentence) == (
-        True, "moderately displaced", True, False, "subcapital", SENTENCE,
-    )  # fmt: skip
+        True,
+        "moderately displaced",
+        True,
+        False,
+        "subcapital",
+        SENTENCE,
+    )
     assert (
         page.locator("#fx-progress .fx-progress-line").inner_text()
         == f"mine 1 / {len(images)}, all experts 1 / {len(images)}"
@@ -198,9 +203,20 @@ def test_live_sentence_matches_python_for_every_combination(live_server, browser
     assert not mismatches, json.dumps(mismatches[:5], indent=1)
 
     # And the page itself: every complete label typed with the keyboard shows Python's sentence.
-    keys = {"undisplaced": "1", "mildly displaced": "2", "moderately displaced": "3", "severely displaced": "4",
-            "subcapital": "s", "transcervical": "t", "basicervical": "b", "intertrochanteric": "r",
-            "subtrochanteric": "u", "comminuted": "c", "impacted": "i", "avulsed_fragment": "a"}  # fmt: skip
+    keys = {
+        "undisplaced": "1",
+        "mildly displaced": "2",
+        "moderately displaced": "3",
+        "severely displaced": "4",
+        "subcapital": "s",
+        "transcervical": "t",
+        "basicervical": "b",
+        "intertrochanteric": "r",
+        "subtrochanteric": "u",
+        "comminuted": "c",
+        "impacted": "i",
+        "avulsed_fragment": "a",
+    }
     sentence = page.locator("#fx-sentence")
     for d in all_descriptor_combinations():
         if not d.fracture:

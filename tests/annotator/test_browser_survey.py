@@ -54,8 +54,9 @@ def test_expert_annotates_a_unit_with_the_keyboard_only(live_server, browser_pag
 
     saved = UnitAnnotation.objects.get(unit=unit, expert=expert_user)
     assert (saved.recognizable, saved.confidence, saved.version >= 1) == ("yes", 4, True)
-    assert saved.phenomena == [{"description": "spiculated margin of a mass", "concept": "mass_margin.spiculated",
-                                "association": "malignant"}]  # fmt: skip
+    assert saved.phenomena == [
+        {"description": "spiculated margin of a mass", "concept": "mass_margin.spiculated", "association": "malignant"}
+    ]
 
     page.reload()
     page.wait_for_selector(".phenomenon")

@@ -40,11 +40,11 @@ ENDPOINTS = {
 }
 MATRIX = {
     #              list detail save history queue csv  json
-    "anonymous":  (403, 403,  403, 403,    403,  403, 403),
-    "researcher": (200, 200,  403, 200,    200,  200, 200),
-    "expert":     (200, 200,  200, 200,    200,  200, 200),
-    "admin":      (200, 200,  200, 200,    200,  200, 200),
-}  # fmt: skip
+    "anonymous": (403, 403, 403, 403, 403, 403, 403),
+    "researcher": (200, 200, 403, 200, 200, 200, 200),
+    "expert": (200, 200, 200, 200, 200, 200, 200),
+    "admin": (200, 200, 200, 200, 200, 200, 200),
+}
 USERS = {"anonymous": None, "researcher": "researcher_user", "expert": "expert_user", "admin": "admin_user"}
 
 
@@ -65,8 +65,11 @@ def test_permission_matrix(rows, request, role, endpoint):
 
 def test_anonymous_save_via_session_is_refused_too(rows, client):
     # Django's test client (session, no login) takes the same path as a browser without a session.
-    response = client.put(f"/api/images/{rows['free']}/fractures/save/", {"version": 0, "fracture": False},
-                          content_type="application/json")  # fmt: skip
+    response = client.put(
+        f"/api/images/{rows['free']}/fractures/save/",
+        {"version": 0, "fracture": False},
+        content_type="application/json",
+    )
     assert response.status_code == 403
 
 
@@ -77,8 +80,11 @@ def test_save_returns_the_label_and_a_stale_version_gets_409_with_the_current_va
     assert first.status_code == 200
     body = first.json()
     assert (body["version"], body["sentence"], body["expert"], body["image"]) == (
-        1, SUBCAPITAL_SENTENCE, "eve-expert", rows["free"],
-    )  # fmt: skip
+        1,
+        SUBCAPITAL_SENTENCE,
+        "eve-expert",
+        rows["free"],
+    )
 
     conflict = tab_b.put(url, {"version": 0, "fracture": False}, format="json")
     assert conflict.status_code == 409
@@ -112,8 +118,9 @@ def test_bad_bodies_get_400_with_a_message(rows, expert_user, body, status, mess
 
 def test_saving_on_a_mammogram_is_refused(expert_user):
     image = ImageFactory()
-    response = client_for(expert_user).put(f"/api/images/{image.pk}/fractures/save/", {"version": 0, "fracture": False},
-                                           format="json")  # fmt: skip
+    response = client_for(expert_user).put(
+        f"/api/images/{image.pk}/fractures/save/", {"version": 0, "fracture": False}, format="json"
+    )
     assert response.status_code == 400
     assert "not in a hip-fracture dataset" in response.json()["message"]
 
@@ -156,10 +163,11 @@ def test_history_lists_before_and_after_newest_first(rows, expert_user):
 def test_queue_gives_the_next_unlabelled_image_and_counts(rows, expert_user, admin_user):
     body = client_for(expert_user).get(f"/api/datasets/{rows['ds']}/fractures/queue/").json()
     assert body == {
-        "dataset": rows["ds"], "next_image": rows["free"],
+        "dataset": rows["ds"],
+        "next_image": rows["free"],
         "next_url": f"/datasets/{rows['ds']}/fractures/{rows['free']}/",
         "progress": {"total": 2, "mine": 1, "everyone": 1},
-    }  # fmt: skip
+    }
     after = client_for(expert_user).get(f"/api/datasets/{rows['ds']}/fractures/queue/?after={rows['free']}").json()
     assert after["next_image"] is None and after["next_url"] == ""
     admin = client_for(admin_user).get(f"/api/datasets/{rows['ds']}/fractures/queue/").json()
@@ -169,8 +177,9 @@ def test_queue_gives_the_next_unlabelled_image_and_counts(rows, expert_user, adm
 
 
 def test_csv_export_streams_and_parses_back(rows, researcher_user, admin_user):
-    fracture_descriptor_save(image=ImageFactory._meta.model.objects.get(pk=rows["free"]), expert=admin_user, version=0,
-                             fracture=False)  # fmt: skip
+    fracture_descriptor_save(
+        image=ImageFactory._meta.model.objects.get(pk=rows["free"]), expert=admin_user, version=0, fracture=False
+    )
     response = client_for(researcher_user).get(f"/api/datasets/{rows['ds']}/fractures/export.csv")
     assert response.status_code == 200 and response.streaming
     assert response["Content-Type"].startswith("text/csv")
@@ -180,8 +189,12 @@ def test_csv_export_streams_and_parses_back(rows, researcher_user, admin_user):
     assert [(r["source_name"], r["expert"]) for r in records] == [("a.png", "eve-expert"), ("b.png", "alice-admin")]
     eve = records[0]
     assert (eve["patient_id"], eve["fracture"], eve["displacement"], eve["comminuted"], eve["location"]) == (
-        "P1", "True", "moderately displaced", "True", "subcapital",
-    )  # fmt: skip
+        "P1",
+        "True",
+        "moderately displaced",
+        "True",
+        "subcapital",
+    )
     assert (eve["sentence"], eve["version"], eve["truth_report"]) == (SUBCAPITAL_SENTENCE, "1", "truth")
     assert records[1]["sentence"] == NO_FRACTURE_SENTENCE and records[1]["truth_report"] == ""
 
@@ -195,8 +208,11 @@ def test_json_export_streams_and_parses_back(rows, expert_user):
     record = records[0]
     assert {key: record[key] for key in SUBCAPITAL} == SUBCAPITAL
     assert (record["image_id"], record["expert"], record["sentence"], record["truth_report"]) == (
-        rows["img"], "eve-expert", SUBCAPITAL_SENTENCE, "truth",
-    )  # fmt: skip
+        rows["img"],
+        "eve-expert",
+        SUBCAPITAL_SENTENCE,
+        "truth",
+    )
     assert record["truth_fracture"] is None
 
 

@@ -63,8 +63,13 @@ def test_the_same_seed_gives_the_same_phantoms(tmp_path):
 
 
 def test_make_demo_data_builds_both_datasets_and_is_idempotent(tmp_path):
-    options = {"images": 4, "fracture_images": 5, "seed": 1, "folder": tmp_path / "mammo",
-               "fracture_folder": tmp_path / "hips"}  # fmt: skip
+    options = {
+        "images": 4,
+        "fracture_images": 5,
+        "seed": 1,
+        "folder": tmp_path / "mammo",
+        "fracture_folder": tmp_path / "hips",
+    }
     out = io.StringIO()
     call_command("make_demo_data", stdout=out, **options)
     text = out.getvalue()

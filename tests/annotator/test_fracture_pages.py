@@ -60,8 +60,14 @@ def test_queue_says_all_done_with_the_counts(client, hip_dataset, images, expert
 
 
 def test_labelling_page_hands_the_script_my_label_version_and_urls(client, hip_dataset, images, expert_user):
-    fracture_descriptor_save(image=images[1], expert=expert_user, version=0, fracture=True,
-                             displacement="severely displaced", location="subtrochanteric")  # fmt: skip
+    fracture_descriptor_save(
+        image=images[1],
+        expert=expert_user,
+        version=0,
+        fracture=True,
+        displacement="severely displaced",
+        location="subtrochanteric",
+    )
     client.force_login(expert_user)
     response = client.get(f"/datasets/{hip_dataset.pk}/fractures/{images[1].pk}/")
     assert response.status_code == 200
@@ -108,8 +114,9 @@ def test_researchers_see_the_page_read_only_and_the_queue_sends_them_to_the_firs
 
 def test_blind_expert_does_not_see_other_labels_on_the_page(client, hip_dataset, images, expert_user):
     other = UserFactory(username="olga-expert", groups=["expert"])
-    fracture_descriptor_save(image=images[0], expert=other, version=0, fracture=True,
-                             displacement="undisplaced", location="basicervical")  # fmt: skip
+    fracture_descriptor_save(
+        image=images[0], expert=other, version=0, fracture=True, displacement="undisplaced", location="basicervical"
+    )
     client.force_login(expert_user)
     html = client.get(f"/datasets/{hip_dataset.pk}/fractures/{images[0].pk}/").content.decode()
     assert "olga-expert" not in html and "basicervical neck" not in html

@@ -46,8 +46,10 @@ def test_queue_is_my_unlabelled_images_in_id_order(hip_dataset, images, expert_u
     label(images[0], second_expert)  # somebody else's label does not take it off my queue
 
     assert ids(selectors.fracture_queue(dataset=hip_dataset, user=expert_user)) == [
-        images[0].pk, images[2].pk, images[4].pk,
-    ]  # fmt: skip
+        images[0].pk,
+        images[2].pk,
+        images[4].pk,
+    ]
     assert ids(selectors.fracture_queue(dataset=hip_dataset, user=second_expert)) == [i.pk for i in images[1:]]
     assert selectors.fracture_progress(dataset=hip_dataset, user=expert_user) == {"total": 5, "mine": 2, "everyone": 3}
     assert selectors.fracture_progress(dataset=hip_dataset, user=second_expert) == {
@@ -126,25 +128,47 @@ def test_history_is_newest_first_with_before_and_after(hip_dataset, images, expe
         ({}, {}),
         ({"age": 81}, {}),
         (
-            {"fracture": "True", "displacement": "mildly displaced", "comminuted": 0, "impacted": "false",
-             "location": "basicervical", "avulsed_fragment": 1, "report": "There is a mildly displaced fracture."},
-            {"fracture": True, "displacement": "mildly displaced", "comminuted": False, "impacted": False,
-             "location": "basicervical", "avulsed_fragment": True, "report": "There is a mildly displaced fracture."},
+            {
+                "fracture": "True",
+                "displacement": "mildly displaced",
+                "comminuted": 0,
+                "impacted": "false",
+                "location": "basicervical",
+                "avulsed_fragment": 1,
+                "report": "There is a mildly displaced fracture.",
+            },
+            {
+                "fracture": True,
+                "displacement": "mildly displaced",
+                "comminuted": False,
+                "impacted": False,
+                "location": "basicervical",
+                "avulsed_fragment": True,
+                "report": "There is a mildly displaced fracture.",
+            },
         ),
         ({"fracture": False, "displacement": None}, {"fracture": False, "displacement": ""}),
     ],
-)  # fmt: skip
+)
 def test_truth_reads_manifest_cells_as_json_values(metadata, truth):
     assert selectors.fracture_truth(metadata) == truth
 
 
 def test_export_rows_come_in_image_order_across_chunks_with_truth(hip_dataset, expert_user, second_expert, admin_user):
     images = [
-        ImageFactory(dataset=hip_dataset, patient_id=f"P{n}", split="test" if n % 2 else "train",
-                     metadata={"fracture": "1", "displacement": "undisplaced", "location": "transcervical",
-                               "report": f"truth {n}"})
+        ImageFactory(
+            dataset=hip_dataset,
+            patient_id=f"P{n}",
+            split="test" if n % 2 else "train",
+            metadata={
+                "fracture": "1",
+                "displacement": "undisplaced",
+                "location": "transcervical",
+                "report": f"truth {n}",
+            },
+        )
         for n in range(7)
-    ]  # fmt: skip
+    ]
     for image in reversed(images):  # saved out of order: the export still sorts by image
         label(image, second_expert, **FRACTURE)
         label(image, expert_user)
@@ -162,8 +186,11 @@ def test_export_rows_come_in_image_order_across_chunks_with_truth(hip_dataset, e
     assert set(first) == set(selectors.EXPORT_COLUMNS)
     assert (first["source_name"], first["patient_id"], first["split"]) == (images[0].source_name, "P0", "train")
     assert (first["fracture"], first["displacement"], first["location"], first["version"]) == (
-        True, "undisplaced", "transcervical", 1,
-    )  # fmt: skip
+        True,
+        "undisplaced",
+        "transcervical",
+        1,
+    )
     assert first["sentence"] == "There is an undisplaced fracture of the transcervical neck of femur."
     assert (first["truth_fracture"], first["truth_location"], first["truth_report"]) == (
         True,

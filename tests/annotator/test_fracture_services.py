@@ -14,9 +14,13 @@ from tests.factories import DatasetFactory, ImageFactory, UserFactory
 pytestmark = pytest.mark.django_db
 
 SUBCAPITAL = {
-    "fracture": True, "displacement": "moderately displaced", "comminuted": True, "impacted": False,
-    "location": "subcapital", "avulsed_fragment": False,
-}  # fmt: skip
+    "fracture": True,
+    "displacement": "moderately displaced",
+    "comminuted": True,
+    "impacted": False,
+    "location": "subcapital",
+    "avulsed_fragment": False,
+}
 SUBCAPITAL_SENTENCE = "There is a moderately displaced, comminuted fracture of the subcapital neck of femur."
 
 
@@ -32,12 +36,19 @@ def test_first_save_creates_version_1_with_its_sentence_and_a_history_row(hip_im
     label.refresh_from_db()
     assert (label.version, label.sentence) == (1, SUBCAPITAL_SENTENCE)
     assert (label.fracture, label.displacement, label.comminuted, label.location) == (
-        True, "moderately displaced", True, "subcapital",
-    )  # fmt: skip
+        True,
+        "moderately displaced",
+        True,
+        "subcapital",
+    )
     change = AnnotationChange.objects.get()
     assert (change.target, change.target_id, change.image_id, change.user_id, change.version) == (
-        "fracture_descriptor", label.pk, hip_image.pk, expert_user.pk, 1,
-    )  # fmt: skip
+        "fracture_descriptor",
+        label.pk,
+        hip_image.pk,
+        expert_user.pk,
+        1,
+    )
     assert change.before is None
     assert change.after == {**SUBCAPITAL, "sentence": SUBCAPITAL_SENTENCE}
 
@@ -45,9 +56,15 @@ def test_first_save_creates_version_1_with_its_sentence_and_a_history_row(hip_im
 def test_update_keeps_before_and_after(hip_image, expert_user):
     fracture_descriptor_save(image=hip_image, expert=expert_user, version=0, **SUBCAPITAL)
     label = fracture_descriptor_save(
-        image=hip_image, expert=expert_user, version=1, fracture=True, displacement="severely displaced",
-        impacted=True, location="intertrochanteric", avulsed_fragment=True,
-    )  # fmt: skip
+        image=hip_image,
+        expert=expert_user,
+        version=1,
+        fracture=True,
+        displacement="severely displaced",
+        impacted=True,
+        location="intertrochanteric",
+        avulsed_fragment=True,
+    )
 
     assert label.version == 2
     assert label.sentence == (
@@ -95,12 +112,25 @@ def test_each_expert_has_their_own_label(hip_image, expert_user, admin_user):
 def test_no_fracture_clears_every_other_descriptor(hip_image, expert_user):
     fracture_descriptor_save(image=hip_image, expert=expert_user, version=0, **{**SUBCAPITAL, "avulsed_fragment": True})
     label = fracture_descriptor_save(
-        image=hip_image, expert=expert_user, version=1, fracture=False, displacement="mildly displaced",
-        comminuted=True, impacted=True, location="basicervical", avulsed_fragment=True,
-    )  # fmt: skip
+        image=hip_image,
+        expert=expert_user,
+        version=1,
+        fracture=False,
+        displacement="mildly displaced",
+        comminuted=True,
+        impacted=True,
+        location="basicervical",
+        avulsed_fragment=True,
+    )
     label.refresh_from_db()
-    assert (label.fracture, label.displacement, label.comminuted, label.impacted, label.location,
-            label.avulsed_fragment) == (False, "", False, False, "", False)  # fmt: skip
+    assert (
+        label.fracture,
+        label.displacement,
+        label.comminuted,
+        label.impacted,
+        label.location,
+        label.avulsed_fragment,
+    ) == (False, "", False, False, "", False)
     assert label.sentence == NO_FRACTURE_SENTENCE
 
 
@@ -110,15 +140,24 @@ def test_no_fracture_clears_every_other_descriptor(hip_image, expert_user):
         ({"fracture": True, "location": "subcapital"}, "displacement", "A fracture needs a displacement."),
         ({"fracture": True, "displacement": "undisplaced"}, "location", "A fracture needs a location."),
         ({"fracture": True}, "displacement", "A fracture needs a displacement; a fracture needs a location."),
-        ({"fracture": True, "displacement": "slightly displaced", "location": "subcapital"}, "displacement",
-         "Unknown displacement 'slightly displaced'"),
-        ({"fracture": True, "displacement": "undisplaced", "location": "femoral head"}, "location",
-         "Unknown location 'femoral head'"),
+        (
+            {"fracture": True, "displacement": "slightly displaced", "location": "subcapital"},
+            "displacement",
+            "Unknown displacement 'slightly displaced'",
+        ),
+        (
+            {"fracture": True, "displacement": "undisplaced", "location": "femoral head"},
+            "location",
+            "Unknown location 'femoral head'",
+        ),
         ({"fracture": "yes"}, "fracture", "fracture must be true or false"),
-        ({"fracture": True, "displacement": "undisplaced", "location": "subcapital", "impacted": 1}, "impacted",
-         "impacted must be true or false"),
+        (
+            {"fracture": True, "displacement": "undisplaced", "location": "subcapital", "impacted": 1},
+            "impacted",
+            "impacted must be true or false",
+        ),
     ],
-)  # fmt: skip
+)
 def test_invalid_labels_are_refused_and_nothing_is_written(hip_image, expert_user, values, field, text):
     with pytest.raises(ApplicationError) as refused:
         fracture_descriptor_save(image=hip_image, expert=expert_user, version=0, **values)

@@ -70,14 +70,35 @@ def build_folder(folder: Path, n_patients: int = 50) -> list[dict[str, Any]]:
             if p % 5 == 0:
                 malignant = _png(folder / f"masks/p{p:03d}_{view}_m.png", _box_mask(10, 20, 30, 45))
                 skin = _png(folder / f"masks/p{p:03d}_{view}_skin.png", _box_mask(0, H, 0, 3))
-                rows.append({**base, "label": "malignant", "mask": f"masks/{malignant}", "mask_pathology": "malignant",
-                             "mask_concepts": "mass_shape.irregular;mass_margin.spiculated"})  # fmt: skip
-                rows.append({**base, "label": "malignant", "mask": f"masks/{skin}", "mask_pathology": "normal",
-                             "mask_concepts": "anatomy.skin_line"})  # fmt: skip
+                rows.append(
+                    {
+                        **base,
+                        "label": "malignant",
+                        "mask": f"masks/{malignant}",
+                        "mask_pathology": "malignant",
+                        "mask_concepts": "mass_shape.irregular;mass_margin.spiculated",
+                    }
+                )
+                rows.append(
+                    {
+                        **base,
+                        "label": "malignant",
+                        "mask": f"masks/{skin}",
+                        "mask_pathology": "normal",
+                        "mask_concepts": "anatomy.skin_line",
+                    }
+                )
             elif p % 3 == 0:
                 benign = _png(folder / f"masks/p{p:03d}_{view}_b.png", _box_mask(5, 9, 7, 15))
-                rows.append({**base, "label": "benign", "mask": f"masks/{benign}", "mask_pathology": "benign",
-                             "mask_concepts": "mass_shape.oval;mass_margin.circumscribed"})  # fmt: skip
+                rows.append(
+                    {
+                        **base,
+                        "label": "benign",
+                        "mask": f"masks/{benign}",
+                        "mask_pathology": "benign",
+                        "mask_concepts": "mass_shape.oval;mass_margin.circumscribed",
+                    }
+                )
             else:
                 rows.append({**base, "label": "normal"})
     return rows
@@ -168,8 +189,17 @@ def test_split_column_overrides_the_seeded_split_per_patient(tmp_path: Path) -> 
 
 def test_metadata_columns_keep_numbers_as_numbers(tmp_path: Path) -> None:
     _png(tmp_path / "a.png", _pixels(0))
-    row = {"image": "a.png", "patient_id": "P1", "label": "normal", "age": "61", "bmi": "23.5", "density": "c",
-           "code": "007", "empty": "", "birads": "-1"}  # fmt: skip
+    row = {
+        "image": "a.png",
+        "patient_id": "P1",
+        "label": "normal",
+        "age": "61",
+        "bmi": "23.5",
+        "density": "c",
+        "code": "007",
+        "empty": "",
+        "birads": "-1",
+    }
     write_manifest(tmp_path, [row])
     image = dataset_import(name="meta", folder=tmp_path).images.get()
     assert image.metadata == {"age": 61, "bmi": 23.5, "density": "c", "code": "007", "birads": -1}
@@ -177,8 +207,7 @@ def test_metadata_columns_keep_numbers_as_numbers(tmp_path: Path) -> None:
 
 def test_16_bit_dicom_in_a_manifest_keeps_its_depth_and_header_facts(tmp_path: Path) -> None:
     values = np.random.default_rng(3).integers(0, 65536, size=(H, W), dtype=np.uint16)
-    write_dicom(tmp_path / "a.dcm", values, ViewPosition="MLO", ImageLaterality="R", PatientAge="058Y",
-                PatientSex="F")  # fmt: skip
+    write_dicom(tmp_path / "a.dcm", values, ViewPosition="MLO", ImageLaterality="R", PatientAge="058Y", PatientSex="F")
     write_manifest(tmp_path, [{"image": "a.dcm", "patient_id": "P1", "label": "normal"}])
     image = dataset_import(name="dicom", folder=tmp_path).images.get()
     assert (image.bit_depth, image.modality, image.view, image.laterality) == (16, "MG", "MLO", "R")
@@ -295,12 +324,16 @@ def test_a_failure_while_writing_rows_removes_every_written_file(
 
 # --- CBIS-DDSM ---------------------------------------------------------------------------------
 
-MASS_HEADER = ("patient_id,breast_density,left or right breast,image view,abnormality id,abnormality type,"
-               "mass shape,mass margins,assessment,pathology,subtlety,image file path,cropped image file path,"
-               "ROI mask file path")  # fmt: skip
-CALC_HEADER = ("patient_id,breast density,left or right breast,image view,abnormality id,abnormality type,"
-               "calc type,calc distribution,assessment,pathology,subtlety,image file path,"
-               "cropped image file path,ROI mask file path")  # fmt: skip
+MASS_HEADER = (
+    "patient_id,breast_density,left or right breast,image view,abnormality id,abnormality type,"
+    "mass shape,mass margins,assessment,pathology,subtlety,image file path,cropped image file path,"
+    "ROI mask file path"
+)
+CALC_HEADER = (
+    "patient_id,breast density,left or right breast,image view,abnormality id,abnormality type,"
+    "calc type,calc distribution,assessment,pathology,subtlety,image file path,"
+    "cropped image file path,ROI mask file path"
+)
 CH, CW = 60, 40
 
 
@@ -406,8 +439,10 @@ def test_cbis_ddsm_tree_imports_with_labels_findings_and_concepts(cbis_folder: P
 def test_cbis_rows_whose_dicom_cannot_be_found_are_bad_rows(cbis_folder: Path, media_root: Path) -> None:
     csv_path = cbis_folder / "mass_case_description_train_set.csv"
     missing = "Mass-Training_P_00009_LEFT_CC"
-    extra = (f"P_00009,1,LEFT,CC,1,mass,OVAL,OBSCURED,3,BENIGN,3,{_cbis_path(missing, '000000.dcm')},"
-             f"{_cbis_path(missing + '_1', '000000.dcm')},{_cbis_path(missing + '_1', '000001.dcm')}\n")  # fmt: skip
+    extra = (
+        f"P_00009,1,LEFT,CC,1,mass,OVAL,OBSCURED,3,BENIGN,3,{_cbis_path(missing, '000000.dcm')},"
+        f"{_cbis_path(missing + '_1', '000000.dcm')},{_cbis_path(missing + '_1', '000001.dcm')}\n"
+    )
     csv_path.write_text(csv_path.read_text() + extra + "P_00001,3,LEFT,CC,3,mass,OVAL,OBSCURED,3,CANCER,3,x,y,z\n")
     with pytest.raises(ApplicationError) as caught:
         dataset_import(name="cbis", folder=cbis_folder, layout="cbis-ddsm")
@@ -459,8 +494,12 @@ def test_command_exit_code_and_stderr_in_a_real_process(folder: Path, tmp_path: 
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "import_dataset", str(folder), "--name", "proc", "--skip-checks"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1, result.stderr
     assert "line 3: image file not found: img/nope.png" in result.stderr.splitlines()
     assert "CommandError: 1 bad row in manifest; nothing was imported" in result.stderr

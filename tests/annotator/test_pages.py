@@ -79,8 +79,16 @@ def test_new_job_page_shows_service_errors(client, admin_user):
 def test_model_page_shows_curves_report_and_units(client, expert_user):
     from tests.factories import TrainedModelFactory, UnitFactory
 
-    trained = TrainedModelFactory(mining={"units": 2, "patches": 100, "splits": ["test"], "top_n": 64, "quantile": 0.005,
-                                          "coverage": {"normal": 0.5, "benign": 0.6, "malignant": 0.7}})  # fmt: skip
+    trained = TrainedModelFactory(
+        mining={
+            "units": 2,
+            "patches": 100,
+            "splits": ["test"],
+            "top_n": 64,
+            "quantile": 0.005,
+            "coverage": {"normal": 0.5, "benign": 0.6, "malignant": 0.7},
+        }
+    )
     UnitFactory(model=trained, channel=7, selected_for="malignant", selection_rank=1, suggested_iou=0.21)
     client.force_login(expert_user)
     page = client.get(f"/models/{trained.pk}/").content.decode()

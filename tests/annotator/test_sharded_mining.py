@@ -22,10 +22,16 @@ def _snapshot(trained: TrainedModel) -> dict[int, tuple]:
     ):
         tops.setdefault(unit_id, []).append(patch_id)
     return {
-        unit.channel: (unit.frequency, unit.threshold, unit.selected_for, unit.suggested_concept_id,
-                       round(unit.suggested_iou, 6), tops[unit.pk])
+        unit.channel: (
+            unit.frequency,
+            unit.threshold,
+            unit.selected_for,
+            unit.suggested_concept_id,
+            round(unit.suggested_iou, 6),
+            tops[unit.pk],
+        )
         for unit in Unit.objects.filter(model=trained)
-    }  # fmt: skip
+    }
 
 
 def test_two_workers_sharded_result_equals_single_pass(media_root, tmp_path):

@@ -16,8 +16,13 @@ from tests.factories import UnitAnnotationFactory, UnitFactory, UserFactory, cli
 
 pytestmark = pytest.mark.django_db
 
-ANSWER = {"version": 0, "recognizable": "yes", "confidence": 4, "notes": "",
-          "phenomena": [{"description": "spiculated edge", "concept": "mass_margin.spiculated", "association": "malignant"}]}  # fmt: skip
+ANSWER = {
+    "version": 0,
+    "recognizable": "yes",
+    "confidence": 4,
+    "notes": "",
+    "phenomena": [{"description": "spiculated edge", "concept": "mass_margin.spiculated", "association": "malignant"}],
+}
 
 
 @pytest.fixture
@@ -35,19 +40,49 @@ def _endpoints(unit) -> list[tuple[str, str, str, dict | None, dict[str, int]]]:
         ("unit detail", "get", reverse("api:unit-detail", args=[unit.pk]), None, read),
         ("annotations", "get", reverse("api:unit-annotation-list", args=[unit.pk]), None, read),
         ("history", "get", reverse("api:unit-history", args=[unit.pk]), None, read),
-        ("agreement", "get", reverse("api:model-agreement", args=[model]), None,
-         {"anonymous": 403, "researcher": 200, "expert": 403, "admin": 200}),
-        ("export csv", "get", reverse("api:unit-export", args=[model, "csv"]), None,
-         {"anonymous": 403, "researcher": 200, "expert": 403, "admin": 200}),
-        ("export json", "get", reverse("api:unit-export", args=[model, "json"]), None,
-         {"anonymous": 403, "researcher": 200, "expert": 403, "admin": 200}),
-        ("save annotation", "put", reverse("api:unit-annotation-save", args=[unit.pk]), ANSWER,
-         {"anonymous": 403, "researcher": 403, "expert": 200, "admin": 200}),
-        ("set consensus", "put", reverse("api:unit-consensus", args=[unit.pk]), {"version": 0, "recognizable": "yes"},
-         {"anonymous": 403, "researcher": 403, "expert": 403, "admin": 200}),
-        ("clear consensus", "delete", reverse("api:unit-consensus", args=[unit.pk]), None,
-         {"anonymous": 403, "researcher": 403, "expert": 403, "admin": 204}),
-    ]  # fmt: skip
+        (
+            "agreement",
+            "get",
+            reverse("api:model-agreement", args=[model]),
+            None,
+            {"anonymous": 403, "researcher": 200, "expert": 403, "admin": 200},
+        ),
+        (
+            "export csv",
+            "get",
+            reverse("api:unit-export", args=[model, "csv"]),
+            None,
+            {"anonymous": 403, "researcher": 200, "expert": 403, "admin": 200},
+        ),
+        (
+            "export json",
+            "get",
+            reverse("api:unit-export", args=[model, "json"]),
+            None,
+            {"anonymous": 403, "researcher": 200, "expert": 403, "admin": 200},
+        ),
+        (
+            "save annotation",
+            "put",
+            reverse("api:unit-annotation-save", args=[unit.pk]),
+            ANSWER,
+            {"anonymous": 403, "researcher": 403, "expert": 200, "admin": 200},
+        ),
+        (
+            "set consensus",
+            "put",
+            reverse("api:unit-consensus", args=[unit.pk]),
+            {"version": 0, "recognizable": "yes"},
+            {"anonymous": 403, "researcher": 403, "expert": 403, "admin": 200},
+        ),
+        (
+            "clear consensus",
+            "delete",
+            reverse("api:unit-consensus", args=[unit.pk]),
+            None,
+            {"anonymous": 403, "researcher": 403, "expert": 403, "admin": 204},
+        ),
+    ]
 
 
 @pytest.mark.parametrize("role", ["anonymous", "researcher", "expert", "admin"])
@@ -137,8 +172,12 @@ def _export_setup():
     unit = mined_unit(n_top=4, n_images=2)
     experts = [UserFactory(username=name, groups=["expert"]) for name in ("ann", "bob", "cat")]
     for expert, answer in zip(experts, ["yes", "yes", "no"], strict=True):
-        UnitAnnotationFactory(unit=unit, expert=expert, recognizable=answer,
-                              phenomena=[] if answer == "no" else UnitAnnotationFactory.phenomena.function())  # fmt: skip
+        UnitAnnotationFactory(
+            unit=unit,
+            expert=expert,
+            recognizable=answer,
+            phenomena=[] if answer == "no" else UnitAnnotationFactory.phenomena.function(),
+        )
     return unit
 
 

@@ -47,15 +47,28 @@ class Command(BaseCommand):
             raise CommandError("--fracture-images must be 0 (none) or more")
         seed, demo = options["seed"], Path(settings.VAR_DIR) / "demo"
         folder = options["folder"] or demo / f"mammograms-{seed}"
-        self._build(lambda: demo_dataset_create(
-            folder=folder, n_images=options["images"], seed=seed, name=options["name"], replace=options["replace"],
-        ), folder)  # fmt: skip
+        self._build(
+            lambda: demo_dataset_create(
+                folder=folder,
+                n_images=options["images"],
+                seed=seed,
+                name=options["name"],
+                replace=options["replace"],
+            ),
+            folder,
+        )
         if options["fracture_images"]:
             hips = options["fracture_folder"] or demo / f"hips-{seed}"
-            dataset = self._build(lambda: demo_fracture_dataset_create(
-                folder=hips, n_images=options["fracture_images"], seed=seed, name=options["fracture_name"],
-                replace=options["replace"],
-            ), hips)  # fmt: skip
+            dataset = self._build(
+                lambda: demo_fracture_dataset_create(
+                    folder=hips,
+                    n_images=options["fracture_images"],
+                    seed=seed,
+                    name=options["fracture_name"],
+                    replace=options["replace"],
+                ),
+                hips,
+            )
             self.stdout.write(f"  Label them at /datasets/{dataset.pk}/fractures/")
 
     def _build(self, create: Callable[[], tuple[Dataset, bool]], folder: Path) -> Dataset:
@@ -70,9 +83,11 @@ class Command(BaseCommand):
             self.stdout.write(f"Dataset {dataset.name!r} already exists (use --replace to rebuild it).")
             return dataset
         summary = import_summary(dataset)
-        self.stdout.write(self.style.SUCCESS(
-            f"Imported {dataset.name!r}: {summary['images']} images from {folder} "
-            f"in {time.monotonic() - started:.1f} s"
-        ))  # fmt: skip
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Imported {dataset.name!r}: {summary['images']} images from {folder} "
+                f"in {time.monotonic() - started:.1f} s"
+            )
+        )
         self.stdout.write(f"  {summary}")
         return dataset
