@@ -1,4 +1,4 @@
-"""Tests for mining.hip_phantoms: determinism, shapes, the truth in the metadata, the descriptor mix,
+"""Tests for mining.phantoms.hips: determinism, shapes, the truth in the metadata, the descriptor mix,
 that each fracture is drawn where its box says, and speed."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from mining.hip_phantoms import _patient_attributes, generate_hip_phantoms, render_hip_phantom
 from mining.phantoms import PhantomImage
 from mining.phantoms import generate_hip_phantoms as reexported
+from mining.phantoms.hips import _patient_attributes, generate_hip_phantoms, render_hip_phantom
 from mining.sentences import DISPLACEMENTS, LOCATIONS, FractureDescriptors, fracture_sentence
 
 SEED = 2

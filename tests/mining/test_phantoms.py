@@ -14,13 +14,8 @@ from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull
 
 from mining.birads import LEXICON
-from mining.phantoms import (
-    KINDS,
-    PhantomImage,
-    _convex_hull_mask,
-    generate_mammogram_phantoms,
-    render_mammogram_phantom,
-)
+from mining.phantoms import KINDS, PhantomImage, generate_mammogram_phantoms, render_mammogram_phantom
+from mining.phantoms.mammograms import _convex_hull_mask
 
 CODES = {term.code for term in LEXICON}
 

@@ -36,23 +36,18 @@ Geometry is built in a canonical frame, a right hip as seen on an AP radiograph 
 the viewer's left): lateral (greater trochanter) to the left, medial (pubis) to the right. "L" images
 are mirrored. Points are (x, y) = (column, row); lengths are in pixels and scale with the image, most of
 them as multiples of the femoral-head radius.
-
-Importing: this module reaches ``mining.phantoms`` only inside functions, because ``mining.phantoms``
-re-exports ``generate_hip_phantoms`` from here at its end; either module may be imported first.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from mining.sentences import DISPLACEMENTS, LOCATIONS, NECK_LOCATIONS, FractureDescriptors, fracture_sentence
 
-if TYPE_CHECKING:
-    from mining.phantoms import PhantomImage
+from .common import PhantomImage
 
 __all__ = ["generate_hip_phantoms", "render_hip_phantom"]
 
@@ -109,7 +104,6 @@ def render_hip_phantom(
     noise: the same ``rng`` state with ``FractureDescriptors(False)`` renders the same hip unbroken,
     pixel for pixel outside what the fracture changes.
     """
-    from mining.phantoms import PhantomImage  # lazily: mining.phantoms imports this module
 
     errors = descriptors.validate()
     if errors:

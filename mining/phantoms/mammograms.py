@@ -30,21 +30,16 @@ Lengths are given for a 512-px-wide image and scale with ``width``.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from mining.birads import by_code
 
-__all__ = [
-    "KINDS",
-    "PhantomImage",
-    "PlantedFinding",
-    "generate_hip_phantoms",
-    "generate_mammogram_phantoms",
-    "render_mammogram_phantom",
-]
+from .common import PhantomImage, PlantedFinding
+
+__all__ = ["KINDS", "generate_mammogram_phantoms", "render_mammogram_phantom"]
 
 KINDS: tuple[str, ...] = (
     "normal",
@@ -84,29 +79,6 @@ _CLASS_BLOCK = ("normal",) * 4 + ("benign",) * 3 + ("malignant",) * 3
 _MM_PER_PX_AT_512 = 0.35  # a 512-px-wide phantom spans about 18 cm, like a film-screen mammogram
 _GENERATOR = "deepminer-mammogram-phantom/1"
 _COARSE = 2  # the parenchyma is built at 1/_COARSE resolution, then upsampled
-
-
-@dataclass
-class PlantedFinding:
-    """One planted structure. ``mask``: bool (H, W), the image's size."""
-
-    pathology: str  # "normal" | "benign" | "malignant"
-    lesion_type: str  # "mass" | "calcification" | "anatomy"
-    concepts: tuple[str, ...]  # codes from mining.birads.LEXICON
-    mask: np.ndarray
-
-
-@dataclass
-class PhantomImage:
-    """A phantom and its truth. ``pixels``: uint8 (H, W), bright = dense."""
-
-    pixels: np.ndarray
-    patient_id: str
-    view: str  # "CC" | "MLO"
-    laterality: str  # "L" | "R"
-    label: str  # "malignant" if any malignant finding, elif "benign" if any benign, else "normal"
-    findings: list[PlantedFinding]
-    metadata: dict = field(default_factory=dict)  # JSON-serialisable
 
 
 @dataclass
@@ -858,7 +830,3 @@ def _zoom_to(arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     factors = (shape[0] / arr.shape[0], shape[1] / arr.shape[1])
     out = ndi.zoom(arr, factors, order=1, mode="nearest", grid_mode=True)
     return out[: shape[0], : shape[1]]
-
-
-# Last, after PhantomImage: mining.hip_phantoms imports this module only inside its functions.
-from mining.hip_phantoms import generate_hip_phantoms  # noqa: E402
