@@ -10,7 +10,7 @@ DEMO_IMAGES ?= 500
 DEMO_SEED ?= 0
 export DJANGO_SETTINGS_MODULE := config.settings
 
-.PHONY: demo venv migrate demo-users demo-data demo-jobs worker serve test test-fast lint bench browser clean
+.PHONY: demo venv migrate demo-users demo-data demo-jobs worker serve test test-fast lint format bench browser clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,8 +58,15 @@ test: venv browser
 test-fast: venv
 	DEEPMINER_VAR_DIR=$${DEEPMINER_VAR_DIR:-$(CURDIR)/var/test} $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# Lint, format and types: what CI checks before the tests (`make format` rewrites what `ruff format --check` flags).
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	DEEPMINER_VAR_DIR=$${DEEPMINER_VAR_DIR:-$(CURDIR)/var/test} $(BIN)/mypy
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 bench: venv
 	$(BIN)/python bench/patches.py

@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runnable from anywhere
 
 from mining.data import PIXEL_MEAN, PIXEL_STD, batches, to_input  # noqa: E402
-from mining.topk import run_mining_pass  # noqa: E402
+from mining.pipeline import run_mining_pass  # noqa: E402
 
 TARGET_RATIO = 1.0
 TARGET_GROWTH = 0.2
@@ -193,9 +193,13 @@ def memory_child(count: int) -> dict[str, float]:
             after_1k.append(_status_kib("VmRSS"))
 
     result = run_mining_pass(
-        extractor, structured_batches(count), model.fc.weight.detach(), num_inputs=count, batch_size=BATCH,
+        extractor,
+        structured_batches(count),
+        model.fc.weight.detach(),
+        num_inputs=count,
+        batch_size=BATCH,
         progress=sample,
-    )  # fmt: skip
+    )
     peak, end = _status_kib("VmHWM"), _status_kib("VmRSS")
     state = result.topk.nbytes()
     return {
@@ -275,9 +279,10 @@ def print_memory(memory: dict[str, list[dict[str, float]]], growth: dict[str, fl
         for row in rows:
             cells = ("peak_rss_mib", "pass_increment_mib", "rss_after_1k_mib", "rss_at_end_mib")
             print(
-                f"{name:<12}{row['patches']:>11}" + "".join(f"{row[c]:>11.1f}" for c in cells)
+                f"{name:<12}{row['patches']:>11}"
+                + "".join(f"{row[c]:>11.1f}" for c in cells)
                 + f"{row['topk_top_n_mib']:>11.2f}{row['topk_levels_mib']:>11.2f}"
-            )  # fmt: skip
+            )
     for name, value in growth.items():
         target = f" (target < {100 * TARGET_GROWTH:.0f}%)" if name == "default" else ""
         print(f"peak RSS growth 10k vs 1k, {name} malloc: {100 * value:.1f}%{target}")

@@ -43,13 +43,28 @@ def setup(images: int) -> int:
     dataset, _ = demo_dataset_create(folder=VAR / "demo", n_images=images, seed=0, name="bench-shards")
     job_run(job_id=job_create(kind=Job.Kind.EXTRACT_PATCHES, dataset=dataset).pk)
     info = build_network("resnet18", 3)
-    checkpoint_save(media_path("checkpoints/bench.pt"), model=info.model, architecture="resnet18",
-                    classes=dataset.classes, patch_params={"input_size": 128}, epoch=0, metrics={},
-                    history=[], config={})  # fmt: skip
+    checkpoint_save(
+        media_path("checkpoints/bench.pt"),
+        model=info.model,
+        architecture="resnet18",
+        classes=dataset.classes,
+        patch_params={"input_size": 128},
+        epoch=0,
+        metrics={},
+        history=[],
+        config={},
+    )
     train = Job.objects.create(kind=Job.Kind.TRAIN, status=Job.Status.SUCCEEDED, dataset=dataset)
-    trained = TrainedModel.objects.create(job=train, dataset=dataset, name="bench", architecture="resnet18",
-                                          classes=dataset.classes, initialisation="random",
-                                          checkpoint="checkpoints/bench.pt", patch_params={"input_size": 128})  # fmt: skip
+    trained = TrainedModel.objects.create(
+        job=train,
+        dataset=dataset,
+        name="bench",
+        architecture="resnet18",
+        classes=dataset.classes,
+        initialisation="random",
+        checkpoint="checkpoints/bench.pt",
+        patch_params={"input_size": 128},
+    )
     return trained.pk
 
 
@@ -58,11 +73,27 @@ def start_workers(count: int) -> list[subprocess.Popen]:
     workers = []
     for index in range(count):
         log = (VAR / f"worker{index}.log").open("w")
-        workers.append(subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", f"--hostname=b{index}@%h",
-             "--without-gossip", "--without-mingle", "--loglevel=INFO"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        ))  # fmt: skip
+        workers.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "config",
+                    "worker",
+                    "--pool=solo",
+                    f"--hostname=b{index}@%h",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--loglevel=INFO",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if all("ready." in (VAR / f"worker{i}.log").read_text() for i in range(count)):
@@ -86,8 +117,11 @@ def mine_seconds(model_id: int, shards: int) -> tuple[float, dict]:
     workers = start_workers(shards)
     try:
         started = time.perf_counter()
-        job = job_create(kind=Job.Kind.MINE, dataset=trained.dataset,
-                         params={"model": model_id, "splits": ["train"], "shards": shards})  # fmt: skip
+        job = job_create(
+            kind=Job.Kind.MINE,
+            dataset=trained.dataset,
+            params={"model": model_id, "splits": ["train"], "shards": shards},
+        )
         while not Job.objects.filter(pk=job.pk, status__in=Job.FINISHED).exists():
             time.sleep(0.25)
         elapsed = time.perf_counter() - started
@@ -121,13 +155,22 @@ def main() -> None:
     print(f"{'1 worker, 1 shard':<28}{t1:>10.1f}{patches / t1:>12.1f}")
     print(f"{'2 workers, 2 shards':<28}{t2:>10.1f}{patches / t2:>12.1f}")
     print(f"speedup 2 vs 1: {ratio:.2f}x (target >= {TARGET}x)")
-    print(json.dumps({
-        "bench": "mining_shards",
-        "figures": {"patches": patches, "seconds_1_worker": round(t1, 2), "seconds_2_workers": round(t2, 2),
-                    "speedup_2_vs_1_workers": round(ratio, 3), "repeats": args.repeats},
-        "targets": {"speedup_2_vs_1_workers": TARGET},
-        "met": ratio >= TARGET,
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "bench": "mining_shards",
+                "figures": {
+                    "patches": patches,
+                    "seconds_1_worker": round(t1, 2),
+                    "seconds_2_workers": round(t2, 2),
+                    "speedup_2_vs_1_workers": round(ratio, 3),
+                    "repeats": args.repeats,
+                },
+                "targets": {"speedup_2_vs_1_workers": TARGET},
+                "met": ratio >= TARGET,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

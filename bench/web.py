@@ -77,6 +77,7 @@ def naive_survey_ms(unit, expert, requests: int) -> tuple[float, int]:
     """The same template fed an N+1 queryset: every tile reads its patch and image on its own."""
     from annotator.models import TopActivation
     from annotator.selectors.units import unit_survey
+
     factory = RequestFactory()
     request = factory.get(f"/units/{unit.pk}/")
     request.user = expert
@@ -105,24 +106,48 @@ def build_export_model(units: int, top: int = 16) -> object:
     classes = ["normal", "benign", "malignant"]
     rng = np.random.default_rng(0)
     created = Unit.objects.bulk_create(
-        [Unit(model=model, layer="layer4", channel=c, selected_for=classes[c % 3], selection_rank=c // 3 + 1,
-              frequency={name: int(v) for name, v in zip(classes, rng.integers(0, 90, 3), strict=True)})
-         for c in range(units)],
+        [
+            Unit(
+                model=model,
+                layer="layer4",
+                channel=c,
+                selected_for=classes[c % 3],
+                selection_rank=c // 3 + 1,
+                frequency={name: int(v) for name, v in zip(classes, rng.integers(0, 90, 3), strict=True)},
+            )
+            for c in range(units)
+        ],
         batch_size=2000,
-    )  # fmt: skip
+    )
     TopActivation.objects.bulk_create(
-        [TopActivation(unit=u, rank=r, score=1.0, patch=patches[(u.channel + r) % 500], image=image, box=[0, 0, 16, 16])
-         for u in created for r in range(1, top + 1)],
+        [
+            TopActivation(
+                unit=u, rank=r, score=1.0, patch=patches[(u.channel + r) % 500], image=image, box=[0, 0, 16, 16]
+            )
+            for u in created
+            for r in range(1, top + 1)
+        ],
         batch_size=5000,
-    )  # fmt: skip
+    )
     experts = [UserFactory(username=f"{name}-{units}", groups=["expert"]) for name in EXPERTS]
-    answer = [{"description": "circumscribed mass edge", "concept": "mass_margin.circumscribed", "association": "benign"}]
+    answer = [
+        {"description": "circumscribed mass edge", "concept": "mass_margin.circumscribed", "association": "benign"}
+    ]
     UnitAnnotation.objects.bulk_create(
-        [UnitAnnotation(unit=u, expert=e, recognizable="yes" if (u.channel + i) % 4 else "no",
-                        phenomena=answer, confidence=3, notes="")
-         for u in created for i, e in enumerate(experts)],
+        [
+            UnitAnnotation(
+                unit=u,
+                expert=e,
+                recognizable="yes" if (u.channel + i) % 4 else "no",
+                phenomena=answer,
+                confidence=3,
+                notes="",
+            )
+            for u in created
+            for i, e in enumerate(experts)
+        ],
         batch_size=5000,
-    )  # fmt: skip
+    )
     return model
 
 
@@ -199,8 +224,10 @@ def main() -> None:
         print(f"database: {vendor}")
         print(f"survey page, 64 patches: median {median:.1f} ms, p95 {p95:.1f} ms over {args.requests} requests")
         print(f"  SQL queries: {queries_64} with 64 patches, {queries_8} with 8 patches")
-        print(f"  baseline N+1 render: median {naive_ms:.1f} ms, {naive_queries} queries "
-              f"({naive_ms / median:.1f}x slower)")  # fmt: skip
+        print(
+            f"  baseline N+1 render: median {naive_ms:.1f} ms, {naive_queries} queries "
+            f"({naive_ms / median:.1f}x slower)"
+        )
 
         researcher = UserFactory(username="bench-researcher", groups=["researcher"])
         export_client = Client()
@@ -214,12 +241,18 @@ def main() -> None:
         naive_s, naive_peak = naive_export(big_model)
         growth = csv_peak / csv_small_peak - 1
         json_growth = json_peak / json_small_peak - 1
-        print(f"export, {args.units} units x {len(EXPERTS)} experts: CSV {csv_s:.2f} s ({csv_lines - 1} rows), "
-              f"JSON {json_s:.2f} s")  # fmt: skip
-        print(f"  peak Python memory streaming CSV: {args.units // 10} units {csv_small_peak / 1e6:.1f} MB, "
-              f"{args.units} units {csv_peak / 1e6:.1f} MB (growth {growth:+.0%}); JSON growth {json_growth:+.0%}")
-        print(f"  baseline, CSV built in memory: {naive_s:.2f} s, peak {naive_peak / 1e6:.1f} MB "
-              f"({naive_peak / csv_peak:.1f}x the streamed peak)")  # fmt: skip
+        print(
+            f"export, {args.units} units x {len(EXPERTS)} experts: CSV {csv_s:.2f} s ({csv_lines - 1} rows), "
+            f"JSON {json_s:.2f} s"
+        )
+        print(
+            f"  peak Python memory streaming CSV: {args.units // 10} units {csv_small_peak / 1e6:.1f} MB, "
+            f"{args.units} units {csv_peak / 1e6:.1f} MB (growth {growth:+.0%}); JSON growth {json_growth:+.0%}"
+        )
+        print(
+            f"  baseline, CSV built in memory: {naive_s:.2f} s, peak {naive_peak / 1e6:.1f} MB "
+            f"({naive_peak / csv_peak:.1f}x the streamed peak)"
+        )
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
     figures = {
@@ -248,8 +281,12 @@ def main() -> None:
         and max(csv_s, json_s) < TARGETS["export_seconds"]
         and max(growth, json_growth) < TARGETS["export_memory_growth"]
     )
-    targets = {"survey_p95_ms": "< 100", "survey_queries": "64 patches == 8 patches",
-               "export_seconds": "< 3 (CSV and JSON, 10k units x 3 experts)", "export_memory_growth": "< 20% (10k vs 1k)"}  # fmt: skip
+    targets = {
+        "survey_p95_ms": "< 100",
+        "survey_queries": "64 patches == 8 patches",
+        "export_seconds": "< 3 (CSV and JSON, 10k units x 3 experts)",
+        "export_memory_growth": "< 20% (10k vs 1k)",
+    }
     print(json.dumps({"bench": "web", "figures": figures, "targets": targets, "met": bool(met)}))
 
 

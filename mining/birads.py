@@ -103,8 +103,7 @@ def _slug(term: str) -> str:
 
 
 LEXICON: tuple[LexiconTerm, ...] = tuple(
-    LexiconTerm(code=f"{cat}.{_slug(term)}", category=cat, term=term, association=assoc)
-    for cat, term, assoc in _RAW
+    LexiconTerm(code=f"{cat}.{_slug(term)}", category=cat, term=term, association=assoc) for cat, term, assoc in _RAW
 )
 
 

@@ -9,20 +9,23 @@ averaged per input: an input where neither fires has no 0/0 IoU, and large regio
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
+from typing import TypeVar
 
 import numpy as np
 
 __all__ = ["best_concept", "concept_iou"]
 
+K = TypeVar("K", bound=Hashable)  # a concept key: a code, or anything else that names one
 
-def concept_iou(unit_masks: np.ndarray, concept_masks: Mapping[Hashable, np.ndarray]) -> dict[Hashable, float]:
+
+def concept_iou(unit_masks: np.ndarray, concept_masks: Mapping[K, np.ndarray]) -> dict[K, float]:
     """IoU of a unit with each concept, summed over the unit's top inputs.
 
     unit_masks: bool (n, S, S); concept_masks: code -> bool (n, S, S), the same n inputs.
     Returns code -> sum_i |M_i and L_i| / sum_i |M_i or L_i|, and 0.0 for a concept whose union is empty.
     """
     unit = np.asarray(unit_masks, dtype=bool)
-    result: dict[Hashable, float] = {}
+    result: dict[K, float] = {}
     for code, masks in concept_masks.items():
         concept = np.asarray(masks, dtype=bool)
         if concept.shape != unit.shape:
@@ -32,9 +35,9 @@ def concept_iou(unit_masks: np.ndarray, concept_masks: Mapping[Hashable, np.ndar
     return result
 
 
-def best_concept(ious: Mapping[Hashable, float]) -> tuple[Hashable | None, float]:
+def best_concept(ious: Mapping[K, float]) -> tuple[K | None, float]:
     """The concept with the highest IoU (the first in mapping order among equals); (None, 0.0) if none is > 0."""
-    best: Hashable | None = None
+    best: K | None = None
     best_iou = 0.0
     for code, iou in ious.items():
         if iou > best_iou:

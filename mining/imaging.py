@@ -1,7 +1,7 @@
 """Reading medical images into plain arrays: PNG / JPEG / TIFF through Pillow, DICOM through pydicom.
 
 Everything the importer needs from an image file and nothing more: a 2-D grayscale array where
-bright = dense, its bit depth, the modality and a few header fields. Pure (no Django).
+bright = dense, its bit depth, the modality and a few header fields. Pure: no web app, no database.
 
 Safety: an image is sized from its header *before* any pixel is decoded, so a small file that
 claims 50 000 x 50 000 pixels (a decompression bomb) is refused without allocating anything. Any

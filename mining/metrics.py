@@ -361,6 +361,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """The whole evaluation report as a JSON-ready dict. y_true (N,) int, probs (N, C), metadata N dicts.
 
+    This is the clinical report on a finished model's test split; ``mining.training.evaluate`` is the
+    per-epoch validation loss and AUCs that training picks its best epoch by.
+
     Keys: n, class_counts, accuracy (argmax), decision, confusion_matrix (rows = true),
     per_class {name: {auc, auc_ci_low, auc_ci_high, pauc, roc, tp, fp, tn, fn, sensitivity, ...}},
     mean_probability_by_true_class and breakdown {key: {value: {n, accuracy, auc: {name: ...}}}}.

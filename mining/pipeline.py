@@ -1,17 +1,129 @@
-"""Pure glue between a mining pass and what the product stores: concept masks per patch, unit-concept
-IoUs, mask sprites. Arrays in, arrays out; the services do the file and database I/O."""
+"""One mining pass, and the glue between its result and what the product stores.
+
+``run_mining_pass`` drives a feature extractor returning ``{"features", "logits"}`` over the patches
+and feeds ``topk.UnitTopK`` and ``influence.InfluenceTally``; ``patch_concept_masks``,
+``unit_concept_ious`` and ``mask_sprite`` give the concept masks per patch, unit-concept IoUs and mask
+sprites that are stored with the units. Tensors and arrays in, tensors and arrays out: the services
+do the file and database I/O.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from .data import batches, to_input
 from .dissection import best_concept, concept_iou
+from .influence import TOP_UNITS_PER_INPUT, InfluenceTally
+from .progress import CancelFn, ProgressFn, check_cancel, never_cancelled, no_progress
+from .topk import QUANTILE, TOP_N, UnitTopK
 
-__all__ = ["mask_sprite", "patch_concept_masks", "unit_concept_ious"]
+__all__ = ["MiningResult", "mask_sprite", "patch_concept_masks", "run_mining_pass", "unit_concept_ious"]
+
+
+# ---------------------------------------------------------------------- the pass
+
+
+@dataclass
+class MiningResult:
+    """topk: per-unit top activations; influence: per-class unit frequencies; probs float32 (N, C)."""
+
+    topk: UnitTopK
+    influence: InfluenceTally
+    probs: np.ndarray
+
+
+Patches = torch.Tensor | Iterable[torch.Tensor]
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run the per-batch statistics on one intra-op thread, then restore the caller's setting.
+
+    They are many small ops; with 2+ threads each waits on an OpenMP barrier, which made them
+    2-5x slower on the 2-core machines here (worse under load) than on one thread, where they
+    cost about 1% of a resnet18 batch. The setting is process-wide, so it is held only briefly.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _uint8_batches(patches: Patches, batch_size: int) -> Iterable[torch.Tensor]:
+    """uint8 (B, S, S) batches of one big tensor (sliced, no copy) or of an iterable of batches."""
+    if isinstance(patches, torch.Tensor):
+        return (patches[rows] for rows in batches(len(patches), batch_size))
+    return patches
+
+
+def run_mining_pass(
+    extractor: nn.Module,
+    patches: Patches,
+    fc_weight: torch.Tensor | np.ndarray,
+    *,
+    input_ids: torch.Tensor | np.ndarray | None = None,
+    num_inputs: int | None = None,
+    dataset_size: int | None = None,
+    batch_size: int = 64,
+    top_n: int = TOP_N,
+    quantile: float = QUANTILE,
+    per_image_top: int = TOP_UNITS_PER_INPUT,
+    progress: ProgressFn = no_progress,
+    cancelled: CancelFn = never_cancelled,
+) -> MiningResult:
+    """One inference pass collecting top activations, influence counts and class probabilities.
+
+    extractor: module mapping float (B, 3, S, S) to {"features": (B, U, h, w), "logits": (B, C)};
+    it is put in eval mode. patches: uint8 (N, S, S), or an iterable of uint8 (B, S, S) batches
+    (then ``num_inputs`` is required, batch_size is theirs, and they may be generated lazily so
+    the input never has to fit in memory). fc_weight: (C, U). input_ids: int64 (N,) global patch indices
+    (default 0..N-1). dataset_size: inputs over all shards of a sharded pass, which sets the quantile's
+    K so shard results merge exactly (default: this pass's N). Raises ``Cancelled`` between
+    batches when ``cancelled()`` says so.
+    """
+    total = len(patches) if isinstance(patches, torch.Tensor) else num_inputs
+    if total is None:
+        raise ValueError("num_inputs is required when patches is an iterable of batches")
+    ids = torch.arange(total) if input_ids is None else torch.as_tensor(input_ids, dtype=torch.int64)
+    if len(ids) != total:
+        raise ValueError(f"{len(ids)} input ids for {total} patches")
+    weight = torch.as_tensor(fc_weight, dtype=torch.float32).detach()
+    extractor.eval()
+    topk: UnitTopK | None = None
+    influence = InfluenceTally(weight.shape[0], weight.shape[1], per_image_top)
+    probs: list[torch.Tensor] = []
+    done = 0
+    with torch.inference_mode():
+        for batch in _uint8_batches(patches, batch_size):
+            check_cancel(cancelled)
+            if done + len(batch) > total:
+                raise ValueError(f"got more than the {total} patches announced")
+            out = extractor(to_input(batch))
+            features, logits = out["features"], out["logits"]
+            if topk is None:  # h and w are only known once the network has run
+                positions = (dataset_size or total) * features.shape[2] * features.shape[3]
+                topk = UnitTopK(features.shape[1], top_n, quantile, total_positions=positions)
+            with _one_thread():
+                max_act = topk.update(features, ids[done : done + len(batch)])
+                influence.update(max_act, logits, weight)
+                probs.append(torch.softmax(logits.float(), dim=1))
+            done += len(batch)
+            progress(done, total, "mining top activations")
+    if topk is None or done != total:
+        raise ValueError(f"expected {total} patches, got {done}")
+    return MiningResult(topk, influence, torch.cat(probs).numpy())
+
+
+# ---------------------------------------------------------------------- what is stored with the units
 
 
 def patch_concept_masks(
@@ -50,10 +162,11 @@ def unit_concept_ious(
     empty = np.zeros(unit_masks.shape[1:], dtype=bool)
     stacks = {code: np.stack([concepts.get(code, empty) for concepts in patch_concepts]) for code in codes}
     ious = concept_iou(unit_masks, stacks)
-    best, best_iou = best_concept(ious)
+    found = best_concept(ious)  # (code or None, IoU)
+    best_code, best_iou = found
     top = sorted(ious.items(), key=lambda item: (-item[1], item[0]))[:keep]
     return (
-        (str(best) if best is not None else None),
+        best_code,
         float(best_iou),
         {str(k): round(float(v), 4) for k, v in top if v > 0},
     )

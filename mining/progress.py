@@ -1,6 +1,6 @@
 """How long-running mining code reports progress and learns it should stop, without knowing who asks.
 
-Callers (Celery tasks, benches, tests) pass a `ProgressFn` and a `CancelFn`; mining code calls
+Callers (the job runner, benches, tests) pass a `ProgressFn` and a `CancelFn`; mining code calls
 `progress(done, total, message)` and checks `cancelled()` between batches, raising `Cancelled`.
 """
 

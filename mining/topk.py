@@ -15,33 +15,24 @@ and the batch, so nothing larger than one batch's activations is ever held. Per 
   activations.
 
 Both parts merge exactly across shards (the top N of shard top-Ns is the top N of the union, and
-likewise for the top K), so a Celery chord can mine shards in parallel and merge their
-``state_dict()``s. For that every shard is built with the whole dataset's total_positions.
+likewise for the top K), so shards can be mined in parallel, by separate processes, and their
+``state_dict()``s merged. For that every shard is built with the whole dataset's total_positions.
 
-``run_mining_pass`` drives one pass of a feature extractor returning ``{"features", "logits"}``
-and feeds both ``UnitTopK`` and ``influence.InfluenceTally``; ``unit_masks`` turns a unit's kept
-response maps into binarised patch-size masks and boxes for the survey.
+``pipeline.run_mining_pass`` feeds it batch by batch; ``masks`` turns a unit's kept response maps
+into binarised patch-size masks and boxes.
 """
 
 from __future__ import annotations
 
-import io
 import math
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from .data import batches, to_input
-from .influence import TOP_UNITS_PER_INPUT, InfluenceTally, ranking_keys
-from .progress import CancelFn, ProgressFn, check_cancel, never_cancelled, no_progress
+from .influence import ranking_keys
 
-__all__ = ["MiningResult", "UnitTopK", "heat_tiles", "run_mining_pass", "to_image_box", "unit_masks", "unit_responses"]
+__all__ = ["QUANTILE", "TOP_N", "UnitTopK", "quantile_count"]
 
 TOP_N = 64
 QUANTILE = 0.005  # Network Dissection binarises at the unit's top 0.5% activation
@@ -215,7 +206,7 @@ class UnitTopK:
     # ------------------------------------------------------------------ serialisation
 
     def state_dict(self) -> dict[str, Any]:
-        """Tensors and plain numbers only, so ``torch.save`` can turn it into bytes for a chord."""
+        """Tensors and plain numbers only, so ``torch.save`` / ``torch.load(weights_only=True)`` carry it between processes."""
         return {
             "num_units": self.num_units,
             "top_n": self.top_n,
@@ -249,15 +240,6 @@ class UnitTopK:
         topk._floor = topk._levels.min(dim=1, keepdim=True).values
         return topk
 
-    def to_bytes(self) -> bytes:
-        buffer = io.BytesIO()
-        torch.save(self.state_dict(), buffer)
-        return buffer.getvalue()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> UnitTopK:
-        return cls.from_state_dict(torch.load(io.BytesIO(data), weights_only=True))
-
     def nbytes(self) -> dict[str, int]:
         """Bytes held per part: the top-N part is O(U x N x hw), the level part O(U x K).
 
@@ -266,186 +248,3 @@ class UnitTopK:
         top = sum(t.element_size() * t.numel() for t in (self.scores, self.ids, self.maps))
         levels = sum(t.element_size() * t.numel() for t in (self._levels, self._floor, *self._pending))
         return {"top_n": top, "levels": levels}
-
-
-# ---------------------------------------------------------------------- the pass
-
-
-@dataclass
-class MiningResult:
-    """topk: per-unit top activations; influence: per-class unit frequencies; probs float32 (N, C)."""
-
-    topk: UnitTopK
-    influence: InfluenceTally
-    probs: np.ndarray
-
-
-Patches = torch.Tensor | Iterable[torch.Tensor]
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run the per-batch statistics on one intra-op thread, then restore the caller's setting.
-
-    They are many small ops; with 2+ threads each waits on an OpenMP barrier, which made them
-    2-5x slower on the 2-core machines here (worse under load) than on one thread, where they
-    cost about 1% of a resnet18 batch. The setting is process-wide, so it is held only briefly.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _uint8_batches(patches: Patches, batch_size: int) -> Iterable[torch.Tensor]:
-    """uint8 (B, S, S) batches of one big tensor (sliced, no copy) or of an iterable of batches."""
-    if isinstance(patches, torch.Tensor):
-        return (patches[rows] for rows in batches(len(patches), batch_size))
-    return patches
-
-
-def run_mining_pass(
-    extractor: nn.Module,
-    patches: Patches,
-    fc_weight: torch.Tensor | np.ndarray,
-    *,
-    input_ids: torch.Tensor | np.ndarray | None = None,
-    num_inputs: int | None = None,
-    dataset_size: int | None = None,
-    batch_size: int = 64,
-    top_n: int = TOP_N,
-    quantile: float = QUANTILE,
-    per_image_top: int = TOP_UNITS_PER_INPUT,
-    progress: ProgressFn = no_progress,
-    cancelled: CancelFn = never_cancelled,
-) -> MiningResult:
-    """One inference pass collecting top activations, influence counts and class probabilities.
-
-    extractor: module mapping float (B, 3, S, S) to {"features": (B, U, h, w), "logits": (B, C)};
-    it is put in eval mode. patches: uint8 (N, S, S), or an iterable of uint8 (B, S, S) batches
-    (then ``num_inputs`` is required, batch_size is theirs, and they may be generated lazily so
-    the input never has to fit in memory). fc_weight: (C, U). input_ids: int64 (N,) global patch indices
-    (default 0..N-1). dataset_size: inputs over all shards of a chord, which sets the quantile's
-    K so shard results merge exactly (default: this pass's N). Raises ``Cancelled`` between
-    batches when ``cancelled()`` says so.
-    """
-    total = len(patches) if isinstance(patches, torch.Tensor) else num_inputs
-    if total is None:
-        raise ValueError("num_inputs is required when patches is an iterable of batches")
-    ids = torch.arange(total) if input_ids is None else torch.as_tensor(input_ids, dtype=torch.int64)
-    if len(ids) != total:
-        raise ValueError(f"{len(ids)} input ids for {total} patches")
-    weight = torch.as_tensor(fc_weight, dtype=torch.float32).detach()
-    extractor.eval()
-    topk: UnitTopK | None = None
-    influence = InfluenceTally(weight.shape[0], weight.shape[1], per_image_top)
-    probs: list[torch.Tensor] = []
-    done = 0
-    with torch.inference_mode():
-        for batch in _uint8_batches(patches, batch_size):
-            check_cancel(cancelled)
-            if done + len(batch) > total:
-                raise ValueError(f"got more than the {total} patches announced")
-            out = extractor(to_input(batch))
-            features, logits = out["features"], out["logits"]
-            if topk is None:  # h and w are only known once the network has run
-                positions = (dataset_size or total) * features.shape[2] * features.shape[3]
-                topk = UnitTopK(features.shape[1], top_n, quantile, total_positions=positions)
-            with _one_thread():
-                max_act = topk.update(features, ids[done : done + len(batch)])
-                influence.update(max_act, logits, weight)
-                probs.append(torch.softmax(logits.float(), dim=1))
-            done += len(batch)
-            progress(done, total, "mining top activations")
-    if topk is None or done != total:
-        raise ValueError(f"expected {total} patches, got {done}")
-    return MiningResult(topk, influence, torch.cat(probs).numpy())
-
-
-# ---------------------------------------------------------------------- masks and boxes
-
-
-def unit_masks(
-    topk: UnitTopK,
-    unit: int,
-    patch_side: int,
-    *,
-    thresholds: torch.Tensor | None = None,
-    locations: torch.Tensor | None = None,
-    responses: torch.Tensor | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Binarised, upsampled response maps of a unit's kept inputs and their boxes (pass `responses`
-    from `unit_responses` when the caller needs them too).
-
-    Returns masks bool (n, S, S): the unit's response map of each kept input (rank order),
-    bilinearly upsampled to S = patch_side (align_corners=False) and thresholded ``> threshold``
-    (the unit's top-quantile level, as Network Dissection does), and boxes int64 (n, 4)
-    (x0, y0, x1, y1), x1/y1 exclusive, in patch pixels: the mask's bounding box, or for an empty
-    mask the argmax cell's box scaled to the patch.
-    """
-    n = topk.kept
-    if n == 0:
-        return np.zeros((0, patch_side, patch_side), dtype=bool), np.zeros((0, 4), dtype=np.int64)
-    # Looping over every unit? Pass thresholds() and locations() computed once: each costs a pass over all units.
-    thresholds = topk.thresholds() if thresholds is None else thresholds
-    locations = topk.locations() if locations is None else locations
-    up = unit_responses(topk, unit, patch_side) if responses is None else responses
-    masks = (up > thresholds[unit]).numpy()
-    cells = locations[unit, :n].numpy()
-    return masks, _mask_boxes(masks, cells, topk.map_size or (1, 1))
-
-
-def unit_responses(topk: UnitTopK, unit: int, patch_side: int) -> torch.Tensor:
-    """A unit's response maps on its kept inputs, float (n, S, S), bilinearly upsampled to S = patch_side
-    (align_corners=False): what `unit_masks` thresholds and `heat_tiles` colours."""
-    maps = topk.response_maps()[unit, : topk.kept]  # (n, h, w)
-    return F.interpolate(maps.unsqueeze(1), size=(patch_side, patch_side), mode="bilinear", align_corners=False)[:, 0]
-
-
-def heat_tiles(responses: torch.Tensor, peak: float) -> np.ndarray:
-    """Response maps (n, S, S) as uint8 heat tiles: 255 at the unit's peak activation, 0 at or below zero."""
-    if peak <= 0:
-        return np.zeros(tuple(responses.shape), dtype=np.uint8)
-    return (responses / peak).clamp_(0, 1).mul_(255).round_().to(torch.uint8).numpy()
-
-
-def _mask_boxes(masks: np.ndarray, cells: np.ndarray, map_size: tuple[int, int]) -> np.ndarray:
-    """Bounding boxes int64 (n, 4) of masks (n, S, S); cells int (n, 2) (h, w) for empty masks."""
-    n, side, _ = masks.shape
-    rows, cols = masks.any(axis=2), masks.any(axis=1)  # (n, S) each
-    boxes = np.empty((n, 4), dtype=np.int64)
-    boxes[:, 0] = cols.argmax(axis=1)
-    boxes[:, 1] = rows.argmax(axis=1)
-    boxes[:, 2] = side - cols[:, ::-1].argmax(axis=1)
-    boxes[:, 3] = side - rows[:, ::-1].argmax(axis=1)
-    empty = ~rows.any(axis=1)
-    if empty.any():
-        boxes[empty] = _cell_boxes(cells[empty], map_size, side)
-    return boxes
-
-
-def _cell_boxes(cells: np.ndarray, map_size: tuple[int, int], side: int) -> np.ndarray:
-    """Patch-pixel boxes int64 (n, 4) of feature cells int (n, 2) (h, w), rounded outwards."""
-    h, w = map_size
-    y, x = cells[:, 0], cells[:, 1]
-    x0, y0 = x * side // w, y * side // h
-    x1, y1 = -(-(x + 1) * side // w), -(-(y + 1) * side // h)  # ceiling division
-    return np.stack((x0, y0, x1, y1), axis=1).astype(np.int64)
-
-
-def to_image_box(patch_box: np.ndarray, box_in_patch: np.ndarray, patch_side: int | None = None) -> np.ndarray:
-    """Boxes in patch pixels -> full-image pixels.
-
-    patch_box: (4,) or (n, 4) (x0, y0, x1, y1) of the patch in the image; box_in_patch: (4,) or
-    (n, 4) in the network input's pixels. patch_side: the input's side when the patch was resized
-    for the network (default: the patch's own side, no scaling). Returns int64 of the broadcast shape.
-    """
-    patch = np.asarray(patch_box, dtype=np.int64)
-    inner = np.asarray(box_in_patch, dtype=np.int64)
-    origin = np.concatenate((patch[..., :2], patch[..., :2]), axis=-1)
-    if patch_side is None:
-        return origin + inner
-    scale = (patch[..., 2:3] - patch[..., 0:1]) / patch_side
-    return origin + np.rint(inner * scale).astype(np.int64)

@@ -1,9 +1,10 @@
-"""Training a patch classifier: one pure function in the style of torchvision's reference scripts.
+"""Training a patch classifier: pure functions in the style of torchvision's reference scripts.
 
-Patches come in as one uint8 tensor (N, S, S) (see ``mining.data``); each step gathers a batch of
-it, applies a random dihedral symmetry (mammograms have no preferred orientation: left and right
-breasts are mirror images, and CC and MLO views are rotated), standardises it with ``to_input`` and
-takes one optimiser step. After every epoch the model is validated and the best epoch is kept.
+``train`` runs ``train_one_epoch`` then ``evaluate`` (on the validation patches) for every epoch and
+keeps the best epoch. Patches come in as one uint8 tensor (N, S, S) (see ``mining.data``); each step
+gathers a batch of it, applies a random dihedral symmetry (mammograms have no preferred orientation:
+left and right breasts are mirror images, and CC and MLO views are rotated), standardises it with
+``to_input`` and takes one optimiser step.
 
 Two presets (:class:`TrainConfig`):
 
@@ -30,6 +31,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,12 +47,16 @@ __all__ = [
     "MALIGNANT",
     "TrainConfig",
     "TrainResult",
+    "TrainingRun",
+    "Validation",
     "balanced_order",
     "dihedral",
+    "evaluate",
     "learning_rate",
     "predict",
     "random_dihedral",
     "train",
+    "train_one_epoch",
     "validation_aucs",
 ]
 
@@ -77,17 +83,22 @@ class TrainConfig:
     progress_every: int = 5  # batches between progress calls
 
     @classmethod
-    def from_scratch(cls, **changes: object) -> TrainConfig:
+    def from_scratch(cls, **changes: Any) -> TrainConfig:
         """AdamW lr 1e-3, weight decay 0.05, 5% warm-up + cosine, batch 64, balanced, augmented."""
         return replace(cls(), **changes)
 
     @classmethod
-    def fine_tune(cls, **changes: object) -> TrainConfig:
+    def fine_tune(cls, **changes: Any) -> TrainConfig:
         """The DeepMiner paper: SGD lr 1e-4, momentum 0.9, weight decay 1e-4, batch 32, constant lr."""
         paper = cls(
-            optimizer="sgd", lr=1e-4, momentum=0.9, weight_decay=1e-4, batch_size=32,
-            schedule="constant", warmup_fraction=0.0,
-        )  # fmt: skip
+            optimizer="sgd",
+            lr=1e-4,
+            momentum=0.9,
+            weight_decay=1e-4,
+            batch_size=32,
+            schedule="constant",
+            warmup_fraction=0.0,
+        )
         return replace(paper, **changes)
 
 
@@ -221,8 +232,12 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
 
 
 @dataclass
-class _Run:
-    """What one training run carries between its steps."""
+class TrainingRun:
+    """What one training run carries from step to step and epoch to epoch (build it with ``start``).
+
+    ``generator`` makes every random draw of the loop (sampling order, augmentation); ``step`` counts
+    the optimiser steps taken, which set the learning rate (``learning_rate``).
+    """
 
     model: nn.Module
     config: TrainConfig
@@ -238,6 +253,43 @@ class _Run:
     @property
     def total_steps(self) -> int:
         return self.steps_per_epoch * self.config.epochs
+
+    @classmethod
+    def start(
+        cls,
+        model: nn.Module,
+        config: TrainConfig,
+        num_samples: int,
+        *,
+        progress: ProgressFn = no_progress,
+        cancelled: CancelFn = never_cancelled,
+    ) -> TrainingRun:
+        """A run at step 0 over ``num_samples`` training patches: puts ``model`` in the configured memory
+        format and builds its optimiser and the generator (seeded with ``config.seed``)."""
+        batch_size = min(config.batch_size, num_samples)
+        model.to(memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
+        return cls(
+            model,
+            config,
+            _optimizer(model, config),
+            torch.Generator().manual_seed(config.seed),
+            max(1, num_samples // batch_size),
+            batch_size,
+            progress,
+            cancelled,
+            next(model.parameters()).device,
+        )
+
+
+@dataclass
+class Validation:
+    """What ``evaluate`` measured: ``loss``, the mean cross-entropy; ``aucs``, {class name: one-vs-rest AUC,
+    or None where undefined}; ``macro_auc``, their mean (None if none is defined); ``probs``, float32 (M, C)."""
+
+    loss: float
+    aucs: dict[str, float | None]
+    macro_auc: float | None
+    probs: np.ndarray
 
 
 def train(
@@ -267,33 +319,34 @@ def train(
     names = _class_names(num_classes, class_names)
     _check_inputs(train_patches, train_labels, val_patches, val_labels, num_classes, config)
     torch.manual_seed(config.seed)
-    batch_size = min(config.batch_size, len(train_patches))
-    model.to(memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
-    run = _Run(
-        model, config, _optimizer(model, config), torch.Generator().manual_seed(config.seed),
-        max(1, len(train_patches) // batch_size), batch_size, progress, cancelled,
-        next(model.parameters()).device,
-    )  # fmt: skip
+    run = TrainingRun.start(model, config, len(train_patches), progress=progress, cancelled=cancelled)
     best: TrainResult | None = None
     history: list[dict] = []
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
-        train_loss = _train_epoch(run, train_patches, train_labels, epoch)
+        train_loss = train_one_epoch(run, train_patches, train_labels, epoch)
         progress(run.step, run.total_steps, f"epoch {epoch}/{config.epochs} · validating")
-        logits = _logits(model, val_patches, config.eval_batch_size, cancelled)
-        record, probs = _epoch_record(epoch, train_loss, logits, val_labels, names, run)
+        validation = evaluate(
+            model, val_patches, val_labels, names, batch_size=config.eval_batch_size, cancelled=cancelled
+        )
+        record = _epoch_record(epoch, train_loss, validation, run)
         record["seconds"] = time.perf_counter() - started
         history.append(record)
         if best is None or _better(record, history[best.best_epoch - 1], names):
             best = TrainResult(_cpu_copy(model.state_dict()), epoch, _selection_auc(record["val_auc"], names))
-            best.val_probs = probs
+            best.val_probs = validation.probs
     assert best is not None  # epochs >= 1 is checked in _check_inputs
     best.history = history
     return best
 
 
-def _train_epoch(run: _Run, patches: torch.Tensor, labels: torch.Tensor, epoch: int) -> float:
-    """One epoch of optimiser steps; returns the mean training loss."""
+def train_one_epoch(run: TrainingRun, patches: torch.Tensor, labels: torch.Tensor, epoch: int) -> float:
+    """One epoch (``run.steps_per_epoch`` optimiser steps) on uint8 ``patches`` (N, S, S) with int64
+    ``labels`` (N,); returns the mean training loss. ``epoch`` (1-based) is only for progress messages.
+
+    The model is put in training mode. Raises Cancelled when ``run.cancelled()`` turns true (checked
+    before each batch).
+    """
     config, model = run.config, run.model
     model.train()
     order = _epoch_order(labels, run.steps_per_epoch * run.batch_size, config, run.generator)
@@ -311,7 +364,7 @@ def _train_epoch(run: _Run, patches: torch.Tensor, labels: torch.Tensor, epoch: 
     return float(total_loss) / run.steps_per_epoch
 
 
-def _step(run: _Run, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def _step(run: TrainingRun, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """One optimiser step on uint8 images (B, S, S) with int64 targets (B,); returns the detached loss."""
     lr = learning_rate(run.step, run.total_steps, run.config)
     for group in run.optimizer.param_groups:
@@ -336,21 +389,37 @@ def _epoch_order(labels: torch.Tensor, count: int, config: TrainConfig, generato
     return torch.randperm(len(labels), generator=generator)[:count]
 
 
-def _epoch_record(
-    epoch: int, train_loss: float, logits: torch.Tensor, labels: torch.Tensor, names: Sequence[str], run: _Run
-) -> tuple[dict, np.ndarray]:
-    """The epoch's history entry and its validation probabilities, float32 (M, C)."""
+def evaluate(
+    model: nn.Module,
+    patches: torch.Tensor,
+    labels: torch.Tensor,
+    class_names: Sequence[str],
+    *,
+    batch_size: int = 128,
+    cancelled: CancelFn = never_cancelled,
+) -> Validation:
+    """Validation loss and per-class AUCs of ``model`` on uint8 ``patches`` (M, S, S) with int64 ``labels``
+    (M,): what ``train`` measures after every epoch. ``class_names``: the C names keying the AUCs.
+
+    The model is put in eval mode and run without gradients. (For the clinical report on a test split,
+    with CIs, operating points and breakdowns, see ``mining.metrics.evaluate``.)
+    """
+    logits = _logits(model, patches, batch_size, cancelled)  # (M, C)
     probs = torch.softmax(logits, dim=1).numpy()
-    aucs = validation_aucs(labels.numpy(), probs, names)
-    record = {
+    aucs = validation_aucs(labels.numpy(), probs, class_names)
+    return Validation(float(F.cross_entropy(logits, labels)), aucs, _macro(aucs), probs)
+
+
+def _epoch_record(epoch: int, train_loss: float, validation: Validation, run: TrainingRun) -> dict:
+    """The epoch's history entry (see ``TrainResult``), less its ``seconds``."""
+    return {
         "epoch": epoch,
         "train_loss": train_loss,
-        "val_loss": float(F.cross_entropy(logits, labels)),
-        "val_auc": aucs,
-        "val_macro_auc": _macro(aucs),
+        "val_loss": validation.loss,
+        "val_auc": validation.aucs,
+        "val_macro_auc": validation.macro_auc,
         "lr": learning_rate(run.step - 1, run.total_steps, run.config),
     }
-    return record, probs
 
 
 def _better(record: dict, best: dict, names: Sequence[str]) -> bool:

@@ -17,10 +17,11 @@ import torch
 from django.db import connection, models, transaction
 
 from mining.influence import InfluenceTally, coverage, select_units_disjoint
+from mining.masks import heat_tiles, to_image_box, unit_masks, unit_responses
 from mining.networks import checkpoint_load, feature_extractor
-from mining.pipeline import mask_sprite, patch_concept_masks, unit_concept_ious
+from mining.pipeline import MiningResult, mask_sprite, patch_concept_masks, run_mining_pass, unit_concept_ious
 from mining.progress import CancelFn, ProgressFn, check_cancel
-from mining.topk import MiningResult, UnitTopK, heat_tiles, run_mining_pass, to_image_box, unit_masks, unit_responses
+from mining.topk import UnitTopK
 
 from ..errors import ApplicationError
 from ..files import delete_quietly, media_path, read_mask, unique_name, write_bytes_atomic, write_png_atomic

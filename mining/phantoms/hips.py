@@ -47,7 +47,7 @@ from scipy import ndimage as ndi
 
 from mining.sentences import DISPLACEMENTS, LOCATIONS, NECK_LOCATIONS, FractureDescriptors, fracture_sentence
 
-from .common import PhantomImage
+from .common import PhantomImage, smooth_noise_1d, smoothstep
 
 __all__ = ["generate_hip_phantoms", "render_hip_phantom"]
 
@@ -239,18 +239,18 @@ def _soft_tissue(rng: np.random.Generator, hip: _Hip) -> Array:
     gt_lateral = float(hip.gt[0][0] - hip.gt[1])
     # The hip is widest at the greater trochanter: the skin edge bulges out there.
     cover = rng.uniform(0.9, 2.6) * r
-    wobble = 0.04 * r * _noise_1d(rng, h + 2, 20)[ys[:, :1].astype(np.int32)]
+    wobble = 0.04 * r * smooth_noise_1d(rng, h + 2, 20, mode="wrap")[ys[:, :1].astype(np.int32)]
     skin_x = gt_lateral - cover * (0.65 + 0.35 * np.exp(-(((ys - gt_y) / (3.0 * r)) ** 2))) + wobble
     depth = np.clip((xs - skin_x) / (3.5 * r), 0.0, 1.0)
     thickness = np.sqrt(depth) * (1.0 - 0.25 * depth)
     # Medial contour of the thigh below the ischial tuberosity; the perineum beyond it is thinner.
     shaft_x = hip.junction[0] + (ys - hip.junction[1]) * hip.shaft_dir[0] / hip.shaft_dir[1]
     medial_x = shaft_x + rng.uniform(3.0, 3.6) * r + 0.02 * (ys - gt_y)
-    below = _smoothstep(ys, gt_y + 1.0 * r, gt_y + 2.5 * r)
-    thickness *= 1.0 - 0.35 * _smoothstep(xs - medial_x, -0.1 * r, 0.25 * r) * below
+    below = smoothstep(ys, gt_y + 1.0 * r, gt_y + 2.5 * r)
+    thickness *= 1.0 - 0.35 * smoothstep(xs - medial_x, -0.1 * r, 0.25 * r) * below
     # Fat between the gluteal and lateral thigh muscles: a faint dark stripe beside the femur.
     fat_x = shaft_x - rng.uniform(1.2, 1.8) * r - 0.25 * r * np.exp(-(((ys - gt_y) / (1.5 * r)) ** 2))
-    thickness *= 1.0 - 0.05 * np.exp(-(((xs - fat_x) / (0.07 * r)) ** 2)) * _smoothstep(ys, gt_y - r, gt_y)
+    thickness *= 1.0 - 0.05 * np.exp(-(((xs - fat_x) / (0.07 * r)) ** 2)) * smoothstep(ys, gt_y - r, gt_y)
     if rng.random() < 0.6:
         thickness *= 1.0 - _bowel_gas(rng, hip, xs, ys)
     return _upsample2(rng.uniform(0.3, 0.4) * thickness, (h, w))
@@ -259,9 +259,9 @@ def _soft_tissue(rng: np.random.Generator, hip: _Hip) -> Array:
 def _bowel_gas(rng: np.random.Generator, hip: _Hip, xs: Array, ys: Array) -> Array:
     """Share of soft tissue displaced by gas, like ``xs``: blotches in the pelvis above the pubis."""
     u, v = (xs - hip.head[0]) / hip.r, (ys - hip.head[1]) / hip.r
-    region = _smoothstep(u, 0.8, 1.8) * _smoothstep(-v, 0.0, 0.8)
+    region = smoothstep(u, 0.8, 1.8) * smoothstep(-v, 0.0, 0.8)
     blobs = _coarse_noise(rng, xs.shape, 8)
-    return (0.3 * _smoothstep(blobs, 0.9, 1.7) * region).astype(np.float32)
+    return (0.3 * smoothstep(blobs, 0.9, 1.7) * region).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- pelvis
@@ -283,8 +283,10 @@ def _pelvis(rng: np.random.Generator, hip: _Hip) -> Array:
     radius = _upsample2(0.42 * r * thick, (h, w))
     texture = 0.25 * _coarse_noise(rng, (h, w), 2) + 0.35 * _coarse_noise(rng, (h, w), 4)
     mu = _bone_profile(-sdf, 0.07 * r, radius, texture, hip.bone * hip.pelvis["density"])
-    near = (slice(max(int(hip.head[1] - 1.6 * r), 0), min(int(hip.head[1] + 1.2 * r), h)),
-            slice(max(int(hip.head[0] - 1.4 * r), 0), min(int(hip.head[0] + 1.7 * r), w)))  # fmt: skip
+    near = (
+        slice(max(int(hip.head[1] - 1.6 * r), 0), min(int(hip.head[1] + 1.2 * r), h)),
+        slice(max(int(hip.head[0] - 1.4 * r), 0), min(int(hip.head[0] + 1.7 * r), w)),
+    )
     mu[near] += hip.bone * _acetabular_lines(*_local(*_grid(near), hip.head, r, hip.pelvis["tilt"]), r)
     return mu
 
@@ -320,11 +322,11 @@ def _acetabular_lines(u: Array, v: Array, r: float) -> Array:
     coordinates in head radii, x medial, y down."""
     px = 1.0 / r  # one pixel in head radii
     rho, angle = np.hypot(u, v), np.arctan2(v, u)  # angle -pi/2 is straight up
-    roof = np.exp(-(((rho - 1.13) / (2.5 * px)) ** 2)) * _smoothstep(-angle, 0.5, 1.0) * _smoothstep(angle, -2.75, -2.4)
+    roof = np.exp(-(((rho - 1.13) / (2.5 * px)) ** 2)) * smoothstep(-angle, 0.5, 1.0) * smoothstep(angle, -2.75, -2.4)
     teardrop = _ring(u, v, (1.2, 0.25), (0.18, 0.42), 1.6 * px) * (v > 0.2)
-    posterior = _ring(u, v, (0.75, -0.1), (1.6, 1.25), 1.6 * px) * _smoothstep(v, -0.8, -0.4) * (u < 0.3)
-    anterior = _ring(u, v, (0.55, 0.25), (1.15, 0.95), 1.4 * px) * _smoothstep(v, -0.75, -0.3) * (u < 0.5)
-    ilioischial = np.exp(-(((u - 1.02 - 0.08 * v) / (1.8 * px)) ** 2)) * _smoothstep(-v, -0.3, 0.2) * (v > -1.3)
+    posterior = _ring(u, v, (0.75, -0.1), (1.6, 1.25), 1.6 * px) * smoothstep(v, -0.8, -0.4) * (u < 0.3)
+    anterior = _ring(u, v, (0.55, 0.25), (1.15, 0.95), 1.4 * px) * smoothstep(v, -0.75, -0.3) * (u < 0.5)
+    ilioischial = np.exp(-(((u - 1.02 - 0.08 * v) / (1.8 * px)) ** 2)) * smoothstep(-v, -0.3, 0.2) * (v > -1.3)
     return 0.45 * roof + 0.35 * teardrop + 0.14 * posterior + 0.1 * anterior + 0.2 * ilioischial
 
 
@@ -364,7 +366,10 @@ def _fracture_plan(rng: np.random.Generator, hip: _Hip, d: FractureDescriptors) 
     # A jagged line: fine teeth on a wavy course; a finer crack when undisplaced, rougher when comminuted.
     n = int(8 * hip.r)
     rough = (0.5 if grade == 0 else 1.0) * (1.8 if d.comminuted else 1.0)
-    jag = rough * (_noise_1d(rng, n, 1.5) * rng.uniform(0.8, 1.6) + _noise_1d(rng, n, 6.0) * rng.uniform(2.5, 5.0))
+    jag = rough * (
+        smooth_noise_1d(rng, n, 1.5, mode="wrap") * rng.uniform(0.8, 1.6)
+        + smooth_noise_1d(rng, n, 6.0, mode="wrap") * rng.uniform(2.5, 5.0)
+    )
     bevel = 1.0 if grade == 0 else rng.uniform(3.0, 7.0)
     return _FracturePlan(point, normal, jag, gap, bevel, fragments, d, rng)
 
@@ -460,7 +465,7 @@ def _add_fragment(
     if fragment is not None:
         coarse, full = _to_femur_frame(*coarse, fragment), _to_femur_frame(*full, fragment)
     sdf, along, calcar, *streaks = (_upsample2(field, shape) for field in _femur_fields(hip, *coarse, include_lt))
-    t = _smoothstep(along, 0.6 * hip.r, 2.4 * hip.r)
+    t = smoothstep(along, 0.6 * hip.r, 2.4 * hip.r)
     # Thin cortex and a broad bone proximally, the thick-walled tube of the shaft distally; the
     # calcar, the thick cortex under the neck, carries the load down to the medial shaft.
     cortex = hip.cortex[0] + (hip.cortex[1] - hip.cortex[0]) * t + 0.1 * hip.r * calcar
@@ -768,6 +773,7 @@ def _sd_convex(u: Array, v: Array, corners: list[tuple[float, float]]) -> Array:
             normal = -normal
         edge = (u - a[0]) * normal[0] + (v - a[1]) * normal[1]
         dist = edge if dist is None else np.maximum(dist, edge)
+    assert dist is not None, "a polygon needs corners"
     return dist
 
 
@@ -790,11 +796,6 @@ def _smin(a: Array, b: Array, k: float) -> Array:
     """Polynomial smooth minimum: a union of two shapes with a fillet of size ``k``."""
     h = np.clip(0.5 + 0.5 * (b - a) / k, 0.0, 1.0)
     return b + (a - b) * h - k * h * (1.0 - h)
-
-
-def _smoothstep(x: Array | float, lo: float, hi: float) -> Array:
-    t = np.clip((np.asarray(x) - lo) / (hi - lo), 0.0, 1.0)
-    return t * t * (3 - 2 * t)
 
 
 def _unit(v: Array) -> Array:
@@ -864,12 +865,6 @@ def _bbox(mask: Array) -> list[int]:
 
 
 # --------------------------------------------------------------------------- noise helpers
-
-
-def _noise_1d(rng: np.random.Generator, n: int, sigma: float) -> Array:
-    """Float32 (n,) smooth noise with unit peak amplitude."""
-    noise = ndi.gaussian_filter1d(rng.standard_normal(n), sigma, mode="wrap")
-    return (noise / (np.abs(noise).max() + 1e-6)).astype(np.float32)
 
 
 def _noise_table(rng: np.random.Generator) -> Array:

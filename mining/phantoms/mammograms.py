@@ -37,7 +37,7 @@ from scipy import ndimage as ndi
 
 from mining.birads import by_code
 
-from .common import PhantomImage, PlantedFinding
+from .common import PhantomImage, PlantedFinding, smooth_noise_1d, smoothstep
 
 __all__ = ["KINDS", "generate_mammogram_phantoms", "render_mammogram_phantom"]
 
@@ -281,7 +281,7 @@ def _breast_geometry(rng: np.random.Generator, view: str, h: int, w: int) -> _Br
     half = np.where(ys < center_y, half_top, half_bottom)
     u = np.clip(np.abs(ys - center_y) / half, 0.0, 1.0)
     power = rng.uniform(2.0, 2.6)
-    wobble = 1.0 + 0.015 * _smooth_1d(rng, h, sigma=h / 8)
+    wobble = 1.0 + 0.015 * smooth_noise_1d(rng, h, sigma=h / 8, mode="reflect")
     x_edge = depth * (1.0 - u**power) ** (1.0 / power) * wobble  # (H,)
     xs = np.arange(w, dtype=np.float32)
     mask = xs[None, :] < x_edge[:, None]
@@ -374,8 +374,8 @@ def _glandular_envelope(rng: np.random.Generator, breast: _Breast, stride: int) 
     s = breast.scale
     dist = breast.skin_dist[::stride, ::stride]
     xs = np.arange(0, breast.mask.shape[1], stride, dtype=np.float32)[None, :]
-    under_skin = _smoothstep(dist, 10 * s, rng.uniform(40, 70) * s)
-    off_wall = _smoothstep(xs, 0.0, rng.uniform(25, 60) * s)
+    under_skin = smoothstep(dist, 10 * s, rng.uniform(40, 70) * s)
+    off_wall = smoothstep(xs, 0.0, rng.uniform(25, 60) * s)
     return (under_skin * off_wall * ~breast.pectoral[::stride, ::stride]).astype(np.float32)
 
 
@@ -406,7 +406,7 @@ def _draw_pectoral(rng: np.random.Generator, breast: _Breast, tissue: np.ndarray
     cols = min(int(ends.max()) + 4, pec.shape[1])
     crop = (slice(0, rows), slice(0, cols))
     # Fibres: 1-D noise indexed by the horizontal distance to the muscle's edge in each row.
-    fibres = _smooth_1d(rng, cols + 1, sigma=2.5 * breast.scale)
+    fibres = smooth_noise_1d(rng, cols + 1, sigma=2.5 * breast.scale, mode="reflect")
     across = np.clip(ends[:, None] - np.arange(cols)[None, :], 0, cols)
     ramp = np.linspace(1.0, 0.92, rows, dtype=np.float32)[:, None]  # thinner towards the apex
     muscle = rng.uniform(0.72, 0.84) * ramp + 0.02 * fibres[across]
@@ -514,7 +514,7 @@ def _draw_spiculated_mass(rng: np.random.Generator, breast: _Breast, thickness: 
     theta = np.arctan2(ys - cy, xs - cx)
     outline = radius * (1 + (amps * np.cos(k * theta + phases)).sum(0))
     rho = np.hypot(ys - cy, xs - cx) / outline
-    core = _smoothstep(-rho, -1.15, -0.8) * (0.75 + 0.25 * np.sqrt(np.clip(1 - rho**2, 0, 1)))
+    core = smoothstep(-rho, -1.15, -0.8) * (0.75 + 0.25 * np.sqrt(np.clip(1 - rho**2, 0, 1)))
     density = rng.uniform(0.7, 1.2)  # high density: brighter than the gland around it
     thickness[crop] += density * core
     _draw_spicules(rng, breast, thickness, (cy, cx), radius, spicule_len, density)
@@ -541,7 +541,7 @@ def _draw_spicules(
             continue
         # Rise from inside the core (so the roots do not show as a ring of dots), then fade.
         along = np.arange(len(path)) * 0.5
-        rise = _smoothstep(along, 0.0, 0.5 * radius)
+        rise = smoothstep(along, 0.0, 0.5 * radius)
         fade = np.clip(1.0 - (along - 0.5 * radius) / (reach - 0.5 * radius), 0.1, 1.0)
         profile = rise * fade * 0.5 * density * rng.uniform(0.5, 1.0)
         _stamp(thickness, path, profile, rng.uniform(0.7, 1.6) * breast.scale)
@@ -813,16 +813,6 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float
     if factor > 1:
         noise = _zoom_to(noise, shape)
     return noise / (noise.std() + 1e-6)
-
-
-def _smooth_1d(rng: np.random.Generator, n: int, sigma: float) -> np.ndarray:
-    noise = ndi.gaussian_filter1d(rng.standard_normal(n), sigma, mode="reflect")
-    return (noise / (np.abs(noise).max() + 1e-6)).astype(np.float32)
-
-
-def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
-    return t * t * (3 - 2 * t)
 
 
 def _zoom_to(arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -120,4 +120,3 @@ def test_unit_agreement_matches_percent_agreement() -> None:
     labels = ["x", "y", "x", "z", "x", "y"]
     counts = ratings_to_counts([labels], ["x", "y", "z"])
     assert unit_agreement(labels) == pytest.approx(percent_agreement(counts))
-

@@ -12,7 +12,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from mining.phantoms import PhantomImage
-from mining.phantoms import generate_hip_phantoms as reexported
+from mining.phantoms import generate_hip_phantoms as from_package
 from mining.phantoms.hips import _patient_attributes, generate_hip_phantoms, render_hip_phantom
 from mining.sentences import DISPLACEMENTS, LOCATIONS, FractureDescriptors, fracture_sentence
 
@@ -72,8 +72,8 @@ def test_an_image_does_not_depend_on_how_many_are_generated() -> None:
         assert np.array_equal(a.pixels, b.pixels) and a.metadata == b.metadata
 
 
-def test_reexported_from_phantoms() -> None:
-    assert reexported is generate_hip_phantoms
+def test_the_package_exports_the_hip_generator() -> None:
+    assert from_package is generate_hip_phantoms
 
 
 @pytest.mark.parametrize(("width", "height"), [(512, 512), (256, 320), (160, 128)])
@@ -111,8 +111,9 @@ def test_looks_like_a_radiograph(phantoms: list[PhantomImage]) -> None:
 def test_refuses_incomplete_descriptors_and_bad_laterality() -> None:
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="location"):
-        render_hip_phantom(rng, patient_id="H", laterality="R", descriptors=FractureDescriptors(True, "undisplaced"),
-                           age=80, sex="F")  # fmt: skip
+        render_hip_phantom(
+            rng, patient_id="H", laterality="R", descriptors=FractureDescriptors(True, "undisplaced"), age=80, sex="F"
+        )
     with pytest.raises(ValueError, match="laterality"):
         render_hip_phantom(rng, patient_id="H", laterality="X", descriptors=FractureDescriptors(False), age=80, sex="F")
 

@@ -265,9 +265,18 @@ def test_mean_probability_by_true_class_hand_values_and_absent_class() -> None:
 
 @pytest.mark.parametrize(
     ("age", "band"),
-    [(0, "<40"), (39.9, "<40"), (40, "40-49"), (49.99, "40-49"), (50, "50-59"), (69, "60-69"), (70, "70+"),
-     (101, "70+"), ("55", "50-59")],
-)  # fmt: skip
+    [
+        (0, "<40"),
+        (39.9, "<40"),
+        (40, "40-49"),
+        (49.99, "40-49"),
+        (50, "50-59"),
+        (69, "60-69"),
+        (70, "70+"),
+        (101, "70+"),
+        ("55", "50-59"),
+    ],
+)
 def test_age_band_boundaries(age: float, band: str) -> None:
     assert age_band(age) == band
 

@@ -91,9 +91,16 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
     path = tmp_path / "models" / "model.pt"
     history = [{"epoch": 1, "val_auc": {"malignant": 0.9, "benign": None}}]
     checkpoint_save(
-        path, model=info.model, architecture="resnet18", classes=CLASSES, patch_params={"side_fraction": 0.25},
-        epoch=1, metrics={"val_auc": 0.9}, history=history, config={"lr": 1e-3},
-    )  # fmt: skip
+        path,
+        model=info.model,
+        architecture="resnet18",
+        classes=CLASSES,
+        patch_params={"side_fraction": 0.25},
+        epoch=1,
+        metrics={"val_auc": 0.9},
+        history=history,
+        config={"lr": 1e-3},
+    )
     assert [p.name for p in path.parent.iterdir()] == ["model.pt"]  # no temporary file left behind
     loaded, checkpoint = checkpoint_load(path)
     x = torch.randn(2, 3, 64, 64)

@@ -36,26 +36,44 @@ def test_the_papers_example() -> None:
 @pytest.mark.parametrize(
     ("d", "expected"),
     [
-        (FractureDescriptors(True, "undisplaced", location="transcervical"),
-         "There is an undisplaced fracture of the transcervical neck of femur."),
-        (FractureDescriptors(True, "moderately displaced", True, True, "subcapital"),
-         "There is a moderately displaced, comminuted, impacted fracture of the subcapital neck of femur."),
-        (FractureDescriptors(True, "severely displaced", impacted=True, location="basicervical", avulsed_fragment=True),
-         "There is a severely displaced, impacted fracture of the basicervical neck of femur with an avulsed fragment."),
-        (FractureDescriptors(True, "mildly displaced", location="intertrochanteric"),
-         "There is a mildly displaced fracture of the intertrochanteric region of the femur."),
-        (FractureDescriptors(True, "undisplaced", True, location="subtrochanteric"),
-         "There is an undisplaced, comminuted fracture of the subtrochanteric region of the femur."),
+        (
+            FractureDescriptors(True, "undisplaced", location="transcervical"),
+            "There is an undisplaced fracture of the transcervical neck of femur.",
+        ),
+        (
+            FractureDescriptors(True, "moderately displaced", True, True, "subcapital"),
+            "There is a moderately displaced, comminuted, impacted fracture of the subcapital neck of femur.",
+        ),
+        (
+            FractureDescriptors(
+                True, "severely displaced", impacted=True, location="basicervical", avulsed_fragment=True
+            ),
+            "There is a severely displaced, impacted fracture of the basicervical neck of femur with an avulsed fragment.",
+        ),
+        (
+            FractureDescriptors(True, "mildly displaced", location="intertrochanteric"),
+            "There is a mildly displaced fracture of the intertrochanteric region of the femur.",
+        ),
+        (
+            FractureDescriptors(True, "undisplaced", True, location="subtrochanteric"),
+            "There is an undisplaced, comminuted fracture of the subtrochanteric region of the femur.",
+        ),
         # Partial forms: the displacement is left out, a missing location is the proximal femur.
-        (FractureDescriptors(True, impacted=True, location="subcapital"),
-         "There is an impacted fracture of the subcapital neck of femur."),
-        (FractureDescriptors(True, comminuted=True, impacted=True),
-         "There is a comminuted, impacted fracture of the proximal femur."),
+        (
+            FractureDescriptors(True, impacted=True, location="subcapital"),
+            "There is an impacted fracture of the subcapital neck of femur.",
+        ),
+        (
+            FractureDescriptors(True, comminuted=True, impacted=True),
+            "There is a comminuted, impacted fracture of the proximal femur.",
+        ),
         (FractureDescriptors(True), "There is a fracture of the proximal femur."),
-        (FractureDescriptors(True, "", location="", avulsed_fragment=True),
-         "There is a fracture of the proximal femur with an avulsed fragment."),
+        (
+            FractureDescriptors(True, "", location="", avulsed_fragment=True),
+            "There is a fracture of the proximal femur with an avulsed fragment.",
+        ),
     ],
-)  # fmt: skip
+)
 def test_examples(d: FractureDescriptors, expected: str) -> None:
     assert fracture_sentence(d) == expected
 
@@ -135,9 +153,13 @@ def test_from_dict_ignores_other_keys_and_fills_defaults() -> None:
 
 @pytest.mark.parametrize(
     ("data", "error"),
-    [({}, ValueError), ({"fracture": "yes"}, TypeError), ({"fracture": True, "comminuted": 1}, TypeError),
-     ({"fracture": True, "location": 3}, TypeError)],
-)  # fmt: skip
+    [
+        ({}, ValueError),
+        ({"fracture": "yes"}, TypeError),
+        ({"fracture": True, "comminuted": 1}, TypeError),
+        ({"fracture": True, "location": 3}, TypeError),
+    ],
+)
 def test_from_dict_refuses_bad_types(data: dict, error: type[Exception]) -> None:
     with pytest.raises(error):
         FractureDescriptors.from_dict(data)

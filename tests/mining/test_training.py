@@ -15,13 +15,16 @@ from mining.networks import build_network
 from mining.progress import Cancelled
 from mining.training import (
     TrainConfig,
+    TrainingRun,
     TrainResult,
     balanced_order,
     dihedral,
+    evaluate,
     learning_rate,
     predict,
     random_dihedral,
     train,
+    train_one_epoch,
     validation_aucs,
 )
 
@@ -99,6 +102,39 @@ def test_same_seed_gives_the_same_history() -> None:
     assert all(torch.equal(first.best_state[k], second.best_state[k]) for k in first.best_state)
 
 
+def _tiny_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 3),
+    )
+
+
+def test_train_is_train_one_epoch_then_evaluate_each_epoch() -> None:
+    config = TrainConfig.from_scratch(epochs=2, batch_size=32)
+    train_x, train_y = _toy_patches(96, seed=1)
+    val_x, val_y = _toy_patches(30, seed=2)
+    result = train(_tiny_net(), train_x, train_y, val_x, val_y, config)
+
+    model = _tiny_net()
+    torch.manual_seed(config.seed)
+    run = TrainingRun.start(model, config, len(train_x))
+    for epoch, record in enumerate(result.history, start=1):
+        assert train_one_epoch(run, train_x, train_y, epoch) == record["train_loss"]
+        validation = evaluate(model, val_x, val_y, ["normal", "benign", "malignant"], batch_size=config.eval_batch_size)
+        assert (validation.loss, validation.aucs, validation.macro_auc) == (
+            record["val_loss"],
+            record["val_auc"],
+            record["val_macro_auc"],
+        )
+    assert validation.probs.shape == (30, 3)
+    assert run.step == 2 * (96 // 32)
+
+
 def test_cancelling_after_the_first_progress_call_raises() -> None:
     asked: list[str] = []
     with pytest.raises(Cancelled):
@@ -125,8 +161,12 @@ def test_warmup_then_cosine_schedule_by_hand() -> None:
 def test_fine_tune_preset_is_the_papers_constant_sgd() -> None:
     config = TrainConfig.fine_tune()
     assert (config.optimizer, config.lr, config.momentum, config.weight_decay, config.batch_size) == (
-        "sgd", 1e-4, 0.9, 1e-4, 32,
-    )  # fmt: skip
+        "sgd",
+        1e-4,
+        0.9,
+        1e-4,
+        32,
+    )
     assert {learning_rate(step, 100, config) for step in (0, 50, 99)} == {1e-4}
     assert json.loads(json.dumps(asdict(config)))["optimizer"] == "sgd"
 
