@@ -19,6 +19,13 @@ class JobStartForm(forms.Form):
     patch_size = forms.IntegerField(
         min_value=32, max_value=1024, required=False, help_text="network input in pixels; empty = the patches' own size"
     )
+    validation_fraction = forms.FloatField(
+        min_value=0.01,
+        max_value=0.5,
+        initial=0.1,
+        required=False,
+        help_text="share of the training patients carved out (seeded, by patient) to pick the best epoch",
+    )
     weights_file = forms.CharField(
         required=False,
         max_length=500,
@@ -35,7 +42,7 @@ class JobStartForm(forms.Form):
         data = self.cleaned_data
         kind = data["kind"]
         if kind == Job.Kind.TRAIN:
-            keys = ["architecture", "epochs", "patch_size", "weights_file"]
+            keys = ["architecture", "epochs", "patch_size", "validation_fraction", "weights_file"]
         elif kind == Job.Kind.MINE:
             keys = ["shards"]
         else:

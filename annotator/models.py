@@ -192,13 +192,17 @@ class Unit(models.Model):
     model = models.ForeignKey(TrainedModel, related_name="units", on_delete=models.CASCADE)
     layer = models.CharField(max_length=64)
     channel = models.PositiveIntegerField()
-    frequency = models.JSONField(default=dict, help_text="class -> times in an input's top 8")
+    frequency = models.JSONField(default=dict, help_text="class -> images whose top 8 toward the class hold it")
     influence_sum = models.JSONField(default=dict, help_text="class -> summed influence when in the top 8")
+    # A unit may be in several classes' lists (as in the reference code): `selections` holds them all,
+    # `selected_for` / `selection_rank` the one it ranks best in (ties: the earlier class), for list order.
     selected_for = models.CharField(max_length=32, blank=True, help_text="class it was selected for, if any")
     selection_rank = models.PositiveIntegerField(null=True, blank=True)
+    selections = models.JSONField(default=dict, blank=True, help_text="class -> rank, every list it is in")
     threshold = models.FloatField(default=0.0, help_text="top-0.5% activation quantile used to binarise")
     max_activation = models.FloatField(default=0.0)
     suggested_concept = models.ForeignKey(Concept, null=True, blank=True, on_delete=models.SET_NULL)
+    # Both IoUs are Network Dissection's, summed over every patch of the mined splits.
     suggested_iou = models.FloatField(default=0.0)
     concept_ious = models.JSONField(default=dict, blank=True, help_text="best few concept codes -> IoU")
     mask_sprite = models.FileField(
@@ -253,25 +257,32 @@ class VersionedLabel(models.Model):
         return {name: getattr(self, name) for name in self.SNAPSHOT_FIELDS}
 
 
+class Association(models.TextChoices):
+    """What a phenomenon in an expert's answer, or a unit's consensus, is associated with.
+
+    Here and in the label choices below, a member without a label gets Django's default: its name in title
+    case ("UNSURE" -> "Unsure").
+    """
+
+    NORMAL = "normal"
+    BENIGN = "benign"
+    MALIGNANT = "malignant"
+    UNCERTAIN = "uncertain"
+
+
 class UnitAnnotation(VersionedLabel):
     """One expert's survey answers for one unit (DeepMiner survey, section 2.2 of the paper).
 
-    `phenomena` is a list of {"description", "concept" (a Concept code or ""), "association"}; the service
-    validates it against the lexicon.
+    `phenomena` is a list of {"description", "concept" (a Concept code or ""), "association" (an
+    `Association` or "")}; the service validates it against the lexicon.
     """
 
     SNAPSHOT_FIELDS = ("recognizable", "phenomena", "confidence", "notes")
 
     class Recognizable(models.TextChoices):
-        YES = "yes", "Yes"
-        NO = "no", "No"
-        UNSURE = "unsure", "Unsure"
-
-    class Association(models.TextChoices):
-        NORMAL = "normal", "Normal"
-        BENIGN = "benign", "Benign"
-        MALIGNANT = "malignant", "Malignant"
-        UNCERTAIN = "uncertain", "Uncertain"
+        YES = "yes"
+        NO = "no"
+        UNSURE = "unsure"
 
     unit = models.ForeignKey(Unit, related_name="annotations", on_delete=models.CASCADE)
     expert = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="unit_annotations", on_delete=models.CASCADE)
@@ -297,7 +308,7 @@ class UnitConsensus(VersionedLabel):
     recognizable = models.CharField(max_length=8, choices=UnitAnnotation.Recognizable.choices)
     description = models.TextField(blank=True)
     concept = models.ForeignKey(Concept, null=True, blank=True, on_delete=models.PROTECT)
-    association = models.CharField(max_length=16, choices=UnitAnnotation.Association.choices, blank=True)
+    association = models.CharField(max_length=16, choices=Association.choices, blank=True)
     set_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
 
     def __str__(self) -> str:
@@ -319,11 +330,11 @@ class FractureDescriptor(VersionedLabel):
         SEVERE = "severely displaced", "Severely displaced"
 
     class Location(models.TextChoices):
-        SUBCAPITAL = "subcapital", "Subcapital"
-        TRANSCERVICAL = "transcervical", "Transcervical"
-        BASICERVICAL = "basicervical", "Basicervical"
-        INTERTROCHANTERIC = "intertrochanteric", "Intertrochanteric"
-        SUBTROCHANTERIC = "subtrochanteric", "Subtrochanteric"
+        SUBCAPITAL = "subcapital"
+        TRANSCERVICAL = "transcervical"
+        BASICERVICAL = "basicervical"
+        INTERTROCHANTERIC = "intertrochanteric"
+        SUBTROCHANTERIC = "subtrochanteric"
 
     image = models.ForeignKey(Image, related_name="fracture_descriptors", on_delete=models.CASCADE)
     expert = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="fracture_descriptors", on_delete=models.CASCADE)

@@ -1,5 +1,5 @@
-"""Evaluation of a C-class classifier: one-vs-rest AUROC with bootstrap CIs, partial AUC at TPR >= 0.8,
-operating-point metrics with the diagnostic odds ratio, confusion matrix, ROC points for plotting,
+"""Evaluation of a C-class classifier: one-vs-rest AUROC with bootstrap CIs, partial AUC at TPR >= 0.8
+(DeepMiner's pAUC), operating-point metrics with the diagnostic odds ratio, confusion matrix, ROC points for plotting,
 label-frequency bias and breakdowns by metadata (view, age band).
 
 A single AUROC hides clinically important differences (Valsson & Arandjelovic, "cxr-evaluation-pitfalls"):
@@ -32,6 +32,7 @@ __all__ = [
     "one_vs_rest_auc",
     "operating_point_metrics",
     "partial_auc",
+    "partial_auc_above",
     "rank_auc",
     "roc_points",
 ]
@@ -115,12 +116,55 @@ def one_vs_rest_auc(y_true: ArrayLike, probs: ArrayLike, classes: Sequence[str])
     return result
 
 
-def partial_auc(y_true_binary: ArrayLike, scores: ArrayLike, min_tpr: float = 0.8) -> float | None:
+def partial_auc(
+    y_true_binary: ArrayLike, scores: ArrayLike, min_tpr: float = 0.8, *, interpolate: bool = True
+) -> float | None:
+    """DeepMiner's pAUC @ TPR ``min_tpr``: (1 - min_tpr) · ∫ TPR dFPR over the FPRs where TPR >= ``min_tpr``.
+
+    y_true_binary (N,) 0/1, scores (N,). This is the figure the DeepMiner paper reports (0.121 / 0.133 /
+    0.144 at AUCs 0.802 / 0.838 / 0.872) as computed by its reference code, ``partial_auc`` in
+    jimmyyhwu/ddsm-visual-primitives ``training/plot_roc_curve_deepminer.ipynb``: the whole area under the
+    ROC curve (down to TPR = 0, not only the part above ``min_tpr``) from where the curve reaches
+    ``min_tpr`` to FPR = 1, by the trapezoid rule, times 1 - ``min_tpr``. A perfect classifier scores
+    1 - min_tpr (0.2), the chance diagonal (1 - min_tpr)² (1 + min_tpr) / 2 (0.036); min_tpr = 0 gives the
+    full AUC, min_tpr = 1 gives 0. See :func:`partial_auc_above` for the area above the level instead.
+
+    ``interpolate=True`` starts the integral exactly where the (linearly interpolated) curve crosses
+    ``min_tpr``. ``interpolate=False`` reproduces the reference code bit for bit: it starts at the first
+    ROC vertex of sklearn's ``roc_curve`` (default ``drop_intermediate``) with TPR >= ``min_tpr`` and so
+    drops the part of the crossing segment below that vertex; the two agree when a vertex lies on the
+    level and differ by at most (1 - min_tpr) times the crossing segment's width, which vanishes with N.
+    None when only one class is present.
+    """
+    if not 0.0 <= min_tpr <= 1.0:
+        raise ValueError(f"min_tpr must be in [0, 1], got {min_tpr}")
+    y, s = _binary_inputs(y_true_binary, scores)
+    if not _both_classes(y):
+        return None
+    fpr, tpr, _ = roc_curve(y, s)
+    return _r((1.0 - min_tpr) * _area_from_level(fpr, tpr, min_tpr, interpolate))
+
+
+def _area_from_level(fpr: NDArray[np.float64], tpr: NDArray[np.float64], level: float, interpolate: bool) -> float:
+    """∫ tpr d fpr over the (K,) (K,) non-decreasing curve from where tpr reaches ``level`` to its end."""
+    first = int(np.argmax(tpr >= level))  # tpr ends at 1 >= level, so such a vertex exists
+    f, t = fpr[first:], tpr[first:]
+    if interpolate and first > 0 and tpr[first] > level:
+        # The segment first-1 -> first rises through the level; start at the crossing point on it.
+        share = (level - tpr[first - 1]) / (tpr[first] - tpr[first - 1])
+        f = np.concatenate(([fpr[first - 1] + share * (fpr[first] - fpr[first - 1])], f))
+        t = np.concatenate(([level], t))
+    return float(np.trapezoid(t, f))
+
+
+def partial_auc_above(y_true_binary: ArrayLike, scores: ArrayLike, min_tpr: float = 0.8) -> float | None:
     """Raw area of the ROC plot above TPR = ``min_tpr`` and under the curve: ∫ max(TPR(FPR) - min_tpr, 0) dFPR.
 
-    y_true_binary (N,) 0/1, scores (N,). Unnormalised as in DeepMiner (pAUC @ TPR 0.8): a perfect classifier
-    scores 1 - min_tpr (0.2), a chance one (1 - min_tpr)² / 2 (0.02); min_tpr = 0 gives the full AUC.
-    The ROC curve is interpolated linearly and cut exactly where it crosses ``min_tpr``.
+    y_true_binary (N,) 0/1, scores (N,). This is the ISIC 2024 challenge's "pAUC above 80% TPR", not the
+    DeepMiner pAUC (:func:`partial_auc`, which counts the whole area under the curve over the same FPR
+    range and scales it by 1 - min_tpr; on binormal curves with the paper's AUCs this area is 21-28% smaller).
+    A perfect classifier scores 1 - min_tpr (0.2), a chance one (1 - min_tpr)² / 2 (0.02); min_tpr = 0
+    gives the full AUC. The ROC curve is interpolated linearly and cut exactly where it crosses ``min_tpr``.
     None when only one class is present.
     """
     if not 0.0 <= min_tpr <= 1.0:
@@ -365,7 +409,9 @@ def evaluate(
     per-epoch validation loss and AUCs that training picks its best epoch by.
 
     Keys: n, class_counts, accuracy (argmax), decision, confusion_matrix (rows = true),
-    per_class {name: {auc, auc_ci_low, auc_ci_high, pauc, roc, tp, fp, tn, fn, sensitivity, ...}},
+    per_class {name: {auc, auc_ci_low, auc_ci_high, pauc, pauc_above, roc, tp, fp, tn, fn, sensitivity, ...}},
+    where pauc is DeepMiner's pAUC @ TPR 0.8 (:func:`partial_auc`) and pauc_above the area above TPR 0.8
+    (:func:`partial_auc_above`),
     mean_probability_by_true_class and breakdown {key: {value: {n, accuracy, auc: {name: ...}}}}.
 
     The per-class operating point is one-vs-rest "argmax == class", so it agrees with the confusion
@@ -414,6 +460,7 @@ def _class_report(
         "auc_ci_low": low,
         "auc_ci_high": high,
         "pauc": partial_auc(positive, score),
+        "pauc_above": partial_auc_above(positive, score),
         "roc": roc_points(positive, score),
         **operating_point_metrics(positive, decided),
     }

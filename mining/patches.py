@@ -4,6 +4,8 @@ The rules follow Wu et al., "DeepMiner" (see ``shared/papers/deepminer.txt``):
 
 * a patch is a square whose side is 25% of the image width; patches lie on a
   regular grid with a stride of 50% of the side and fit wholly inside the image;
+  where the last stride does not reach the bottom (right) edge, one more row
+  (column) of patches sits flush with it, so the grid covers every pixel;
 * a patch is kept only if at least 50% of it is breast tissue;
 * a kept patch is *malignant* (or *benign*) if at least 30% of the patch is
   covered by findings of that pathology, or if at least 30% of a single such
@@ -104,18 +106,30 @@ def patch_geometry(width: int, params: PatchParams = PatchParams()) -> tuple[int
 def patch_grid(height: int, width: int, params: PatchParams = PatchParams()) -> np.ndarray:
     """All grid boxes of an image, row by row: int32 (M, 4) ``(x0, y0, x1, y1)``.
 
-    Top-left corners are ``range(0, W - side + 1, stride)`` by the same for y, so
-    every box lies wholly inside the image; M is 0 if the image is shorter than a side.
+    Top-left x are ``range(0, W - side + 1, stride)`` plus ``W - side`` when that
+    range stops short of it (a last column flush with the right edge, so the strip
+    a whole stride does not reach is patched too); y likewise with H. Every box
+    lies wholly inside the image, no box repeats, and with a stride no larger than
+    the side every pixel lies in a box. M is 0 if the image is shorter than a side.
     """
     return _cached_grid(int(height), int(width), params).copy()
+
+
+def _grid_starts(size: int, side: int, stride: int) -> np.ndarray:
+    """Box starts along one axis: every ``stride`` from 0, then ``size - side`` if not already there."""
+    last = size - side
+    if last < 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.arange(0, last + 1, stride, dtype=np.int64)
+    return starts if starts[-1] == last else np.append(starts, last)
 
 
 @functools.lru_cache(maxsize=64)
 def _cached_grid(height: int, width: int, params: PatchParams) -> np.ndarray:
     # A dataset has few distinct image sizes; building the grid costs more than labelling it.
     side, stride = patch_geometry(width, params)
-    xs = np.arange(0, width - side + 1, stride)
-    ys = np.arange(0, height - side + 1, stride)
+    xs = _grid_starts(width, side, stride)
+    ys = _grid_starts(height, side, stride)
     y0, x0 = np.meshgrid(ys, xs, indexing="ij")
     corners = np.stack([x0.ravel(), y0.ravel()], axis=1)
     grid = np.concatenate([corners, corners + side], axis=1).astype(np.int32)
@@ -323,7 +337,7 @@ def _band_sums(mask: np.ndarray, index: _BoxIndex, out: np.ndarray) -> None:
     pixels = mask.view(np.uint8)
     edges, n_even = index.row_edges, index.n_even
     # A grid's bands mostly share one height: sum those in one reshaped call, not a
-    # loop. einsum, because np.add.reduce over the middle axis is ~1.4x slower here;
+    # loop (the few uneven ones, e.g. around a flush last row, go one by one). einsum, because np.add.reduce over the middle axis is ~1.4x slower here;
     # it adds in uint8 too, which wraps but cannot overflow at <= 255 rows of 0/1.
     even = pixels[: edges[n_even]].reshape(n_even, edges[1], -1)
     np.einsum("bij->bj", even, out=out[:n_even])

@@ -1,15 +1,16 @@
-"""One mining pass, and the glue between its result and what the product stores.
+"""The two mining passes, and the glue between their results and what the product stores.
 
-``run_mining_pass`` drives a feature extractor returning ``{"features", "logits"}`` over the patches
-and feeds ``topk.UnitTopK`` and ``influence.InfluenceTally``; ``patch_concept_masks``,
-``unit_concept_ious`` and ``mask_sprite`` give the concept masks per patch, unit-concept IoUs and mask
-sprites that are stored with the units. Tensors and arrays in, tensors and arrays out: the services
+``run_mining_pass`` (the first) drives a feature extractor returning ``{"features", "logits"}`` over the
+patches and feeds ``topk.UnitTopK`` (top patches, exact thresholds) and ``influence.InfluenceTally``;
+``run_dissection_pass`` (the second, once the thresholds are known) feeds
+``dissection.ConceptIoUTally`` with every patch, as Network Dissection does. ``patch_concept_masks`` and
+``mask_sprite`` give the concept masks per patch and the mask sprites that are stored with the units. Tensors and arrays in, tensors and arrays out: the services
 do the file and database I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -19,12 +20,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import batches, to_input
-from .dissection import best_concept, concept_iou
+from .dissection import ConceptIoUTally
 from .influence import TOP_UNITS_PER_INPUT, InfluenceTally
 from .progress import CancelFn, ProgressFn, check_cancel, never_cancelled, no_progress
 from .topk import QUANTILE, TOP_N, UnitTopK
 
-__all__ = ["MiningResult", "mask_sprite", "patch_concept_masks", "run_mining_pass", "unit_concept_ious"]
+__all__ = ["ConceptsFn", "MiningResult", "mask_sprite", "patch_concept_masks", "run_dissection_pass", "run_mining_pass"]
 
 
 # ---------------------------------------------------------------------- the pass
@@ -32,7 +33,8 @@ __all__ = ["MiningResult", "mask_sprite", "patch_concept_masks", "run_mining_pas
 
 @dataclass
 class MiningResult:
-    """topk: per-unit top activations; influence: per-class unit frequencies; probs float32 (N, C)."""
+    """topk: per-unit top activations; influence: per-class unit frequencies over the images (finished);
+    probs float32 (N, C) per patch."""
 
     topk: UnitTopK
     influence: InfluenceTally
@@ -71,6 +73,7 @@ def run_mining_pass(
     fc_weight: torch.Tensor | np.ndarray,
     *,
     input_ids: torch.Tensor | np.ndarray | None = None,
+    image_index: torch.Tensor | np.ndarray | None = None,
     num_inputs: int | None = None,
     dataset_size: int | None = None,
     batch_size: int = 64,
@@ -82,13 +85,14 @@ def run_mining_pass(
 ) -> MiningResult:
     """One inference pass collecting top activations, influence counts and class probabilities.
 
-    extractor: module mapping float (B, 3, S, S) to {"features": (B, U, h, w), "logits": (B, C)};
-    it is put in eval mode. patches: uint8 (N, S, S), or an iterable of uint8 (B, S, S) batches
-    (then ``num_inputs`` is required, batch_size is theirs, and they may be generated lazily so
-    the input never has to fit in memory). fc_weight: (C, U). input_ids: int64 (N,) global patch indices
-    (default 0..N-1). dataset_size: inputs over all shards of a sharded pass, which sets the quantile's
-    K so shard results merge exactly (default: this pass's N). Raises ``Cancelled`` between
-    batches when ``cancelled()`` says so.
+        extractor: module mapping float (B, 3, S, S) to {"features": (B, U, h, w), "logits": (B, C)};
+        it is put in eval mode. patches: uint8 (N, S, S), or an iterable of uint8 (B, S, S) batches
+        (then ``num_inputs`` is required, batch_size is theirs, and they may be generated lazily so
+        the input never has to fit in memory). fc_weight: (C, U). input_ids: int64 (N,) global patch indices
+        (default 0..N-1). image_index: int64 (N,) the image of each patch, an image's patches adjacent
+    (default: every patch its own image); influence is counted per image, over the image's patches. dataset_size: inputs over all shards of a sharded pass, which sets the quantile's
+        K so shard results merge exactly (default: this pass's N). Raises ``Cancelled`` between
+        batches when ``cancelled()`` says so.
     """
     total = len(patches) if isinstance(patches, torch.Tensor) else num_inputs
     if total is None:
@@ -96,10 +100,13 @@ def run_mining_pass(
     ids = torch.arange(total) if input_ids is None else torch.as_tensor(input_ids, dtype=torch.int64)
     if len(ids) != total:
         raise ValueError(f"{len(ids)} input ids for {total} patches")
+    images = torch.arange(total) if image_index is None else torch.as_tensor(image_index, dtype=torch.int64)
+    if len(images) != total:
+        raise ValueError(f"{len(images)} image indices for {total} patches")
     weight = torch.as_tensor(fc_weight, dtype=torch.float32).detach()
     extractor.eval()
     topk: UnitTopK | None = None
-    influence = InfluenceTally(weight.shape[0], weight.shape[1], per_image_top)
+    influence = InfluenceTally(weight, per_image_top)
     probs: list[torch.Tensor] = []
     done = 0
     with torch.inference_mode():
@@ -114,13 +121,54 @@ def run_mining_pass(
                 topk = UnitTopK(features.shape[1], top_n, quantile, total_positions=positions)
             with _one_thread():
                 max_act = topk.update(features, ids[done : done + len(batch)])
-                influence.update(max_act, logits, weight)
+                influence.update(max_act, images[done : done + len(batch)])
                 probs.append(torch.softmax(logits.float(), dim=1))
             done += len(batch)
             progress(done, total, "mining top activations")
     if topk is None or done != total:
         raise ValueError(f"expected {total} patches, got {done}")
-    return MiningResult(topk, influence, torch.cat(probs).numpy())
+    return MiningResult(topk, influence.finish(), torch.cat(probs).numpy())
+
+
+# A patch's concept masks, asked for by position in the pass: (start, stop) -> one code -> bool (S, S) map a patch.
+ConceptsFn = Callable[[int, int], Sequence[Mapping[str, np.ndarray]]]
+
+
+def run_dissection_pass(
+    extractor: nn.Module,
+    patches: Patches,
+    thresholds: torch.Tensor,
+    concepts: ConceptsFn,
+    side: int,
+    *,
+    num_inputs: int | None = None,
+    batch_size: int = 64,
+    progress: ProgressFn = no_progress,
+    cancelled: CancelFn = never_cancelled,
+) -> ConceptIoUTally:
+    """The second pass: every unit's Network Dissection IoU sums with every concept over all the patches.
+
+    extractor and patches as for `run_mining_pass` (the same patches in the same order); thresholds:
+    float (U,) from the first pass; concepts(start, stop): the concept masks (side x side) of patches
+    start..stop-1 of this pass. Raises ``Cancelled`` between batches when ``cancelled()`` says so.
+    """
+    total = len(patches) if isinstance(patches, torch.Tensor) else num_inputs
+    if total is None:
+        raise ValueError("num_inputs is required when patches is an iterable of batches")
+    tally = ConceptIoUTally(thresholds, side)
+    extractor.eval()
+    done = 0
+    with torch.inference_mode():
+        for batch in _uint8_batches(patches, batch_size):
+            check_cancel(cancelled)
+            features = extractor(to_input(batch))["features"]
+            with _one_thread():
+                tally.update(features, concepts(done, done + len(batch)))
+            done += len(batch)
+            progress(done, total, "matching units with concepts over every patch")
+    if done != total:
+        raise ValueError(f"expected {total} patches, got {done}")
+    return tally
 
 
 # ---------------------------------------------------------------------- what is stored with the units
@@ -146,30 +194,6 @@ def patch_concept_masks(
         for code in codes:
             result[code] = result[code] | crop if code in result else crop.copy()
     return result
-
-
-def unit_concept_ious(
-    unit_masks: np.ndarray, patch_concepts: Sequence[Mapping[str, np.ndarray]], keep: int = 5
-) -> tuple[str | None, float, dict[str, float]]:
-    """IoU of a unit's masks (n, S, S) with every concept present in its n patches.
-
-    patch_concepts[i] is `patch_concept_masks` of the unit's i-th patch. Returns the best concept,
-    its IoU, and the `keep` best as code -> IoU (rounded to 4 decimals).
-    """
-    codes = sorted({code for concepts in patch_concepts for code in concepts})
-    if not codes:
-        return None, 0.0, {}
-    empty = np.zeros(unit_masks.shape[1:], dtype=bool)
-    stacks = {code: np.stack([concepts.get(code, empty) for concepts in patch_concepts]) for code in codes}
-    ious = concept_iou(unit_masks, stacks)
-    found = best_concept(ious)  # (code or None, IoU)
-    best_code, best_iou = found
-    top = sorted(ious.items(), key=lambda item: (-item[1], item[0]))[:keep]
-    return (
-        best_code,
-        float(best_iou),
-        {str(k): round(float(v), 4) for k, v in top if v > 0},
-    )
 
 
 def mask_sprite(masks: np.ndarray, columns: int = 8) -> np.ndarray:

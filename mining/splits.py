@@ -4,6 +4,10 @@ Each patient gets a seeded pseudo-random key (SHA-256 of ``"<seed>:<patient id>"
 sorted by key and cut at the split sizes. So the assignment depends on the seed and on the set of
 patients only -- never on their order, on Python's hash randomisation or on a global RNG -- and
 the split sizes are exact (largest-remainder rounding), not merely expected.
+
+Each split has one role: train fits the network, with a seeded patient-level validation carve-out of
+the training patients (`carve_validation`) to pick the best epoch; test gives the CNN metrics and is
+where units are mined; hold-out is kept for evaluating the explanations only.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import hashlib
 import math
 from collections.abc import Iterable, Sequence
 
-__all__ = ["SPLITS", "assign_splits", "split_sizes"]
+__all__ = ["SPLITS", "assign_splits", "carve_validation", "split_sizes", "validation_size"]
 
 SPLITS: tuple[str, str, str] = ("train", "test", "holdout")
 
@@ -45,5 +49,23 @@ def split_sizes(n: int, fractions: Sequence[float]) -> tuple[int, int, int]:
     return sizes[0], sizes[1], sizes[2]
 
 
-def _key(seed: int, patient_id: str) -> bytes:
-    return hashlib.sha256(f"{seed}:{patient_id}".encode()).digest()
+def carve_validation(patient_ids: Iterable[str], fraction: float = 0.1, seed: int = 0) -> set[str]:
+    """The validation carve-out of the training patients: ``validation_size`` of the distinct ids,
+    chosen like `assign_splits` (seeded keys, so independent of order and repeats) but with keys of
+    their own, so the carve-out is not tied to how the patients were split in the first place."""
+    patients = sorted(set(patient_ids), key=lambda pid: (_key(seed, pid, salt="validation"), pid))
+    return set(patients[: validation_size(len(patients), fraction)])
+
+
+def validation_size(n: int, fraction: float) -> int:
+    """How many of ``n`` training patients validate: ``fraction`` of them rounded as `split_sizes`
+    does, but at least one patient on each side when there are two or more."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"validation fraction must lie strictly between 0 and 1, got {fraction}")
+    size = split_sizes(n, (1 - fraction, fraction, 0.0))[1]
+    return min(max(size, 1), n - 1) if n >= 2 else 0
+
+
+def _key(seed: int, patient_id: str, salt: str = "") -> bytes:
+    text = f"{seed}:{patient_id}" if not salt else f"{salt}:{seed}:{patient_id}"
+    return hashlib.sha256(text.encode()).digest()

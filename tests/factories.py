@@ -153,6 +153,12 @@ class UnitFactory(factory.django.DjangoModelFactory):
     layer = "layer4"
     channel = factory.Sequence(lambda n: n)
     frequency = factory.LazyFunction(lambda: {"normal": 1, "benign": 2, "malignant": 30})
+    selected_for = ""
+    selection_rank = None
+    # As mining stores them: a selected unit's own class is among its lists.
+    selections = factory.LazyAttribute(
+        lambda unit: {unit.selected_for: unit.selection_rank} if unit.selected_for else {}
+    )
 
 
 class UnitAnnotationFactory(factory.django.DjangoModelFactory):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.db.models import QuerySet
@@ -11,10 +12,11 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import generics
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
 from ..errors import ApplicationError
-from ..models import AnnotationChange, TrainedModel
+from ..models import AnnotationChange, TrainedModel, VersionedLabel
 from ..permissions import CanAnnotate, IsAdminRole, user_sees_others_labels
 from ..selectors import trained_model_get
 from ..selectors import units as unit_selectors
@@ -46,6 +48,17 @@ __all__ = [
 ]
 
 CONFLICT = OpenApiResponse(description='{"message": ..., "extra": {"version": n, "current": {...}}}: saved since')
+
+
+def _put_label(
+    view: APIView, given: type[Serializer], save: Callable[..., VersionedLabel], user_as: str, shown: type[Serializer]
+) -> Response:
+    """The PUT of a label on the view's unit: the body checked with ``given``, then ``save(unit=..., <user_as>=the
+    signed-in user, **body)`` (a stale version gets 409), and the saved label answered in ``shown``'s shape."""
+    values = validated_input(given, view.request.data)
+    unit = unit_selectors.unit_get(pk=view.kwargs["pk"])
+    label = save(unit=unit, **{user_as: signed_in_user(view.request)}, **values)
+    return Response(shown(label).data)
 
 
 @extend_schema(
@@ -103,11 +116,7 @@ class UnitAnnotationSaveApi(APIView):
 
     @extend_schema(request=UnitAnnotationSaveSerializer, responses={200: UnitAnnotationSerializer, 409: CONFLICT})
     def put(self, request: Request, pk: int) -> Response:
-        answers = validated_input(UnitAnnotationSaveSerializer, request.data)
-        annotation = unit_annotation_save(
-            unit=unit_selectors.unit_get(pk=pk), expert=signed_in_user(request), **answers
-        )
-        return Response(UnitAnnotationSerializer(annotation).data)
+        return _put_label(self, UnitAnnotationSaveSerializer, unit_annotation_save, "expert", UnitAnnotationSerializer)
 
 
 class UnitAnnotationListApi(APIView):
@@ -124,11 +133,7 @@ class UnitConsensusApi(APIView):
 
     @extend_schema(request=UnitConsensusSaveSerializer, responses={200: UnitConsensusSerializer, 409: CONFLICT})
     def put(self, request: Request, pk: int) -> Response:
-        consensus_input = validated_input(UnitConsensusSaveSerializer, request.data)
-        consensus = unit_consensus_save(
-            unit=unit_selectors.unit_get(pk=pk), admin=signed_in_user(request), **consensus_input
-        )
-        return Response(UnitConsensusSerializer(consensus).data)
+        return _put_label(self, UnitConsensusSaveSerializer, unit_consensus_save, "admin", UnitConsensusSerializer)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:

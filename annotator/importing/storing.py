@@ -24,6 +24,20 @@ __all__ = ["DEFAULT_MODALITY", "THUMBNAIL_SIDE", "write_dataset"]
 # Modality recorded for PNG/JPEG/TIFF images, which carry none.
 DEFAULT_MODALITY = {"mammogram": "MG", "hip_fracture": "DX"}
 THUMBNAIL_SIDE = 256
+# Image columns stored as the spec holds them (in alphabetical order).
+_SPEC_COLUMNS = (
+    "bit_depth",
+    "height",
+    "label",
+    "laterality",
+    "metadata",
+    "patient_id",
+    "sha256",
+    "source_name",
+    "split",
+    "view",
+    "width",
+)
 
 
 @dataclass
@@ -130,18 +144,8 @@ def _image_row(dataset: Dataset, kind: str, spec: ImageSpec, files: _StoredImage
         file=files.file,
         thumbnail=files.thumbnail,
         overlay=files.overlay,
-        source_name=spec.source_name,
-        sha256=spec.sha256,
-        width=spec.width,
-        height=spec.height,
-        bit_depth=spec.bit_depth,
         modality=spec.modality or DEFAULT_MODALITY[kind],
-        view=spec.view,
-        laterality=spec.laterality,
-        patient_id=spec.patient_id,
-        split=spec.split,
-        label=spec.label,
-        metadata=spec.metadata,
+        **{column: getattr(spec, column) for column in _SPEC_COLUMNS},
     )
     image.full_clean(exclude=["dataset"], validate_unique=False, validate_constraints=False)
     return image

@@ -3,10 +3,13 @@ that every job listing runs first, so nobody ever sees a dead job as 'running'."
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 from django.shortcuts import get_object_or_404
+
+from mining.dissection import INTERPRETABLE_IOU
 
 from ..models import Dataset, Finding, Image, Job, Patch, TopActivation, TrainedModel, Unit
 from ..plots import line_chart
@@ -167,8 +170,11 @@ def model_report(*, trained: TrainedModel) -> dict[str, Any]:
     ]
     units = Unit.objects.filter(model=trained).exclude(selected_for="").select_related("suggested_concept")
     by_class: dict[str, list[Unit]] = {name: [] for name in classes}
-    for unit in units.order_by("selection_rank"):
-        by_class.setdefault(unit.selected_for, []).append(unit)
+    for unit in units:  # a unit in two classes' lists is shown in both
+        for name in unit.selections:
+            by_class.setdefault(name, []).append(unit)
+    for name, class_units in by_class.items():
+        class_units.sort(key=functools.partial(_rank_in, name))
     previews = unit_previews([u.pk for u in units])
     mining = trained.mining or {}
     coverage_rows = [
@@ -176,7 +182,7 @@ def model_report(*, trained: TrainedModel) -> dict[str, Any]:
             "name": name,
             "coverage": (mining.get("coverage") or {}).get(name),
             "selected": len(by_class.get(name, [])),
-            "named": sum(1 for u in by_class.get(name, []) if u.suggested_iou >= 0.04),
+            "named": sum(1 for u in by_class.get(name, []) if u.suggested_iou > INTERPRETABLE_IOU),
         }
         for name in classes
     ]
@@ -189,12 +195,25 @@ def model_report(*, trained: TrainedModel) -> dict[str, Any]:
         "breakdown": metrics.get("breakdown") or {},
         "coverage": coverage_rows,
         "units_by_class": [
-            {"name": name, "units": [{"unit": u, "previews": previews.get(u.pk, [])} for u in by_class.get(name, [])]}
+            {
+                "name": name,
+                "units": [
+                    {"unit": u, "rank": u.selections[name], "previews": previews.get(u.pk, [])}
+                    for u in by_class.get(name, [])
+                ],
+            }
             for name in classes
         ],
         "mining": mining,
+        "causal": [
+            {"name": name, **entry} for name, entry in ((mining.get("causal") or {}).get("per_class") or {}).items()
+        ],
         "quantile_percent": f"{100 * float(mining.get('quantile', 0.005)):g}",
     }
+
+
+def _rank_in(name: str, unit: Unit) -> int:
+    return int(unit.selections[name])
 
 
 def unit_previews(unit_ids: list[int], per_unit: int = 4) -> dict[int, list[str]]:

@@ -10,7 +10,9 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from django.db.models import Case, Count, Exists, OuterRef, Q, QuerySet, When
+from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, QuerySet, When
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
 from django.shortcuts import get_object_or_404
 
 from mining.agreement import fleiss_kappa, percent_agreement, ratings_to_counts, unit_agreement
@@ -89,8 +91,8 @@ def unit_list(
     )
     if selected_only and not search:
         units = units.exclude(selected_for="")
-    if selected_for:
-        units = units.filter(selected_for=selected_for)
+    if selected_for:  # every unit in the class's list, also those that rank better in another class
+        units = units.filter(selections__has_key=selected_for)
     if status == "mine":
         units = units.filter(mine=True)
     elif status == "todo":
@@ -108,6 +110,8 @@ def unit_list(
         units = units.filter(suggested_concept__code=suggested)
     if search:
         units = units.filter(_search_filter(search))
+    if selected_for in trained.classes:  # one class's list, in its own rank order
+        return units.order_by(Cast(KT(f"selections__{selected_for}"), IntegerField()), "channel")
     # Selected units first (by class and rank), then the rest by channel.
     return units.order_by(Case(When(selected_for="", then=1), default=0), "selected_for", "selection_rank", "channel")
 
@@ -123,19 +127,30 @@ def _search_filter(text: str) -> Q:
 
 
 def unit_progress(*, trained: TrainedModel, user: Any) -> dict[str, dict[str, int]]:
-    """Per class (and "all"): selected units, answered by me, answered by anyone."""
+    """Per class (and "all", each unit once): selected units, answered by me, answered by anyone.
+
+    A unit in two classes' lists counts in both classes (a few dozen rows: counted here, not in SQL).
+    """
     rows = (
         Unit.objects.filter(model=trained)
         .exclude(selected_for="")
-        .values("selected_for")
         .annotate(
-            total=Count("id", distinct=True),
-            mine=Count("id", filter=Q(annotations__expert=user) & ~Q(annotations__recognizable=""), distinct=True),
-            anyone=Count("id", filter=~Q(annotations__recognizable="") & Q(annotations__isnull=False), distinct=True),
+            mine=Exists(UnitAnnotation.objects.filter(unit=OuterRef("pk"), expert=user).exclude(recognizable="")),
+            anyone=Exists(UnitAnnotation.objects.filter(unit=OuterRef("pk")).exclude(recognizable="")),
         )
+        .values_list("selections", "mine", "anyone")
     )
-    progress = {row["selected_for"]: {k: row[k] for k in ("total", "mine", "anyone")} for row in rows}
-    progress["all"] = {k: sum(p[k] for p in progress.values()) for k in ("total", "mine", "anyone")}
+    progress: dict[str, dict[str, int]] = {}
+    every = {"total": 0, "mine": 0, "anyone": 0}
+    for selections, mine, anyone in rows:
+        for counts in [
+            *(progress.setdefault(name, {"total": 0, "mine": 0, "anyone": 0}) for name in selections),
+            every,
+        ]:
+            counts["total"] += 1
+            counts["mine"] += int(mine)
+            counts["anyone"] += int(anyone)
+    progress["all"] = every
     return progress
 
 
@@ -329,6 +344,7 @@ _UNIT_FIELDS = (
     "channel",
     "selected_for",
     "selection_rank",
+    "selections",
     "frequency",
     "suggested_concept__code",
     "suggested_iou",
@@ -368,6 +384,7 @@ def _export_record(
         "channel": unit["channel"],
         "selected_for": selected_for,
         "selection_rank": unit["selection_rank"],
+        "selections": unit["selections"] or {},
         "frequency": {name: int(frequency.get(name, 0)) for name in classes},
         "coverage": round(coverage, 5) if coverage is not None else None,
         "checkpoint": checkpoint,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..models import Concept, Dataset, Finding, Image, Job
@@ -15,6 +17,7 @@ __all__ = [
     "ImageSerializer",
     "JobCreateSerializer",
     "JobSerializer",
+    "MediaUrlField",
     "media_url",
 ]
 
@@ -24,24 +27,32 @@ def media_url(field: Any) -> str:
     return reverse("media", args=[field.name]) if field else ""
 
 
+@extend_schema_field(OpenApiTypes.STR)
+class MediaUrlField(serializers.Field):
+    """Read-only: the ``media_url`` of the file field ``source`` names (a dotted path is followed)."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__(source=source, read_only=True)
+
+    def to_representation(self, value: Any) -> str:
+        return media_url(value)
+
+
 class FindingSerializer(serializers.ModelSerializer):
     concepts: serializers.SlugRelatedField[Concept] = serializers.SlugRelatedField(
         slug_field="code", many=True, read_only=True
     )
-    mask_url = serializers.SerializerMethodField()
+    mask_url = MediaUrlField("mask")
 
     class Meta:
         model = Finding
         fields = ["id", "pathology", "lesion_type", "concepts", "description", "area", "bbox", "mask_url"]
 
-    def get_mask_url(self, finding: Finding) -> str:
-        return media_url(finding.mask)
-
 
 class ImageSerializer(serializers.ModelSerializer):
     findings = FindingSerializer(many=True, read_only=True)
-    file_url = serializers.SerializerMethodField()
-    thumbnail_url = serializers.SerializerMethodField()
+    file_url = MediaUrlField("file")
+    thumbnail_url = MediaUrlField("thumbnail")
 
     class Meta:
         model = Image
@@ -63,12 +74,6 @@ class ImageSerializer(serializers.ModelSerializer):
             "thumbnail_url",
             "findings",
         ]
-
-    def get_file_url(self, image: Image) -> str:
-        return media_url(image.file)
-
-    def get_thumbnail_url(self, image: Image) -> str:
-        return media_url(image.thumbnail)
 
 
 class DatasetSerializer(serializers.ModelSerializer):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from ..models import AnnotationChange, Concept, TopActivation, Unit, UnitAnnotation, UnitConsensus
-from .core import media_url
+from ..models import AnnotationChange, Association, Concept, TopActivation, Unit, UnitAnnotation, UnitConsensus
+from .core import MediaUrlField
 
 __all__ = [
     "AnnotationChangeSerializer",
@@ -26,8 +26,8 @@ class UnitSerializer(serializers.ModelSerializer):
     )
     answer_count = serializers.IntegerField(read_only=True, required=False)
     mine = serializers.BooleanField(read_only=True, required=False)
-    mask_sprite_url = serializers.SerializerMethodField()
-    heat_sprite_url = serializers.SerializerMethodField()
+    mask_sprite_url = MediaUrlField("mask_sprite")
+    heat_sprite_url = MediaUrlField("heat_sprite")
 
     class Meta:
         model = Unit
@@ -40,6 +40,7 @@ class UnitSerializer(serializers.ModelSerializer):
             "influence_sum",
             "selected_for",
             "selection_rank",
+            "selections",
             "threshold",
             "max_activation",
             "suggested_concept",
@@ -52,30 +53,18 @@ class UnitSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    def get_mask_sprite_url(self, unit: Unit) -> str:
-        return media_url(unit.mask_sprite)
-
-    def get_heat_sprite_url(self, unit: Unit) -> str:
-        return media_url(unit.heat_sprite)
-
 
 class TopActivationSerializer(serializers.ModelSerializer):
     patch_id = serializers.IntegerField(read_only=True)
     image_id = serializers.IntegerField(read_only=True)
-    crop_url = serializers.SerializerMethodField()
-    image_url = serializers.SerializerMethodField()
+    crop_url = MediaUrlField("patch.crop")
+    image_url = MediaUrlField("image.file")
     image_size = serializers.SerializerMethodField()
 
     class Meta:
         model = TopActivation
         fields = ["rank", "score", "box", "patch_id", "image_id", "crop_url", "image_url", "image_size"]
         read_only_fields = fields
-
-    def get_crop_url(self, top: TopActivation) -> str:
-        return media_url(top.patch.crop)
-
-    def get_image_url(self, top: TopActivation) -> str:
-        return media_url(top.image.file)
 
     def get_image_size(self, top: TopActivation) -> list[int]:
         return [top.image.width, top.image.height]
@@ -84,7 +73,7 @@ class TopActivationSerializer(serializers.ModelSerializer):
 class PhenomenonSerializer(serializers.Serializer):
     description = serializers.CharField(allow_blank=True, required=False, max_length=4000)
     concept = serializers.CharField(allow_blank=True, required=False, help_text="a BI-RADS Concept code")
-    association = serializers.ChoiceField(choices=UnitAnnotation.Association.choices, allow_blank=True, required=False)
+    association = serializers.ChoiceField(choices=Association.choices, allow_blank=True, required=False)
 
 
 class UnitAnnotationSerializer(serializers.ModelSerializer):
@@ -131,7 +120,7 @@ class UnitConsensusSaveSerializer(serializers.Serializer):
     recognizable = serializers.ChoiceField(choices=UnitAnnotation.Recognizable.choices)
     description = serializers.CharField(allow_blank=True, required=False, max_length=4000)
     concept = serializers.CharField(allow_blank=True, required=False)
-    association = serializers.ChoiceField(choices=UnitAnnotation.Association.choices, allow_blank=True, required=False)
+    association = serializers.ChoiceField(choices=Association.choices, allow_blank=True, required=False)
 
 
 class AnnotationChangeSerializer(serializers.ModelSerializer):

@@ -13,8 +13,8 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from ..errors import ApplicationError
-from ..models import AnnotationChange, Concept, Unit, UnitAnnotation, UnitConsensus
-from .versioned import label_snapshot, save_versioned
+from ..models import AnnotationChange, Association, Concept, Unit, UnitAnnotation, UnitConsensus, VersionedLabel
+from .versioned import LabelT, label_snapshot, save_versioned
 
 __all__ = [
     "MAX_PHENOMENA",
@@ -27,7 +27,31 @@ __all__ = [
 MAX_PHENOMENA = 10
 MAX_TEXT = 4000
 RECOGNIZABLE = set(UnitAnnotation.Recognizable.values)
-ASSOCIATIONS = set(UnitAnnotation.Association.values)
+ASSOCIATIONS = set(Association.values)
+
+
+# What the history and a 409 message call each label of a unit.
+_UNIT_LABELS: dict[type[VersionedLabel], tuple[str, str]] = {
+    UnitAnnotation: (AnnotationChange.Target.UNIT_ANNOTATION, "annotation"),
+    UnitConsensus: (AnnotationChange.Target.UNIT_CONSENSUS, "consensus"),
+}
+
+
+def _unit_label_save(
+    model: type[LabelT], *, lookup: dict[str, Any], values: dict[str, Any], version: int, user: User
+) -> LabelT:
+    """``save_versioned`` for an answer or a consensus: the change is kept in the history of ``lookup["unit"]``."""
+    target, what = _UNIT_LABELS[model]
+    return save_versioned(
+        model=model,
+        lookup=lookup,
+        values=values,
+        version=int(version),
+        target=target,
+        user=user,
+        what=what,
+        history={"unit": lookup["unit"]},
+    )
 
 
 def clean_phenomena(phenomena: Any) -> list[dict[str, str]]:
@@ -82,15 +106,8 @@ def unit_annotation_save(
         "confidence": confidence,
         "notes": notes,
     }
-    return save_versioned(
-        model=UnitAnnotation,
-        lookup={"unit": unit, "expert": expert},
-        values=values,
-        version=int(version),
-        target=AnnotationChange.Target.UNIT_ANNOTATION,
-        user=expert,
-        what="annotation",
-        history={"unit": unit},
+    return _unit_label_save(
+        UnitAnnotation, lookup={"unit": unit, "expert": expert}, values=values, version=version, user=expert
     )
 
 
@@ -122,16 +139,7 @@ def unit_consensus_save(
         "association": association,
         "set_by": admin,
     }
-    return save_versioned(
-        model=UnitConsensus,
-        lookup={"unit": unit},
-        values=values,
-        version=int(version),
-        target=AnnotationChange.Target.UNIT_CONSENSUS,
-        user=admin,
-        what="consensus",
-        history={"unit": unit},
-    )
+    return _unit_label_save(UnitConsensus, lookup={"unit": unit}, values=values, version=version, user=admin)
 
 
 @transaction.atomic

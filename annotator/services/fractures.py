@@ -27,7 +27,7 @@ _CHOICES = {"displacement": DISPLACEMENTS, "location": LOCATIONS}
 
 
 def _descriptors(
-    *, fracture: Any, displacement: Any, comminuted: Any, impacted: Any, location: Any, avulsed_fragment: Any
+    fracture: Any, displacement: Any, comminuted: Any, impacted: Any, location: Any, avulsed_fragment: Any
 ) -> FractureDescriptors:
     """Checked descriptors; a no-fracture label drops every other field (they would mean nothing)."""
     flags = {"fracture": fracture, "comminuted": comminuted, "impacted": impacted, "avulsed_fragment": avulsed_fragment}
@@ -88,14 +88,7 @@ def fracture_descriptor_save(
         raise ApplicationError("version must be a whole number", {"field": "version"}) from None
     if version < 0:
         raise ApplicationError("version must be 0 (no label yet) or the version you loaded", {"field": "version"})
-    descriptors = _descriptors(
-        fracture=fracture,
-        displacement=displacement,
-        comminuted=comminuted,
-        impacted=impacted,
-        location=location,
-        avulsed_fragment=avulsed_fragment,
-    )
+    descriptors = _descriptors(fracture, displacement, comminuted, impacted, location, avulsed_fragment)
     values = {
         "fracture": descriptors.fracture,
         "displacement": descriptors.displacement or "",

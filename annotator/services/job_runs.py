@@ -1,5 +1,6 @@
-"""The worker side of a job: run a queued job to its end state with its kind's runner, or, for a job
-split into shards, run one shard and merge them all. The tasks in `annotator.tasks` call these, and
+"""The worker side of a job: run a queued job to its end state with its kind's runner, or, for a mining
+job split into shards, run the shards of its two passes and merge them (pass 1 shards -> reduce ->
+pass 2 shards -> merge). The tasks in `annotator.tasks` call these, and
 nothing here knows Celery: a job that fans out is handed a `fan_out` callable by its caller.
 """
 
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from mining.progress import Cancelled
 
 from ..errors import ApplicationError
+from ..files import delete_quietly
 from ..models import Job
 from .job_kinds import JOB_KINDS
 from .job_state import (
@@ -22,11 +24,11 @@ from .job_state import (
     job_finish_succeeded,
     job_heartbeat,
 )
-from .mining import units_mine_merge, units_mine_shard
+from .mining import units_dissect_shard, units_mine_merge, units_mine_reduce, units_mine_shard
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FanOut", "job_run", "shard_run", "shards_merge"]
+__all__ = ["FanOut", "dissect_run", "job_run", "shard_run", "shards_merge", "shards_reduce"]
 
 # (job id, number of shards) -> None: starts the shards and the merge that ends the job.
 FanOut = Callable[[int, int], None]
@@ -63,31 +65,32 @@ def job_run(*, job_id: int, fan_out: FanOut | None = None) -> str:
 
 
 class _ShardReporter(JobReporter):
-    """Progress of one shard, labelled with its number (the shards share one job row)."""
+    """Progress of one shard, labelled with its pass and number (the shards share one job row)."""
 
-    def __init__(self, job_id: int, shard: int, shards: int) -> None:
+    def __init__(self, job_id: int, label: str) -> None:
         super().__init__(job_id=job_id)
-        self.prefix = f"shard {shard + 1}/{shards}"
+        self.prefix = label
 
     def progress(self, done: int, total: int, message: str = "") -> None:
         super().progress(done, total, f"{self.prefix} · {message}")
 
 
-def shard_run(*, job_id: int, shard: int, shards: int) -> str:
-    """Mine one shard of a running job; returns the file its per-unit state was written to.
+ShardWork = Callable[[Job, JobReporter], str]
+
+
+def _shard(job_id: int, label: str, work: ShardWork) -> str:
+    """Run one shard's work for a running job; returns the file its result was written to.
 
     The job stays `running` across the shards, each keeps its heartbeat fresh, and the first failure or a
-    cancel request ends it (the exception propagates, so the merge never runs).
+    cancel request ends it (the exception propagates, so the chord's callback never runs).
     """
     job = Job.objects.filter(pk=job_id).first()
     if job is None or job.status != Job.Status.RUNNING:
-        raise RuntimeError(f"job {job_id} is not running; shard {shard} skipped")
-    reporter = _ShardReporter(job_id, shard, shards)
+        raise RuntimeError(f"job {job_id} is not running; {label} skipped")
+    reporter = _ShardReporter(job_id, label)
     try:
         with job_heartbeat(job_id=job_id):
-            return units_mine_shard(
-                job=job, shard=shard, shards=shards, progress=reporter.progress, cancelled=reporter.cancelled
-            )
+            return work(job, reporter)
     except Cancelled:
         job_finish_cancelled(job_id=job_id)
         raise
@@ -96,15 +99,58 @@ def shard_run(*, job_id: int, shard: int, shards: int) -> str:
         raise
 
 
-def shards_merge(*, job_id: int, shard_files: list[str]) -> str:
-    """Merge the shards' states into the job's units and end the job."""
+def shard_run(*, job_id: int, shard: int, shards: int) -> str:
+    """The first mining pass over one shard of a running job; returns the file of its per-unit state."""
+
+    def work(job: Job, reporter: JobReporter) -> str:
+        return units_mine_shard(
+            job=job, shard=shard, shards=shards, progress=reporter.progress, cancelled=reporter.cancelled
+        )
+
+    return _shard(job_id, f"pass 1, shard {shard + 1}/{shards}", work)
+
+
+def shards_reduce(*, job_id: int, shard_files: list[str]) -> str | None:
+    """Merge the first pass's shard states; returns the merged state's file, or None when the job ended."""
     job = Job.objects.filter(pk=job_id).first()
     if job is None or job.status != Job.Status.RUNNING:
-        return job.status if job else "missing"
-    JobReporter(job_id=job_id).progress(1, 1, "Merging shards, matching concepts, writing masks")
+        delete_quietly(shard_files)
+        return None
+    JobReporter(job_id=job_id).progress(1, 2, "Merging the first pass's shards")
     try:
         with job_heartbeat(job_id=job_id):
-            result = units_mine_merge(job=job, shard_files=shard_files)
+            return units_mine_reduce(job=job, shard_files=shard_files)
+    except Exception as exc:
+        job_finish_failed(job_id=job_id, exc=exc)
+        return None
+
+
+def dissect_run(*, job_id: int, shard: int, shards: int, merged_file: str) -> str:
+    """The second mining pass (IoU over every patch) over one shard; returns the file of its IoU sums."""
+
+    def work(job: Job, reporter: JobReporter) -> str:
+        return units_dissect_shard(
+            job=job,
+            shard=shard,
+            shards=shards,
+            merged_file=merged_file,
+            progress=reporter.progress,
+            cancelled=reporter.cancelled,
+        )
+
+    return _shard(job_id, f"pass 2, shard {shard + 1}/{shards}", work)
+
+
+def shards_merge(*, job_id: int, merged_file: str, iou_files: list[str]) -> str:
+    """Add the second pass's IoU sums to the merged first pass, store the units and end the job."""
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or job.status != Job.Status.RUNNING:
+        delete_quietly([merged_file, *iou_files])
+        return job.status if job else "missing"
+    JobReporter(job_id=job_id).progress(1, 1, "Merging shards, writing units and masks")
+    try:
+        with job_heartbeat(job_id=job_id):
+            result = units_mine_merge(job=job, merged_file=merged_file, iou_files=iou_files)
     except Exception as exc:
         return job_finish_failed(job_id=job_id, exc=exc)
     return job_finish_succeeded(job_id=job_id, result=result)

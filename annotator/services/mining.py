@@ -1,6 +1,11 @@
-"""The `mine` job: one streaming pass of a trained model over a dataset's evaluation patches gives each
-unit's influence frequency per class, its top-N patches with binarised masks, and its best-matching
-concept; the results replace the model's previous units in one transaction."""
+"""The `mine` job: two streaming passes of a trained model over a dataset's mining split (test by default).
+
+The first gives each unit's influence frequency per class (over the images), its top-N patches and its
+exact top-quantile threshold; the second, with those thresholds, each unit's Network Dissection IoU with
+every concept over all the split's patches. The results replace the model's previous units in one
+transaction. Sharded, each pass is a chord of shards of whole images: the first's states are merged
+into the thresholds the second's shards read, and the second's IoU sums are merged with them at the end.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +21,12 @@ import numpy as np
 import torch
 from django.db import connection, models, transaction
 
-from mining.influence import InfluenceTally, coverage, select_units_disjoint
+from mining.causal import causal_check
+from mining.dissection import INTERPRETABLE_IOU, ConceptIoUTally, best_concept
+from mining.influence import InfluenceTally, coverage, select_units
 from mining.masks import heat_tiles, to_image_box, unit_masks, unit_responses
 from mining.networks import checkpoint_load, feature_extractor
-from mining.pipeline import MiningResult, mask_sprite, patch_concept_masks, run_mining_pass, unit_concept_ious
+from mining.pipeline import MiningResult, mask_sprite, patch_concept_masks, run_dissection_pass, run_mining_pass
 from mining.progress import CancelFn, ProgressFn, check_cancel
 from mining.topk import UnitTopK
 
@@ -33,14 +40,17 @@ __all__ = [
     "MINE_DEFAULTS",
     "mine_params_validate",
     "run_mine",
+    "units_dissect_shard",
     "units_mine",
     "units_mine_merge",
+    "units_mine_reduce",
     "units_mine_shard",
+    "units_select",
     "units_store",
 ]
 
 MINE_DEFAULTS: dict[str, Any] = {
-    "splits": ["test", "holdout"],  # never the training split: units are judged on unseen patches
+    "splits": ["test"],  # units are mined on test only: never train, and hold-out is kept to evaluate explanations
     "top_n": 64,
     "per_class": 20,
     "quantile": 0.005,
@@ -48,6 +58,10 @@ MINE_DEFAULTS: dict[str, Any] = {
     "shards": 1,  # > 1: a Celery chord of shards, merged exactly
 }
 FEATURE_LAYER = "layer4"
+# The causal check: each class's inputs are sampled to bound its cost (1 + 1 + draws forwards a class).
+CAUSAL_INPUTS_PER_CLASS = 256
+CAUSAL_DRAWS = 5
+CAUSAL_SEED = 0
 
 
 def mine_params_validate(params: dict[str, Any], dataset: Dataset | None) -> dict[str, Any]:
@@ -78,7 +92,8 @@ def mine_params_validate(params: dict[str, Any], dataset: Dataset | None) -> dic
 @dataclass
 class _Loaded:
     trained: TrainedModel
-    extractor: torch.nn.Module
+    model: torch.nn.Module  # the plain ResNet (the causal check hooks its layer4)
+    extractor: torch.nn.Module  # the same weights, returning {"features", "logits"}
     fc_weight: torch.Tensor
     split: PatchSplit
 
@@ -91,7 +106,6 @@ class _KeptPatch:
     image_id: int
     box: list[int]  # (x0, y0, x1, y1) in the image
     crop: str  # media name of the crop PNG
-    concepts: dict[str, np.ndarray]  # concept code -> bool (S, S) mask inside the patch, at mask size S
 
 
 def _load(job: Job, shard: tuple[int, int] | None = None) -> _Loaded:
@@ -106,26 +120,130 @@ def _load(job: Job, shard: tuple[int, int] | None = None) -> _Loaded:
     )
     final_layer = info.model.get_submodule("fc")  # every supported network is a torchvision ResNet
     assert isinstance(final_layer, torch.nn.Linear)
-    return _Loaded(trained, feature_extractor(info.model), final_layer.weight.detach().clone(), split)
+    return _Loaded(trained, info.model, feature_extractor(info.model), final_layer.weight.detach().clone(), split)
 
 
 def _torch_threads() -> None:
     torch.set_num_threads(int(os.environ.get("DEEPMINER_TORCH_THREADS", os.cpu_count() or 1)))
 
 
+def _first_half(progress: ProgressFn) -> ProgressFn:
+    """The first of the two passes reports the first half of the job's progress."""
+
+    def report(done: int, total: int, message: str = "") -> None:
+        progress(done, 2 * total, message)
+
+    return report
+
+
+def _second_half(progress: ProgressFn) -> ProgressFn:
+    def report(done: int, total: int, message: str = "") -> None:
+        progress(total + done, 2 * total, message)
+
+    return report
+
+
 def _mine(loaded: _Loaded, params: dict[str, Any], progress: ProgressFn, cancelled: CancelFn) -> MiningResult:
+    """The first pass: top patches, thresholds and influence counts."""
     return run_mining_pass(
         loaded.extractor,
         loaded.split.crops,
         loaded.fc_weight,
         input_ids=loaded.split.rows,
+        image_index=loaded.split.table.image_index,
         dataset_size=loaded.split.total,
         batch_size=params["batch_size"],
         top_n=params["top_n"],
         quantile=params["quantile"],
-        progress=progress,
+        progress=_first_half(progress),
         cancelled=cancelled,
     )
+
+
+def _dissect(
+    loaded: _Loaded,
+    thresholds: torch.Tensor,
+    side: int,
+    params: dict[str, Any],
+    progress: ProgressFn,
+    cancelled: CancelFn,
+) -> ConceptIoUTally:
+    """The second pass: every unit's IoU sums with every concept over all of this split's patches."""
+    return run_dissection_pass(
+        loaded.extractor,
+        loaded.split.crops,
+        thresholds,
+        _SplitConcepts(loaded.split, side),
+        side,
+        batch_size=params["batch_size"],
+        progress=_second_half(progress),
+        cancelled=cancelled,
+    )
+
+
+class _SplitConcepts:
+    """The concept masks (side x side) of a split's patches by position, for the second pass.
+
+    One query finds the findings; an image's finding masks are read when its first patch is asked for
+    and dropped when the next image starts (patches come grouped by image), so at most one image's
+    masks are held.
+    """
+
+    def __init__(self, split: PatchSplit, side: int) -> None:
+        self.split, self.side = split, side
+        self._findings: dict[int, list[tuple[str, list[str]]]] = {}
+        for finding in Finding.objects.filter(image_id__in=split.image_ids).prefetch_related("concepts"):
+            codes = [concept.code for concept in finding.concepts.all()]
+            if codes:
+                self._findings.setdefault(finding.image_id, []).append((finding.mask.name, codes))
+        self._image: int | None = None
+        self._masks: list[tuple[np.ndarray, list[str]]] = []
+
+    def __call__(self, start: int, stop: int) -> list[dict[str, np.ndarray]]:
+        table = self.split.table
+        result: list[dict[str, np.ndarray]] = []
+        for index in range(start, stop):
+            image_id = self.split.image_ids[int(table.image_index[index])]
+            if image_id != self._image:
+                self._image = image_id
+                self._masks = [(read_mask(name), codes) for name, codes in self._findings.get(image_id, [])]
+            result.append(patch_concept_masks(self._masks, table.boxes[index], self.side) if self._masks else {})
+        return result
+
+
+def units_select(influence: InfluenceTally, params: dict[str, Any]) -> dict[int, list[int]]:
+    """The per-class lists of the reference code: a unit frequent for two classes is in both."""
+    return select_units(influence.frequency, influence.influence_sum, params["per_class"])
+
+
+def _causal(loaded: _Loaded, selected: dict[int, list[int]], params: dict[str, Any]) -> dict[str, Any]:
+    """Zero each class's selected units, and as many random ones (seeded draws), on up to
+    CAUSAL_INPUTS_PER_CLASS of the class's patches of the mined split (a seeded sample): how much does
+    the class's mean probability drop? Bootstrap 95% intervals over the inputs."""
+    classes, labels = loaded.trained.classes, loaded.split.table.labels
+    rng = np.random.default_rng(CAUSAL_SEED)
+    inputs: dict[int, torch.Tensor] = {}
+    for c in selected:
+        rows = np.flatnonzero(labels == c)
+        if len(rows) > CAUSAL_INPUTS_PER_CLASS:
+            rows = np.sort(rng.choice(rows, CAUSAL_INPUTS_PER_CLASS, replace=False))
+        inputs[c] = loaded.split.crops[torch.from_numpy(rows)]
+    check = causal_check(
+        loaded.model,
+        inputs,
+        {c: units for c, units in selected.items() if units},
+        int(loaded.fc_weight.shape[1]),
+        draws=CAUSAL_DRAWS,
+        seed=CAUSAL_SEED,
+        batch_size=params["batch_size"],
+    )
+    per_class = {classes[c]: {k: v for k, v in entry.items() if k != "random_units"} for c, entry in check.items()}
+    return {
+        "per_class": per_class,
+        "inputs_per_class_at_most": CAUSAL_INPUTS_PER_CLASS,
+        "draws": CAUSAL_DRAWS,
+        "seed": CAUSAL_SEED,
+    }
 
 
 def _mask_side(params: dict[str, Any], split: PatchSplit) -> int:
@@ -145,15 +263,23 @@ def units_mine(*, job: Job, progress: ProgressFn, cancelled: CancelFn) -> dict[s
     progress(0, 1, "Loading the model and patches")
     loaded = _load(job)
     result = _mine(loaded, job.params, progress, cancelled)
-    check_cancel(cancelled)
-    progress(1, 1, "Matching units with concepts and writing masks")
     side = _mask_side(job.params, loaded.split)
+    ious = _dissect(loaded, result.topk.thresholds(), side, job.params, progress, cancelled)
+    check_cancel(cancelled)
+    progress(1, 1, "Checking the selected units by zeroing them")
+    selected = units_select(result.influence, job.params)
+    causal = _causal(loaded, selected, job.params)
+    check_cancel(cancelled)
+    progress(1, 1, "Writing the units and their masks")
     crops: list[str] = []
     try:
-        patches = _kept_patches(loaded.split, _kept_rows(result.topk), side, crops)
+        patches = _kept_patches(loaded.split, _kept_rows(result.topk), crops)
         return units_store(
             trained=loaded.trained,
             result=result,
+            ious=ious,
+            selected=selected,
+            causal=causal,
             patches=patches,
             side=side,
             total=loaded.split.total,
@@ -165,43 +291,39 @@ def units_mine(*, job: Job, progress: ProgressFn, cancelled: CancelFn) -> dict[s
 
 
 def units_mine_shard(*, job: Job, shard: int, shards: int, progress: ProgressFn, cancelled: CancelFn) -> str:
-    """Mine one shard of the images (balanced by patch count); returns the media name of the shard's state
-    (per-unit top-N, quantile values, influence counts and its candidate patches), which the merge reads.
+    """First pass over one shard of the images (balanced by patch count); returns the media name of the
+    shard's state (per-unit top-N, quantile values, influence counts and its candidate patches).
 
     Every patch the merge can keep is in some unit's top N of its shard, so the shards crop those
-    candidates and match them with concepts, in parallel, and the merge only picks among them.
+    candidates in parallel, and the merge only picks among them.
     """
     _torch_threads()
     loaded = _load(job, shard=(shard, shards))
     result = _mine(loaded, job.params, progress, cancelled)
     check_cancel(cancelled)
-    progress(len(loaded.split), len(loaded.split), "cropping and matching candidate patches")
-    side = _mask_side(job.params, loaded.split)
     crops: list[str] = []
     try:
-        patches = _kept_patches(loaded.split, _kept_rows(result.topk), side, crops)
+        patches = _kept_patches(loaded.split, _kept_rows(result.topk), crops)
         state = {
             "topk": result.topk.state_dict(),
             "influence": result.influence.state_dict(),
-            "patches": _patches_state(patches, side),
-            "side": side,
+            "patches": _patches_state(patches),
+            "side": _mask_side(job.params, loaded.split),
             "total": loaded.split.total,
         }
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        return write_bytes_atomic(unique_name("shards", f"job{job.pk}-shard{shard}", ".pt"), buffer.getvalue())
+        return _save_state(state, f"job{job.pk}-shard{shard}")
     except BaseException:
         delete_quietly(crops)
         raise
 
 
-def units_mine_merge(*, job: Job, shard_files: list[str]) -> dict[str, Any]:
-    """Merge the shards' states exactly (top-N of the shard top-Ns) and store the units; crops of
-    candidate patches that no unit kept are deleted."""
+def units_mine_reduce(*, job: Job, shard_files: list[str]) -> str:
+    """Merge the first pass's shard states exactly (top-N of the shard top-Ns, quantile levels, counts);
+    returns the media name of the merged state, whose thresholds the second pass's shards read. Crops of
+    candidates no unit kept are deleted; the shard files too."""
     candidates: dict[int, _KeptPatch] = {}
-    kept: dict[int, _KeptPatch] = {}
     try:
-        states = [torch.load(media_path(name), map_location="cpu", weights_only=True) for name in shard_files]
+        states = [_load_state(name) for name in shard_files]
         for state in states:
             candidates.update(_patches_from_state(state["patches"]))
         topk = UnitTopK.from_state_dict(states[0]["topk"])
@@ -209,35 +331,84 @@ def units_mine_merge(*, job: Job, shard_files: list[str]) -> dict[str, Any]:
         for state in states[1:]:
             topk.merge(UnitTopK.from_state_dict(state["topk"]))
             influence.merge(InfluenceTally.from_state_dict(state["influence"]))
-        trained = TrainedModel.objects.select_related("dataset").get(pk=job.params["model"])
         kept = {row: candidates.pop(row) for row in _kept_rows(topk)}  # candidates keeps the others
-        summary = units_store(
-            trained=trained,
-            result=MiningResult(topk, influence, np.zeros((0, 0))),
-            patches=kept,
-            side=int(states[0]["side"]),
-            total=int(states[0]["total"]),
-            params=job.params,
-        )
+        merged = {
+            "topk": topk.state_dict(),
+            "influence": influence.state_dict(),
+            "patches": _patches_state(kept),
+            "side": int(states[0]["side"]),
+            "total": int(states[0]["total"]),
+        }
+        name = _save_state(merged, f"job{job.pk}-merged")
     except BaseException:
-        delete_quietly([patch.crop for patch in [*candidates.values(), *kept.values()]])
+        delete_quietly([patch.crop for patch in candidates.values()])
         raise
     finally:
         delete_quietly(shard_files)
     delete_quietly([patch.crop for patch in candidates.values()])
-    return {**summary, "shards": len(shard_files)}
+    return name
 
 
-def _kept_patches(split: PatchSplit, rows: list[int], side: int, written: list[str]) -> dict[int, _KeptPatch]:
-    """Write the crops of some rows (of the whole split) of `split` and cut their concept masks
-    (side x side); each finding mask is read once. Crop names are appended to `written` as they go."""
+def units_dissect_shard(
+    *, job: Job, shard: int, shards: int, merged_file: str, progress: ProgressFn, cancelled: CancelFn
+) -> str:
+    """Second pass over one shard, at the merged thresholds; returns the media name of its IoU sums."""
+    _torch_threads()
+    merged = _load_state(merged_file)
+    loaded = _load(job, shard=(shard, shards))
+    thresholds = UnitTopK.from_state_dict(merged["topk"]).thresholds()
+    tally = _dissect(loaded, thresholds, int(merged["side"]), job.params, progress, cancelled)
+    return _save_state(tally.state_dict(), f"job{job.pk}-iou{shard}")
+
+
+def units_mine_merge(*, job: Job, merged_file: str, iou_files: list[str]) -> dict[str, Any]:
+    """Add the second pass's IoU sums and store the units of the merged first pass."""
+    merged: dict[str, Any] = {}
+    try:
+        merged = _load_state(merged_file)
+        tallies = [ConceptIoUTally.from_state_dict(_load_state(name)) for name in iou_files]
+        for tally in tallies[1:]:
+            tallies[0].merge(tally)
+        influence = InfluenceTally.from_state_dict(merged["influence"])
+        selected = units_select(influence, job.params)
+        # The causal check reads the sampled patches of the whole split (a few hundred a class).
+        causal = _causal(_load(job), selected, job.params)
+        summary = units_store(
+            trained=TrainedModel.objects.select_related("dataset").get(pk=job.params["model"]),
+            result=MiningResult(UnitTopK.from_state_dict(merged["topk"]), influence, np.zeros((0, 0))),
+            ious=tallies[0],
+            selected=selected,
+            causal=causal,
+            patches=_patches_from_state(merged["patches"]),
+            side=int(merged["side"]),
+            total=int(merged["total"]),
+            params=job.params,
+        )
+    except BaseException:
+        if merged:
+            delete_quietly(merged["patches"]["crops"])
+        raise
+    finally:
+        delete_quietly([merged_file, *iou_files])
+    return {**summary, "shards": len(iou_files)}
+
+
+def _save_state(state: dict[str, Any], stem: str) -> str:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return write_bytes_atomic(unique_name("shards", stem, ".pt"), buffer.getvalue())
+
+
+def _load_state(name: str) -> dict[str, Any]:
+    state: dict[str, Any] = torch.load(media_path(name), map_location="cpu", weights_only=True)
+    return state
+
+
+def _kept_patches(split: PatchSplit, rows: list[int], written: list[str]) -> dict[int, _KeptPatch]:
+    """Write the crops of some rows (of the whole split) of `split`; crop names are appended to `written`
+    as they go."""
     local = np.searchsorted(split.rows, rows)  # rows of a shard are ascending positions in the whole split
     image_ids = [split.image_ids[index] for index in split.table.image_index[local].tolist()]
-    findings: dict[int, list[tuple[np.ndarray, list[str]]]] = {image_id: [] for image_id in image_ids}
-    for finding in Finding.objects.filter(image_id__in=set(image_ids)).prefetch_related("concepts"):
-        codes = [concept.code for concept in finding.concepts.all()]
-        if codes:
-            findings[finding.image_id].append((read_mask(finding.mask.name), codes))
     patches: dict[int, _KeptPatch] = {}
     for row, index, image_id in zip(rows, local.tolist(), image_ids, strict=True):
         patch_id, box = int(split.patch_ids[index]), split.table.boxes[index]
@@ -249,52 +420,38 @@ def _kept_patches(split: PatchSplit, rows: list[int], side: int, written: list[s
             compress_level=1,
         )
         written.append(name)
-        concepts = patch_concept_masks(findings[image_id], box, side)
-        patches[row] = _KeptPatch(patch_id, image_id, box.tolist(), name, concepts)
+        patches[row] = _KeptPatch(patch_id, image_id, box.tolist(), name)
     return patches
 
 
-def _patches_state(patches: dict[int, _KeptPatch], side: int) -> dict[str, Any]:
-    """Kept patches as lists and one bool tensor, which ``torch.load(weights_only=True)`` reads back."""
+def _patches_state(patches: dict[int, _KeptPatch]) -> dict[str, Any]:
+    """Kept patches as lists, which ``torch.load(weights_only=True)`` reads back."""
     rows = sorted(patches)
-    concept_rows: list[int] = []
-    concept_codes: list[str] = []
-    concept_masks: list[np.ndarray] = []
-    for row in rows:
-        for code, mask in patches[row].concepts.items():
-            concept_rows.append(row)
-            concept_codes.append(code)
-            concept_masks.append(mask)
-    stacked = np.stack(concept_masks) if concept_masks else np.zeros((0, side, side), dtype=bool)
     return {
         "rows": rows,
         "patch_ids": [patches[row].patch_id for row in rows],
         "image_ids": [patches[row].image_id for row in rows],
         "boxes": [patches[row].box for row in rows],
         "crops": [patches[row].crop for row in rows],
-        "concept_rows": concept_rows,
-        "concept_codes": concept_codes,
-        "concept_masks": torch.from_numpy(stacked),
     }
 
 
 def _patches_from_state(state: dict[str, Any]) -> dict[int, _KeptPatch]:
-    patches = {
-        row: _KeptPatch(patch_id, image_id, box, crop, {})
+    return {
+        row: _KeptPatch(patch_id, image_id, box, crop)
         for row, patch_id, image_id, box, crop in zip(
             state["rows"], state["patch_ids"], state["image_ids"], state["boxes"], state["crops"], strict=True
         )
     }
-    masks = state["concept_masks"].numpy()
-    for row, code, mask in zip(state["concept_rows"], state["concept_codes"], masks, strict=True):
-        patches[row].concepts[code] = mask
-    return patches
 
 
 def units_store(
     *,
     trained: TrainedModel,
     result: MiningResult,
+    ious: ConceptIoUTally,
+    selected: dict[int, list[int]],
+    causal: dict[str, Any],
     patches: dict[int, _KeptPatch],
     side: int,
     total: int,
@@ -302,18 +459,22 @@ def units_store(
 ) -> dict[str, Any]:
     """Turn a (merged) mining result into Unit and TopActivation rows plus mask sprites, replacing old ones.
 
-    patches: every row (of the whole split, `total` patches) that some unit keeps, crop written;
-    side: the masks' side in pixels.
+    ious: the second pass's IoU sums over the whole split; selected: `units_select`'s lists; causal:
+    `_causal`'s figures; patches: every row (of the whole split,
+    `total` patches) that some unit keeps, crop written; side: the masks' side in pixels.
     """
-    frequency, influence_sum = result.influence.frequency, result.influence.influence_sum
-    selected = select_units_disjoint(frequency, influence_sum, params["per_class"])  # 3 x 20 distinct units
+    frequency = result.influence.frequency
     written: list[str] = []
     try:
         with _cyclic_gc_paused():
-            units, tops = _units_build(trained, result, selected, patches, side, written)
-            return _replace_units(
-                trained, units, tops, list(patches.values()), total, coverage(frequency, selected), selected, params
-            )
+            units, tops = _units_build(trained, result, ious, selected, patches, side, written)
+            summary = {
+                "patches": total,
+                "images": result.influence.images,
+                "coverage": coverage(frequency, selected),
+                "causal": causal,
+            }
+            return _replace_units(trained, units, tops, list(patches.values()), summary, selected, params)
     except BaseException:
         delete_quietly(written)
         raise
@@ -338,6 +499,7 @@ _Tops = list[list[tuple[_KeptPatch, float, list[int]]]]  # per unit: (patch, sco
 def _units_build(
     trained: TrainedModel,
     result: MiningResult,
+    ious: ConceptIoUTally,
     selected: dict[int, list[int]],
     patches: dict[int, _KeptPatch],
     side: int,
@@ -347,7 +509,11 @@ def _units_build(
     written, and its top patches."""
     topk, classes = result.topk, trained.classes
     frequency, influence_sum = result.influence.frequency, result.influence.influence_sum
-    rank_of = {unit: (classes[c], rank) for c, units in selected.items() for rank, unit in enumerate(units, 1)}
+    ranks: dict[int, dict[str, int]] = {}  # unit -> class -> rank in that class's list
+    for c, class_units in selected.items():
+        for rank, unit in enumerate(class_units, 1):
+            ranks.setdefault(unit, {})[classes[c]] = rank
+    iou_by_code = ious.ious()  # code -> float (U,), over the whole split
     threshold_tensor, locations = topk.thresholds(), topk.locations()
     thresholds = threshold_tensor.tolist()
     rows_kept = topk.ids[:, : topk.kept].tolist()  # (U, n) rows of the whole split
@@ -358,7 +524,10 @@ def _units_build(
         responses = unit_responses(topk, u, side)
         masks, inner = unit_masks(topk, u, side, thresholds=threshold_tensor, locations=locations, responses=responses)
         unit_patches = [patches[row] for row in rows_kept[u]]
-        best, best_iou, top_ious = unit_concept_ious(masks, [patch.concepts for patch in unit_patches])
+        unit_ious = {code: float(values[u]) for code, values in iou_by_code.items()}
+        found = best_concept(unit_ious)  # (code or None, IoU)
+        best, best_iou = found
+        top_ious = sorted(((code, iou) for code, iou in unit_ious.items() if iou > 0), key=lambda kv: (-kv[1], kv[0]))
         # Derived files a re-run rebuilds: atomic, but no fsync and light compression (thousands of them).
         sprite = write_png_atomic(
             unique_name("masks", f"model{trained.pk}-unit{u}", ".png"),
@@ -368,7 +537,7 @@ def _units_build(
         )
         written.append(sprite)
         heat = ""
-        if u in rank_of:  # heat maps for the selected units, the ones experts survey (60 files, not 512)
+        if u in ranks:  # heat maps for the selected units, the ones experts survey (60 files, not 512)
             heat = write_png_atomic(
                 unique_name("masks", f"model{trained.pk}-unit{u}-heat", ".png"),
                 mask_sprite(heat_tiles(responses, float(topk.scores[u, 0]))),
@@ -377,27 +546,34 @@ def _units_build(
             )
             written.append(heat)
         boxes = to_image_box(np.array([patch.box for patch in unit_patches]), inner, side).tolist()
-        selected_for, rank = rank_of.get(u, ("", None))
+        # The unit's own class for badges and order: where it ranks best (ties: the earlier class).
+        unit_ranks = ranks.get(u, {})
+        selected_for = min(unit_ranks, key=lambda name: (unit_ranks[name], _order(classes, name)), default="")
         units.append(
             Unit(
                 model=trained,
                 layer=FEATURE_LAYER,
                 channel=u,
                 selected_for=selected_for,
-                selection_rank=rank,
+                selection_rank=unit_ranks.get(selected_for),
+                selections=unit_ranks,
                 frequency={name: int(frequency[c, u]) for c, name in enumerate(classes)},
                 influence_sum={name: round(float(influence_sum[c, u]), 6) for c, name in enumerate(classes)},
                 threshold=float(thresholds[u]),
                 max_activation=float(topk.scores[u, 0]),
                 suggested_concept=codes.get(best) if best else None,
                 suggested_iou=round(best_iou, 6),
-                concept_ious=top_ious,
+                concept_ious={code: round(iou, 4) for code, iou in top_ious[:5]},
                 mask_sprite=sprite,
                 heat_sprite=heat,
             )
         )
         tops.append([(patch, float(topk.scores[u, i]), boxes[i]) for i, patch in enumerate(unit_patches)])
     return units, tops
+
+
+def _order(classes: list[str], name: str) -> int:
+    return classes.index(name) if name in classes else len(classes)
 
 
 def _column(field: Any) -> str:
@@ -422,8 +598,7 @@ def _replace_units(
     units: list[Unit],
     tops: _Tops,
     patches: list[_KeptPatch],
-    total: int,
-    cover: dict[int, float],
+    summary: dict[str, Any],
     selected: dict[int, list[int]],
     params: dict[str, Any],
 ) -> dict[str, Any]:
@@ -454,16 +629,21 @@ def _replace_units(
         ],
     )
     classes = trained.classes
-    matched = sum(1 for unit in units if unit.selected_for and unit.suggested_iou >= 0.04)
+    iou_of = {unit.channel: unit.suggested_iou for unit in units}
+    matched = sum(1 for class_units in selected.values() for u in class_units if iou_of[u] > INTERPRETABLE_IOU)
     trained.mining = {
-        "patches": total,
+        "patches": summary["patches"],
+        "images": summary["images"],
         "splits": params["splits"],
         "top_n": params["top_n"],
         "quantile": params["quantile"],
         "units": len(units),
-        "coverage": {classes[c]: round(v, 4) for c, v in cover.items()},
+        "coverage": {classes[c]: round(v, 4) for c, v in summary["coverage"].items()},
         "selected": {classes[c]: units_ for c, units_ in selected.items()},
-        "selected_matched_iou_0_04": matched,
+        "selections": sum(len(class_units) for class_units in selected.values()),
+        "selected_matched_iou_0_04": matched,  # (class, unit) selections with dataset-wide IoU > 0.04
+        "iou": "Network Dissection: summed over every patch of the mined splits",
+        "causal": summary["causal"],
     }
     trained.save(update_fields=["mining"])
     transaction.on_commit(lambda: delete_quietly(old_sprites))

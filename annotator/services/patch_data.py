@@ -3,7 +3,7 @@ tensors. One read of each image, one query for the patch rows."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,21 +48,32 @@ def patch_split_load(
     classes: Sequence[str],
     size: int | None = None,
     shard: tuple[int, int] | None = None,
+    patients: Collection[str] | None = None,
+    exclude_patients: Collection[str] = (),
 ) -> PatchSplit:
     """Load and crop every patch of `dataset` whose image is in `splits`, resized to `size` if given.
+
+    patients, if given, keeps only the images of those patient ids; exclude_patients drops the images
+    of those (how training keeps its validation carve-out of the train split apart).
 
     shard=(i, n) keeps only the patches of shard i of n: consecutive images holding about 1/n of the
     patches each (whole images, so each shard reads only its own; see `shard_bounds`); `rows` keeps
     their positions in the whole split.
     """
-    rows = list(
-        Patch.objects.filter(image__dataset=dataset, image__split__in=list(splits))
+    # Patients are filtered here rather than in SQL: a carve-out can hold more ids than a query may bind.
+    keep = None if patients is None else set(patients)
+    drop = set(exclude_patients)
+    rows = [
+        row[:-1]
+        for row in Patch.objects.filter(image__dataset=dataset, image__split__in=list(splits))
         .order_by("image_id", "y0", "x0")
-        .values_list("id", "image_id", "x0", "y0", "x1", "y1", "label")
-    )
+        .values_list("id", "image_id", "x0", "y0", "x1", "y1", "label", "image__patient_id")
+        if (keep is None or row[-1] in keep) and row[-1] not in drop
+    ]
     if not rows:
+        which = "" if keep is None and not drop else " for the chosen patients"
         raise ApplicationError(
-            f"dataset {dataset.name!r} has no patches in split(s) {', '.join(splits)}: run patch extraction first"
+            f"dataset {dataset.name!r} has no patches in split(s) {', '.join(splits)}{which}: run patch extraction first"
         )
     total = len(rows)
     positions = np.arange(total, dtype=np.int64)

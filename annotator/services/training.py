@@ -1,6 +1,10 @@
 """The `train` job: fine-tune a ResNet on a dataset's patches, evaluate it on the test split, store the
-checkpoint and the report as a TrainedModel. Train on `train`, pick the best epoch on `holdout`,
-report on `test`, so the reported figures never saw model selection."""
+checkpoint and the report as a TrainedModel.
+
+Each split has one role (docs: DESIGN.md, "Splits have one role each"): fit on the training patients
+less a seeded patient-level validation carve-out (`mining.splits.carve_validation`), pick the best
+epoch on that carve-out, report on `test`. The hold-out split is never read here: it is kept for
+evaluating the explanations. The model's metrics record which split each figure comes from."""
 
 from __future__ import annotations
 
@@ -15,22 +19,25 @@ from django.db import transaction
 from mining.metrics import evaluate
 from mining.networks import ARCHITECTURES, build_network, checkpoint_save
 from mining.progress import CancelFn, ProgressFn, check_cancel
+from mining.splits import carve_validation
 from mining.training import TrainConfig, predict, train
 
 from ..errors import ApplicationError
 from ..files import delete_quietly, media_path, unique_name
-from ..models import Dataset, Job, TrainedModel
+from ..models import Dataset, Image, Job, TrainedModel
 from .job_state import JobReporter
-from .patch_data import patch_split_load
+from .patch_data import PatchSplit, patch_split_load
 
 __all__ = ["run_train", "train_config_from", "train_params_validate", "trained_model_train"]
 
-TRAIN_SPLIT, VALIDATION_SPLIT, TEST_SPLIT = "train", "holdout", "test"
+TRAIN_SPLIT, TEST_SPLIT = "train", "test"  # the hold-out split is for explanations only
+VALIDATION_FRACTION = 0.1  # share of the training patients carved out to pick the best epoch
 _TUNABLE = {f.name for f in fields(TrainConfig)}
 
 
 def train_params_validate(params: dict[str, Any], dataset: Dataset | None) -> dict[str, Any]:
-    """Clean a train job's params: architecture, epochs, patch_size, weights_file, preset, and any TrainConfig field."""
+    """Clean a train job's params: architecture, epochs, patch_size, weights_file, preset,
+    validation_fraction (of the training patients, to pick the best epoch) and any TrainConfig field."""
     if dataset is None:
         raise ApplicationError("a training job needs a dataset")
     if not dataset.images.filter(patches__isnull=False).exists():
@@ -50,6 +57,10 @@ def train_params_validate(params: dict[str, Any], dataset: Dataset | None) -> di
             cleaned["patch_size"] = int(params["patch_size"])
             if not 32 <= cleaned["patch_size"] <= 1024:
                 raise ApplicationError("patch_size must be between 32 and 1024 pixels")
+        fraction: Any = params.get("validation_fraction")
+        cleaned["validation_fraction"] = VALIDATION_FRACTION if fraction in (None, "") else float(fraction)
+        if not 0 < cleaned["validation_fraction"] < 1:
+            raise ApplicationError("validation_fraction must lie strictly between 0 and 1")
         for name in sorted(_TUNABLE & set(params)):
             if params[name] not in (None, ""):
                 cleaned[name] = _coerce(getattr(TrainConfig(), name), params[name])
@@ -80,16 +91,26 @@ def trained_model_train(*, job: Job, progress: ProgressFn, cancelled: CancelFn) 
     classes = list(dataset.classes)
     torch.set_num_threads(int(os.environ.get("DEEPMINER_TORCH_THREADS", os.cpu_count() or 1)))
     size = params.get("patch_size")
+    config = train_config_from(params)
+    fraction = float(params.get("validation_fraction", VALIDATION_FRACTION))
     progress(0, 1, "Loading patches")
-    train_split = patch_split_load(dataset=dataset, splits=[TRAIN_SPLIT], classes=classes, size=size)
-    val_split = patch_split_load(dataset=dataset, splits=[VALIDATION_SPLIT], classes=classes, size=size)
+    training_patients = _patients_with_patches(dataset, TRAIN_SPLIT)
+    if len(training_patients) < 2:
+        raise ApplicationError(
+            f"dataset {dataset.name!r} has {len(training_patients)} training patient(s) with patches: "
+            "at least 2 are needed to carve out a validation set"
+        )
+    validation = carve_validation(training_patients, fraction, seed=config.seed)
+    train_split = patch_split_load(
+        dataset=dataset, splits=[TRAIN_SPLIT], classes=classes, size=size, exclude_patients=validation
+    )
+    val_split = patch_split_load(dataset=dataset, splits=[TRAIN_SPLIT], classes=classes, size=size, patients=validation)
     test_split = patch_split_load(dataset=dataset, splits=[TEST_SPLIT], classes=classes, size=size)
     check_cancel(cancelled)
     try:
         network = build_network(params["architecture"], len(classes), params.get("weights_file") or None)
     except ValueError as exc:
         raise ApplicationError(str(exc)) from exc
-    config = train_config_from(params)
     result = train(
         network.model,
         train_split.crops,
@@ -107,6 +128,15 @@ def trained_model_train(*, job: Job, progress: ProgressFn, cancelled: CancelFn) 
     test_probs = predict(network.model, test_split.crops, batch_size=config.eval_batch_size)
     metrics = evaluate(test_split.table.labels, test_probs, classes, metadata=test_split.metadata)
     metrics["split"] = TEST_SPLIT
+    metrics["splits"] = _splits_record(
+        fraction=fraction,
+        seed=config.seed,
+        parts={
+            "train": (len(training_patients) - len(validation), train_split),
+            "validation": (len(validation), val_split),
+            "test": (len(_patients_with_patches(dataset, TEST_SPLIT)), test_split),
+        },
+    )
     check_cancel(cancelled)
     patch_params = _patch_params(dataset, train_split.crops.shape[-1])
     checkpoint_name = unique_name("checkpoints", f"job{job.pk}-{network.architecture}", ".pt")
@@ -142,7 +172,25 @@ def trained_model_train(*, job: Job, progress: ProgressFn, cancelled: CancelFn) 
         "best_epoch": result.best_epoch,
         "best_val_auc": result.best_val_auc,
         "test_auc": {name: metrics["per_class"][name]["auc"] for name in classes},
-        "patches": {"train": len(train_split), "validation": len(val_split), "test": len(test_split)},
+        "patches": {name: part["patches"] for name, part in metrics["splits"]["sizes"].items()},
+        "patients": {name: part["patients"] for name, part in metrics["splits"]["sizes"].items()},
+    }
+
+
+def _patients_with_patches(dataset: Dataset, split: str) -> list[str]:
+    images = Image.objects.filter(dataset=dataset, split=split, patches__isnull=False)
+    return sorted(set(images.values_list("patient_id", flat=True)))
+
+
+def _splits_record(*, fraction: float, seed: int, parts: dict[str, tuple[int, PatchSplit]]) -> dict[str, Any]:
+    """Where each figure of the model comes from, for its page: the best epoch from the validation
+    carve-out, the metrics from test; and how many patients and patches each part holds."""
+    return {
+        "best_epoch": f"validation ({100 * fraction:g}% of training patients)",
+        "metrics": TEST_SPLIT,
+        "validation_fraction": fraction,
+        "validation_seed": seed,
+        "sizes": {name: {"patients": patients, "patches": len(split)} for name, (patients, split) in parts.items()},
     }
 
 

@@ -5,22 +5,20 @@ from django.urls import URLPattern, URLResolver, include, path
 from ..api import core as api
 from ..views import pages as views
 
+# Under /api/jobs/.
+_job_api_urlpatterns: list[URLPattern] = [
+    path("", api.JobListApi.as_view(), name="job-list"),
+    path("create/", api.JobCreateApi.as_view(), name="job-create"),
+    path("<int:pk>/", api.JobDetailApi.as_view(), name="job-detail"),
+    path("<int:pk>/cancel/", api.JobCancelApi.as_view(), name="job-cancel"),
+]
+
 api_urlpatterns: list[URLPattern | URLResolver] = [
     path("datasets/", api.DatasetListApi.as_view(), name="dataset-list"),
     path("datasets/<int:pk>/", api.DatasetDetailApi.as_view(), name="dataset-detail"),
     path("images/", api.ImageListApi.as_view(), name="image-list"),
     path("images/<int:pk>/", api.ImageDetailApi.as_view(), name="image-detail"),
-    path(
-        "jobs/",
-        include(
-            [
-                path("", api.JobListApi.as_view(), name="job-list"),
-                path("create/", api.JobCreateApi.as_view(), name="job-create"),
-                path("<int:pk>/", api.JobDetailApi.as_view(), name="job-detail"),
-                path("<int:pk>/cancel/", api.JobCancelApi.as_view(), name="job-cancel"),
-            ]
-        ),
-    ),
+    path("jobs/", include(_job_api_urlpatterns)),
 ]
 
 urlpatterns: list[URLPattern | URLResolver] = [

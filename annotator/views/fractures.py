@@ -5,8 +5,6 @@ The page itself saves through the JSON API (``annotator.api.fractures``) with th
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -87,16 +85,17 @@ def fracture_label(request: HttpRequest, pk: int, image_pk: int) -> HttpResponse
     prefetch = [
         reverse("media", args=[file]) for file in selectors.fracture_image_files([next_unlabelled, neighbours["next"]])
     ]
-    page_data = _page_data(
-        request=request,
-        dataset=dataset,
-        image=image,
-        mine=mine,
-        can_label=can_label,
-        neighbours=neighbours,
-        next_unlabelled=next_unlabelled,
-        prefetch=prefetch,
-    )
+    # What fracture.js needs, handed over as one JSON blob (json_script).
+    page_data = {
+        "image": image.pk,
+        "dataset": dataset.pk,
+        "canLabel": can_label,
+        "label": label_snapshot(mine),
+        "version": mine.version if mine else 0,
+        "progress": selectors.fracture_progress(dataset=dataset, user=request.user),
+        "urls": _page_urls(dataset, image, neighbours, next_unlabelled),
+        "prefetch": prefetch,
+    }
     return render(
         request,
         "annotator/fracture_label.html",
@@ -118,36 +117,19 @@ def fracture_label(request: HttpRequest, pk: int, image_pk: int) -> HttpResponse
     )
 
 
-def _page_data(
-    *,
-    request: HttpRequest,
-    dataset: Dataset,
-    image: Image,
-    mine: FractureDescriptor | None,
-    can_label: bool,
-    neighbours: dict[str, int | None],
-    next_unlabelled: int | None,
-    prefetch: list[str],
-) -> dict[str, Any]:
-    """What fracture.js needs, handed over as one JSON blob (json_script)."""
+def _page_urls(
+    dataset: Dataset, image: Image, neighbours: dict[str, int | None], next_unlabelled: int | None
+) -> dict[str, str]:
+    """The API and page URLs fracture.js calls or goes to; "" for a neighbour that does not exist."""
 
     def page(image_id: int | None) -> str:
         return reverse("fracture-label", args=[dataset.pk, image_id]) if image_id else ""
 
     return {
-        "image": image.pk,
-        "dataset": dataset.pk,
-        "canLabel": can_label,
-        "label": label_snapshot(mine),
-        "version": mine.version if mine else 0,
-        "progress": selectors.fracture_progress(dataset=dataset, user=request.user),
-        "urls": {
-            "save": reverse("api:fracture-label-save", args=[image.pk]),
-            "queue": reverse("api:fracture-queue", args=[dataset.pk]),
-            "queuePage": reverse("fracture-queue", args=[dataset.pk]),
-            "previous": page(neighbours["previous"]),
-            "next": page(neighbours["next"]),
-            "nextUnlabelled": page(next_unlabelled) or reverse("fracture-queue", args=[dataset.pk]),
-        },
-        "prefetch": prefetch,
+        "save": reverse("api:fracture-label-save", args=[image.pk]),
+        "queue": reverse("api:fracture-queue", args=[dataset.pk]),
+        "queuePage": reverse("fracture-queue", args=[dataset.pk]),
+        "previous": page(neighbours["previous"]),
+        "next": page(neighbours["next"]),
+        "nextUnlabelled": page(next_unlabelled) or reverse("fracture-queue", args=[dataset.pk]),
     }

@@ -16,15 +16,8 @@ SPICULATED = {"description": "spiculated mass edge", "concept": "mass_margin.spi
 
 def test_first_save_creates_version_1_and_a_history_row(expert_user):
     unit = UnitFactory()
-    saved = unit_annotation_save(
-        unit=unit,
-        expert=expert_user,
-        version=0,
-        recognizable="yes",
-        phenomena=[SPICULATED],
-        confidence=4,
-        notes="clear",
-    )
+    answers = {"recognizable": "yes", "phenomena": [SPICULATED], "confidence": 4, "notes": "clear"}
+    saved = unit_annotation_save(unit=unit, expert=expert_user, version=0, **answers)
     assert (saved.version, saved.recognizable, saved.confidence) == (1, "yes", 4)
     assert saved.phenomena == [SPICULATED]
     change = AnnotationChange.objects.get()
@@ -104,14 +97,8 @@ def test_bad_answers_are_refused_with_a_clear_message(expert_user, kwargs, messa
 
 def test_consensus_is_versioned_and_can_be_cleared(admin_user):
     unit = UnitFactory()
-    consensus = unit_consensus_save(
-        unit=unit,
-        admin=admin_user,
-        version=0,
-        recognizable="yes",
-        concept="mass_margin.spiculated",
-        association="malignant",
-    )
+    label = {"recognizable": "yes", "concept": "mass_margin.spiculated", "association": "malignant"}
+    consensus = unit_consensus_save(unit=unit, admin=admin_user, version=0, **label)
     assert (consensus.version, consensus.concept.code, consensus.set_by) == (1, "mass_margin.spiculated", admin_user)
     with pytest.raises(ApplicationError) as error:
         unit_consensus_save(unit=unit, admin=admin_user, version=0, recognizable="no")

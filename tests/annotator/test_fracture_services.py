@@ -55,15 +55,9 @@ def test_first_save_creates_version_1_with_its_sentence_and_a_history_row(hip_im
 
 def test_update_keeps_before_and_after(hip_image, expert_user):
     fracture_descriptor_save(image=hip_image, expert=expert_user, version=0, **SUBCAPITAL)
+    severe = {"displacement": "severely displaced", "location": "intertrochanteric"}
     label = fracture_descriptor_save(
-        image=hip_image,
-        expert=expert_user,
-        version=1,
-        fracture=True,
-        displacement="severely displaced",
-        impacted=True,
-        location="intertrochanteric",
-        avulsed_fragment=True,
+        image=hip_image, expert=expert_user, version=1, fracture=True, **severe, impacted=True, avulsed_fragment=True
     )
 
     assert label.version == 2
@@ -111,16 +105,10 @@ def test_each_expert_has_their_own_label(hip_image, expert_user, admin_user):
 
 def test_no_fracture_clears_every_other_descriptor(hip_image, expert_user):
     fracture_descriptor_save(image=hip_image, expert=expert_user, version=0, **{**SUBCAPITAL, "avulsed_fragment": True})
+    # Every descriptor set, yet no fracture: all of them are dropped.
+    descriptors = {"displacement": "mildly displaced", "location": "basicervical", "avulsed_fragment": True}
     label = fracture_descriptor_save(
-        image=hip_image,
-        expert=expert_user,
-        version=1,
-        fracture=False,
-        displacement="mildly displaced",
-        comminuted=True,
-        impacted=True,
-        location="basicervical",
-        avulsed_fragment=True,
+        image=hip_image, expert=expert_user, version=1, fracture=False, comminuted=True, impacted=True, **descriptors
     )
     label.refresh_from_db()
     assert (

@@ -66,6 +66,7 @@ def test_new_job_page_is_for_admins_and_starts_a_training_job(
     assert response.status_code == 302, response.content.decode()[:2000]
     job = Job.objects.get(kind="train")
     assert job.params["architecture"] == "resnet34" and job.params["epochs"] == 3 and job.params["weights_file"] == ""
+    assert job.params["validation_fraction"] == 0.1  # the default carve-out of training patients
 
 
 def test_new_job_page_shows_service_errors(client, admin_user):
@@ -97,3 +98,35 @@ def test_model_page_shows_curves_report_and_units(client, expert_user):
     malignant = trained.metrics["per_class"]["malignant"]
     assert f"{malignant['auc']:.3f}" in page
     assert "layer4:7" in page and "70%" in page
+
+
+def test_model_page_names_the_split_of_each_figure(client, expert_user):
+    from tests.factories import TrainedModelFactory
+
+    trained = TrainedModelFactory(mining={"units": 512, "patches": 40, "splits": ["test"], "top_n": 64})
+    trained.metrics["splits"] = {
+        "best_epoch": "validation (10% of training patients)",
+        "metrics": "test",
+        "validation_fraction": 0.1,
+        "validation_seed": 0,
+        "sizes": {
+            "train": {"patients": 36, "patches": 900},
+            "validation": {"patients": 4, "patches": 101},
+            "test": {"patients": 5, "patches": 123},
+        },
+    }
+    trained.save()
+    client.force_login(expert_user)
+    page = client.get(f"/models/{trained.pk}/").content.decode()
+    assert "the train split less the validation carve-out (36 patients, 900 patches)" in page
+    assert "best epoch (3) from the validation (10% of training patients): 4 patients, 101 patches" in page
+    assert "metrics table from the test split (5 patients, 123 patches)" in page
+    assert "Mined on the test split(s):" in page and "including hold-out" not in page
+
+    # A model trained before splits were recorded says so; mining over hold-out is flagged.
+    del trained.metrics["splits"]
+    trained.mining["splits"] = ["test", "holdout"]
+    trained.save()
+    page = client.get(f"/models/{trained.pk}/").content.decode()
+    assert "a split this model did not record" in page
+    assert "Mined on the test + holdout split(s) (including hold-out" in page

@@ -7,6 +7,8 @@ import time
 
 import numpy as np
 import pytest
+from scipy.integrate import quad
+from scipy.stats import norm
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from mining.metrics import (
@@ -22,6 +24,7 @@ from mining.metrics import (
     one_vs_rest_auc,
     operating_point_metrics,
     partial_auc,
+    partial_auc_above,
     rank_auc,
     roc_points,
 )
@@ -58,51 +61,155 @@ def synthetic(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ------------------------------------------------------------------------------------------ partial AUC
+# partial_auc is DeepMiner's pAUC @ TPR t: (1 - t) · ∫ TPR dFPR from where the ROC curve reaches t to FPR = 1.
+# partial_auc_above is the area above the level: ∫ max(TPR - t, 0) dFPR.
+
+# 5 positives, 3 negatives, no ties. Descending scores: P .9, P .8, N .7, P .6, P .5, N .3, P .2, N .1, so the ROC
+# vertices are (0,0) (0,.4) (1/3,.4) (1/3,.8) (2/3,.8) (2/3,1) (1,1). A vertex lies on TPR = 0.8 at FPR 1/3.
+VERTEX_Y = [1, 1, 1, 1, 1, 0, 0, 0]
+VERTEX_S = [0.9, 0.8, 0.6, 0.5, 0.2, 0.7, 0.3, 0.1]
+# 4 positives, 2 negatives; one positive ties a negative at 0.5. ROC: (0,0) (0,0.75) (0.5,1) (1,1): the segment
+# (0,.75)-(.5,1) is TPR = 0.75 + 0.5·FPR and crosses 0.8 at FPR = 0.1, between two vertices.
+CROSSING_Y = [1, 1, 1, 1, 0, 0]
+CROSSING_S = [0.9, 0.8, 0.7, 0.5, 0.5, 0.1]
 
 
-def test_partial_auc_of_a_perfect_classifier_is_the_whole_strip_above_tpr_08() -> None:
-    assert partial_auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == approx(0.2)
+def binormal(auc: float, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n negatives ~ N(0, 1) and n positives ~ N(d, 1) with d = √2 Φ⁻¹(auc), so the population AUC is ``auc``."""
+    rng = np.random.default_rng(seed)
+    d = np.sqrt(2) * norm.ppf(auc)
+    y = np.r_[np.zeros(n, dtype=bool), np.ones(n, dtype=bool)]
+    return y, np.r_[rng.normal(size=n), rng.normal(d, 1.0, size=n)]
 
 
-def test_partial_auc_of_the_chance_diagonal_is_the_triangle_from_08_to_1() -> None:
-    # All scores tied: the ROC curve is the diagonal, ∫_{0.8}^{1} (x - 0.8) dx = 0.02.
-    assert partial_auc([0, 1, 0, 1, 1], [0.5] * 5) == approx(0.02)
+def binormal_pauc(auc: float, t: float = 0.8) -> float:
+    """DeepMiner pAUC of the binormal ROC curve TPR(f) = Φ(d + Φ⁻¹(f)), by numerical integration."""
+    d = np.sqrt(2) * norm.ppf(auc)
+    start = norm.cdf(norm.ppf(t) - d)  # the FPR where TPR = t
+    area, _ = quad(lambda f: norm.cdf(d + norm.ppf(f)), start, 1.0, epsabs=1e-12)
+    return (1 - t) * area
 
 
-def test_partial_auc_of_an_inverted_classifier_is_zero() -> None:
-    assert partial_auc([1, 1, 0, 0], [0.1, 0.2, 0.8, 0.9]) == approx(0.0)
+def test_partial_auc_hand_example_with_a_vertex_on_the_level() -> None:
+    # From (1/3, .8): the flat (1/3 .. 2/3, .8) gives 0.8/3, the vertical step nothing, the flat (2/3 .. 1, 1)
+    # gives 1/3: area 1.8/3 = 0.6, times 1 - 0.8 -> 0.12. Both start rules agree: the level is a vertex.
+    assert partial_auc(VERTEX_Y, VERTEX_S) == approx(0.12)
+    assert partial_auc(VERTEX_Y, VERTEX_S, interpolate=False) == approx(0.12)
+    # The area above 0.8 is only the strip (2/3 .. 1) x (.8 .. 1): 0.2/3.
+    assert partial_auc_above(VERTEX_Y, VERTEX_S) == approx(0.2 / 3)
+    # min_tpr = 0 is the full AUC: pairs won 3 + 3 + 2 + 2 + 1 = 11 of 15.
+    assert partial_auc(VERTEX_Y, VERTEX_S, min_tpr=0.0) == approx(11 / 15) == approx(roc_auc_score(VERTEX_Y, VERTEX_S))
+    # min_tpr = 0.4: the curve reaches 0.4 at FPR 0, area = AUC = 11/15, times 0.6.
+    assert partial_auc(VERTEX_Y, VERTEX_S, min_tpr=0.4) == approx(0.6 * 11 / 15)
 
 
 def test_partial_auc_hand_example_cuts_the_crossing_segment_exactly() -> None:
-    # 4 positives, 2 negatives; one positive ties a negative at 0.5. ROC: (0,0) (0,0.75) (0.5,1) (1,1).
-    # The segment (0,0.75)-(0.5,1) is TPR = 0.75 + 0.5·FPR, crossing 0.8 at FPR = 0.1:
-    # triangle 0.5·0.4·0.2 = 0.04, plus the rectangle 0.5·0.2 = 0.1 -> 0.14.
-    y, s = [1, 1, 1, 1, 0, 0], [0.9, 0.8, 0.7, 0.5, 0.5, 0.1]
-    assert partial_auc(y, s) == approx(0.14)
-    # At TPR >= 0.5: ∫_0^0.5 (0.25 + 0.5x) dx = 0.1875, plus 0.5·0.5 = 0.25 -> 0.4375.
-    assert partial_auc(y, s, min_tpr=0.5) == approx(0.4375)
-    # min_tpr = 0 is the full AUC: (3·2 + 0.5 + 1) / 8.
-    assert partial_auc(y, s, min_tpr=0.0) == approx(0.9375)
+    # From the crossing (0.1, 0.8): the trapezoid to (0.5, 1) is 0.4·(0.8 + 1)/2 = 0.36, the flat to (1, 1) 0.5:
+    # area 0.86, times 0.2 -> 0.172.
+    assert partial_auc(CROSSING_Y, CROSSING_S) == approx(0.172)
+    # The reference code starts at the first vertex with TPR >= 0.8, (0.5, 1): area 0.5, times 0.2 -> 0.1.
+    assert partial_auc(CROSSING_Y, CROSSING_S, interpolate=False) == approx(0.1)
+    # Above the level: the triangle 0.5·0.4·0.2 = 0.04 plus the rectangle 0.5·0.2 = 0.1 -> 0.14.
+    assert partial_auc_above(CROSSING_Y, CROSSING_S) == approx(0.14)
+    # At TPR >= 0.5 the curve is there from FPR 0: the whole AUC (3·2 + 0.5 + 1) / 8, times 0.5.
+    assert partial_auc(CROSSING_Y, CROSSING_S, min_tpr=0.5) == approx(0.5 * 0.9375)
+    # Above 0.5: ∫_0^0.5 (0.25 + 0.5x) dx = 0.1875, plus 0.5·0.5 = 0.25 -> 0.4375; min_tpr = 0 is the AUC.
+    assert partial_auc_above(CROSSING_Y, CROSSING_S, min_tpr=0.5) == approx(0.4375)
+    assert partial_auc_above(CROSSING_Y, CROSSING_S, min_tpr=0.0) == approx(0.9375)
 
 
-def test_partial_auc_agrees_with_numerical_integration_and_full_auc_on_random_scores() -> None:
+def test_partial_auc_of_a_perfect_classifier_is_one_minus_the_level() -> None:
+    # ROC (0,0) (0,1) (1,1): the whole unit square from FPR 0, times 0.2; above 0.8 it is the 1 x 0.2 strip.
+    for interpolate in (True, False):
+        assert partial_auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9], interpolate=interpolate) == approx(0.2)
+    assert partial_auc_above([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == approx(0.2)
+
+
+def test_partial_auc_of_the_chance_diagonal() -> None:
+    # All scores tied: the ROC curve is the single segment (0,0)-(1,1), crossing 0.8 at FPR 0.8.
+    # DeepMiner: 0.2 · ∫_{0.8}^{1} x dx = 0.2 · 0.18 = 0.036; above: ∫_{0.8}^{1} (x - 0.8) dx = 0.02.
+    y, s = [0, 1, 0, 1, 1], [0.5] * 5
+    assert partial_auc(y, s) == approx(0.036)
+    assert partial_auc_above(y, s) == approx(0.02)
+    # The only vertex with TPR >= 0.8 is (1, 1), so the reference rule integrates nothing.
+    assert partial_auc(y, s, interpolate=False) == approx(0.0)
+
+
+def test_partial_auc_of_an_inverted_classifier_is_zero() -> None:
+    # ROC (0,0) (1,0) (1,1): TPR reaches 0.8 only at FPR 1.
+    assert partial_auc([1, 1, 0, 0], [0.1, 0.2, 0.8, 0.9]) == approx(0.0)
+    assert partial_auc_above([1, 1, 0, 0], [0.1, 0.2, 0.8, 0.9]) == approx(0.0)
+
+
+def test_partial_auc_at_level_one_is_zero() -> None:
+    assert partial_auc(CROSSING_Y, CROSSING_S, min_tpr=1.0) == approx(0.0)
+    assert partial_auc_above(CROSSING_Y, CROSSING_S, min_tpr=1.0) == approx(0.0)
+
+
+def test_partial_auc_reference_rule_is_the_trapezoid_over_the_vertices_at_or_above_the_level() -> None:
+    rng = np.random.default_rng(7)
+    y = rng.random(500) < 0.3
+    s = np.round(rng.normal(size=500) + 1.2 * y, 1)  # ties make diagonal segments, so the crossing is rarely a vertex
+    fpr, tpr, _ = roc_curve(y, s)
+    kept = tpr >= 0.8
+    assert partial_auc(y, s, interpolate=False) == approx(0.2 * np.trapezoid(tpr[kept], fpr[kept]))
+    # Starting at the crossing adds the piece of the crossing segment below the first vertex, never removes area.
+    exact, reference = partial_auc(y, s), partial_auc(y, s, interpolate=False)
+    assert exact is not None and reference is not None and exact > reference  # 0.1066 vs 0.0983 here
+
+
+def test_partial_auc_agrees_with_numerical_integration_on_random_scores() -> None:
     rng = np.random.default_rng(4)
     y = rng.random(400) < 0.4
     s = np.round(rng.normal(size=400) + y, 1)  # rounding makes ties, i.e. diagonal ROC segments
     fpr, tpr, _ = roc_curve(y, s)
     grid = np.linspace(0, 1, 400_001)
-    # np.interp picks one end of a vertical segment, which changes nothing under the integral.
-    numeric = np.trapezoid(np.maximum(np.interp(grid, fpr, tpr) - 0.8, 0), grid)
-    assert partial_auc(y, s) == pytest.approx(numeric, abs=1e-5)
+    # np.interp picks one end of a vertical segment, which changes nothing under the integral; the step of
+    # the indicator at the crossing costs at most one grid cell (2.5e-6).
+    curve = np.interp(grid, fpr, tpr)
+    assert partial_auc(y, s) == pytest.approx(0.2 * np.trapezoid(np.where(curve >= 0.8, curve, 0), grid), abs=1e-5)
+    assert partial_auc_above(y, s) == pytest.approx(np.trapezoid(np.maximum(curve - 0.8, 0), grid), abs=1e-5)
     assert partial_auc(y, s, min_tpr=0.0) == approx(roc_auc_score(y, s))
+    assert partial_auc_above(y, s, min_tpr=0.0) == approx(roc_auc_score(y, s))
 
 
-def test_partial_auc_is_none_for_one_class_and_rejects_bad_levels() -> None:
-    assert partial_auc([1, 1, 1], [0.1, 0.2, 0.3]) is None
-    with pytest.raises(ValueError, match="min_tpr"):
-        partial_auc([0, 1], [0.1, 0.2], min_tpr=1.5)
-    with pytest.raises(ValueError, match="0/1"):
-        partial_auc([0, 2], [0.1, 0.2])
+def test_partial_auc_matches_the_binormal_roc_curve_on_a_large_sample() -> None:
+    # 200k scores per class, population AUC 0.838 (DeepMiner's normal class). By numerical integration the
+    # binormal curve's DeepMiner pAUC is 0.133767. The estimate's standard deviation at this n is about 3e-4
+    # (delta method 2.9e-4; 3.4e-4 over 40 seeds), so 1.5e-3 is 5 SD; the two start rules differ by O(1/n).
+    expected = binormal_pauc(0.838)
+    assert expected == pytest.approx(0.133767, abs=1e-6)
+    y, s = binormal(0.838, 200_000, seed=0)
+    assert roc_auc_score(y, s) == pytest.approx(0.838, abs=3e-3)  # SE of the AUC here: 6e-4
+    assert partial_auc(y, s) == pytest.approx(expected, abs=1.5e-3)
+    assert partial_auc(y, s, interpolate=False) == pytest.approx(partial_auc(y, s), abs=1e-5)
+
+
+@pytest.mark.parametrize(("auc", "paper"), [(0.802, 0.121), (0.838, 0.133), (0.872, 0.144)])
+def test_partial_auc_reproduces_the_papers_figures_on_binormal_curves(auc: float, paper: float) -> None:
+    # DeepMiner reports pAUC 0.121 / 0.133 / 0.144 at AUCs 0.802 / 0.838 / 0.872. Binormal curves with those AUCs
+    # give 0.1198 / 0.1338 / 0.1477: within 0.004 of the paper (its curves are not exactly binormal), while the
+    # area above TPR 0.8 gives 0.087 / 0.101 / 0.116, 21-28% lower.
+    expected = binormal_pauc(auc)
+    assert expected == pytest.approx(paper, abs=4e-3)
+    y, s = binormal(auc, 50_000, seed=1)  # SD of the estimate at this n ~ 7e-4 (twice that at 200k), 5 SD = 3.5e-3
+    assert partial_auc(y, s) == pytest.approx(expected, abs=3.5e-3)
+    above = partial_auc_above(y, s)
+    assert above is not None and above < paper - 0.02
+
+
+def test_partial_auc_is_none_for_one_class_and_rejects_bad_input() -> None:
+    for metric in (partial_auc, partial_auc_above):
+        assert metric([1, 1, 1], [0.1, 0.2, 0.3]) is None
+        assert metric([0, 0], [0.1, 0.2]) is None
+        with pytest.raises(ValueError, match="min_tpr"):
+            metric([0, 1], [0.1, 0.2], min_tpr=1.5)
+        with pytest.raises(ValueError, match="min_tpr"):
+            metric([0, 1], [0.1, 0.2], min_tpr=-0.1)
+        with pytest.raises(ValueError, match="0/1"):
+            metric([0, 2], [0.1, 0.2])
+        with pytest.raises(ValueError, match="finite"):
+            metric([0, 1], [0.1, float("nan")])
 
 
 # ------------------------------------------------------------------------------------------ ROC points
@@ -298,9 +405,12 @@ def test_evaluate_tiny_report_matches_hand_values() -> None:
     assert (normal["tp"], normal["fp"], normal["tn"], normal["fn"]) == (2, 1, 3, 0)
     assert (normal["sensitivity"], normal["specificity"], normal["f1"]) == (1.0, 0.75, 0.8)
     assert normal["dor"] == approx(8.75 / 0.75)
-    # pAUC by hand: normal ROC (0,.5) (.25,.5) (.25,1) (1,1) -> 0.75·0.2; benign ROC (0,.5) (.25,.5) (.5,1) (1,1)
-    # crosses 0.8 at FPR 0.4 -> 0.5·0.1·0.2 + 0.5·0.2; malignant is perfect.
-    assert [report["per_class"][c]["pauc"] for c in CLASSES] == [approx(0.15), approx(0.11), approx(0.2)]
+    # pAUC by hand. Normal ROC (0,.5) (.25,.5) (.25,1) (1,1) reaches 0.8 on the vertical step at FPR .25:
+    # area 0.75, DeepMiner 0.2·0.75 = 0.15, above 0.8 also 0.75·0.2. Benign ROC (0,.5) (.25,.5) (.5,1) (1,1)
+    # crosses 0.8 at FPR 0.4: area 0.1·(0.8 + 1)/2 + 0.5 = 0.59 -> 0.118; above: 0.5·0.1·0.2 + 0.5·0.2 = 0.11.
+    # Malignant is perfect: 0.2 both ways.
+    assert [report["per_class"][c]["pauc"] for c in CLASSES] == [approx(0.15), approx(0.118), approx(0.2)]
+    assert [report["per_class"][c]["pauc_above"] for c in CLASSES] == [approx(0.15), approx(0.11), approx(0.2)]
     assert [report["per_class"][c]["auc"] for c in CLASSES] == [0.875, 0.8125, 1.0]
     assert report["breakdown"] == {}
 
@@ -327,7 +437,7 @@ def test_evaluate_synthetic_report_is_internally_consistent_and_json_ready() -> 
         assert section["ppv"] == approx(tp / (tp + fp))
         assert section["auc"] == aucs[name]
         assert section["auc_ci_low"] < section["auc"] < section["auc_ci_high"]
-        assert 0.0 < section["pauc"] < 0.2
+        assert 0.0 < section["pauc_above"] < section["pauc"] < 0.2
         assert section["roc"]["fpr"][0] == 0.0 and section["roc"]["tpr"][-1] == 1.0
         means = report["mean_probability_by_true_class"][name]
         assert sum(means.values()) == pytest.approx(1.0, abs=1e-5)
@@ -349,7 +459,8 @@ def test_evaluate_when_every_prediction_is_one_class() -> None:
     assert report["confusion_matrix"] == [[2, 0, 0], [2, 0, 0], [2, 0, 0]]
     benign = report["per_class"]["benign"]
     assert (benign["tp"], benign["fp"], benign["sensitivity"], benign["ppv"]) == (0, 0, 0.0, None)
-    assert benign["auc"] == 0.5 and benign["pauc"] == approx(0.02)  # constant scores: the chance diagonal
+    assert benign["auc"] == 0.5  # constant scores: the chance diagonal
+    assert (benign["pauc"], benign["pauc_above"]) == (approx(0.036), approx(0.02))
     assert report["per_class"]["normal"]["specificity"] == 0.0
 
 
@@ -358,7 +469,8 @@ def test_evaluate_with_an_absent_class_and_a_threshold_decision() -> None:
     probs = np.array([[0.8, 0.15, 0.05], [0.5, 0.1, 0.4], [0.3, 0.6, 0.1], [0.45, 0.35, 0.2]])
     report = evaluate(y, probs, CLASSES, metadata=[{"view": "CC"}] * 4, positive_threshold=0.3)
     malignant = report["per_class"]["malignant"]
-    assert malignant["auc"] is None and malignant["pauc"] is None and malignant["roc"] == {"fpr": [], "tpr": []}
+    assert malignant["auc"] is None and malignant["pauc"] is None and malignant["pauc_above"] is None
+    assert malignant["roc"] == {"fpr": [], "tpr": []}
     assert (malignant["auc_ci_low"], malignant["auc_ci_high"]) == (None, None)
     assert malignant["fp"] == 1 and malignant["dor"] is None  # row 1 has p(malignant) = 0.4 >= 0.3
     benign = report["per_class"]["benign"]

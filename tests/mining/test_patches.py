@@ -83,7 +83,9 @@ def test_grid_rounds_half_up_and_stays_inside_the_image() -> None:
     assert patch_geometry(100) == (25, 13)  # stride 12.5 -> 13
     boxes = patch_grid(90, 100)
     assert boxes[:, 2].max() <= 100 and boxes[:, 3].max() <= 90
-    assert sorted(set(boxes[:, 0].tolist())) == [0, 13, 26, 39, 52, 65]  # 65 + 25 = 90 <= 100
+    # The stride stops at 65 (65 + 13 + 25 > 100); a last column sits flush with the edge at 100 - 25.
+    assert sorted(set(boxes[:, 0].tolist())) == [0, 13, 26, 39, 52, 65, 75]
+    assert sorted(set(boxes[:, 1].tolist())) == [0, 13, 26, 39, 52, 65]  # 65 + 25 = 90: already flush
     assert patch_grid(20, 100).shape == (0, 4)  # shorter than one patch
 
 
@@ -97,6 +99,62 @@ def test_grid_follows_params_and_is_not_shared_between_callers() -> None:
     ]
     patch_grid(640, 512)[0, 0] = 99
     assert patch_grid(640, 512)[0, 0] == 0
+
+
+# Sizes whose grid stops short of the bottom and/or right edge, and sizes where it fits exactly.
+GRID_SIZES = [
+    (1700, 1000),  # the issue's case: the regular rows end at y = 1375 + 250 = 1625
+    (640, 512),  # fits exactly both ways (the phantoms' size)
+    (256, 256),
+    (1000, 1000),
+    (90, 100),  # stops short in x only
+    (641, 513),  # stops short by one pixel both ways
+    (333, 257),
+    (2000, 1500),
+    (4084, 3328),  # a full-field mammogram
+    (25, 100),  # exactly one row
+    (26, 100),  # one row and a flush row one pixel below
+    (130, 100),
+]
+
+
+def coverage(height: int, width: int, boxes: np.ndarray) -> np.ndarray:
+    """How many boxes cover each pixel: int (H, W), by painting each box in turn."""
+    count = np.zeros((height, width), dtype=np.int64)
+    for x0, y0, x1, y1 in boxes.tolist():
+        count[y0:y1, x0:x1] += 1
+    return count
+
+
+@pytest.mark.parametrize("params", [PAPER, PatchParams(side_fraction=0.5, stride_fraction=1.0), PatchParams(0.3, 0.7)])
+@pytest.mark.parametrize(("height", "width"), GRID_SIZES)
+def test_grid_covers_every_pixel_with_a_flush_last_row_and_column(height: int, width: int, params: PatchParams) -> None:
+    side, stride = patch_geometry(width, params)
+    boxes = patch_grid(height, width, params).astype(np.int64)
+    if height < side:  # too short for any patch (e.g. 25 px with a 50 px side)
+        assert boxes.shape == (0, 4)
+        return
+    assert np.all(boxes[:, 2:] - boxes[:, :2] == side)
+    assert boxes[:, :2].min() >= 0 and boxes[:, 2].max() <= width and boxes[:, 3].max() <= height
+    assert coverage(height, width, boxes).min() >= 1  # every pixel, the bottom and right strips too
+    assert len(np.unique(boxes, axis=0)) == len(boxes)  # no duplicate boxes
+    # The last column and row are flush with the edge; the others keep the regular stride.
+    for starts, size in ((boxes[:, 0], width), (boxes[:, 1], height)):
+        regular = list(range(0, size - side + 1, stride))
+        flush = [] if regular[-1] == size - side else [size - side]
+        assert sorted(set(starts.tolist())) == regular + flush
+    # Row by row, x moving first.
+    xs, ys = sorted(set(boxes[:, 0].tolist())), sorted(set(boxes[:, 1].tolist()))
+    assert boxes[:, :2].tolist() == [[x, y] for y in ys for x in xs]
+
+
+def test_grid_of_the_issue_image_gets_a_last_row_flush_with_the_bottom() -> None:
+    boxes = patch_grid(1700, 1000)
+    assert patch_geometry(1000) == (250, 125)
+    assert sorted(set(boxes[:, 1].tolist())) == [*range(0, 1376, 125), 1450]  # 1375 + 250 = 1625 < 1700
+    assert sorted(set(boxes[:, 0].tolist())) == list(range(0, 751, 125))  # 750 + 250 = 1000: no extra column
+    assert boxes.shape == (13 * 7, 4)
+    assert boxes[-7:, 1].tolist() == [1450] * 7 and boxes[-1].tolist() == [750, 1450, 1000, 1700]
 
 
 # ------------------------------------------------------------------- box sums
@@ -116,6 +174,15 @@ def test_box_sums_equal_a_naive_loop_on_random_masks(seed: int, n_boxes: int) ->
     result = box_sums(mask, boxes)
     assert result.dtype == np.int64
     assert result.tolist() == expected
+
+
+@pytest.mark.parametrize(("height", "width"), GRID_SIZES)
+def test_box_sums_on_grids_with_a_flush_last_row_match_slicing(height: int, width: int) -> None:
+    mask = np.random.default_rng(height * width).random((height, width)) < 0.4
+    boxes = patch_grid(height, width)
+    assert box_sums(mask, boxes).tolist() == [mask[y0:y1, x0:x1].sum() for x0, y0, x1, y1 in boxes]
+    boxes = np.concatenate([boxes, boxes[::-1]])  # out of order and repeated
+    assert box_sums(mask, boxes).tolist() == [mask[y0:y1, x0:x1].sum() for x0, y0, x1, y1 in boxes]
 
 
 def test_box_sums_on_the_grid_match_slicing_and_reject_boxes_outside() -> None:
@@ -339,3 +406,47 @@ def test_extract_patches_uses_the_given_tissue_mask() -> None:
     assert set(patch_set.boxes[:, 0].tolist()) == {0, 32, 64, 96}  # x0 = 96: exactly half tissue
     with pytest.raises(ValueError, match="shape"):
         extract_patches(image, [], tissue=tissue[:10])
+
+
+@pytest.mark.parametrize("shape", [(300, 250), (1700, 1000), (641, 513)])  # grids with a flush last row/column
+def test_extract_patches_labels_the_flush_row_and_column_as_the_rules_say(shape: tuple[int, int]) -> None:
+    height, width = shape
+    rng = np.random.default_rng(height)
+    tissue = ellipse(shape, height, width, 0.8 * height, 0.9 * width)  # centred on the bottom-right corner
+    image = np.where(tissue, 180, 10).astype(np.uint8)
+    side = patch_geometry(width)[0]
+    findings = [  # in the strips that only the flush row / column reach, and across them
+        (ellipse(shape, height - side // 8, width // 2, side // 8, side // 3), "malignant"),
+        (ellipse(shape, height // 2, width - side // 10, side // 3, side // 10), "benign"),
+        (ellipse(shape, height - 2, width - 2, side // 4, side // 4), "benign"),
+    ]
+    for _ in range(3):
+        cy, cx = rng.integers(0, height), rng.integers(0, width)
+        findings.append((ellipse(shape, cy, cx, *rng.integers(3, side // 2, 2)), str(rng.choice(CLASSES))))
+
+    patch_set = extract_patches(image, findings, tissue=tissue)
+    keep, labels = reference_labels(shape, tissue, findings)
+    assert 0 < keep.sum() < len(keep)
+    assert np.array_equal(patch_set.boxes, patch_grid(*shape)[keep])
+    assert np.array_equal(patch_set.labels, labels[keep])
+    flush = patch_set.boxes[:, 3] == height
+    assert flush.any() and (patch_set.labels[flush] == MALIGNANT).any()  # the bottom lesion is found
+    grid_keep, grid_labels, fraction = label_patches(patch_grid(*shape), tissue, findings)
+    assert np.array_equal(grid_keep, keep) and np.array_equal(grid_labels, labels)
+    expected = [tissue[y0:y1, x0:x1].mean() for x0, y0, x1, y1 in patch_grid(*shape)]
+    assert np.allclose(fraction, expected)
+
+
+@pytest.mark.parametrize("shape", [(1700, 1000), (641, 513), (640, 512)])
+def test_every_tissue_pixel_lies_in_a_kept_patch_when_the_tissue_reaches_the_edge(shape: tuple[int, int]) -> None:
+    height, width = shape
+    image = np.random.default_rng(5).integers(0, 30, shape).astype(np.uint8)  # dark, noisy background
+    image[int(0.35 * height) :, int(0.4 * width) :] += 170  # a breast pressed against the bottom and right edges
+    tissue = tissue_mask(image)
+    side, stride = patch_geometry(width)
+    regular_end = (height - side) // stride * stride + side  # where the rows of a whole-stride grid end
+    assert tissue[-1, -1] and (regular_end == height or tissue[regular_end:].any())
+
+    patch_set = extract_patches(image, [], tissue=tissue)
+    covered = coverage(height, width, patch_set.boxes) > 0
+    assert not (tissue & ~covered).any()  # no tissue pixel is left out of every kept patch

@@ -12,8 +12,9 @@ import torch
 from torch import nn
 
 from mining.data import PIXEL_MEAN, PIXEL_STD
+from mining.dissection import concept_iou
 from mining.influence import top_units
-from mining.pipeline import mask_sprite, patch_concept_masks, run_mining_pass, unit_concept_ious
+from mining.pipeline import mask_sprite, patch_concept_masks, run_dissection_pass, run_mining_pass
 from mining.progress import Cancelled
 from mining.topk import quantile_count
 from tests.mining.topk_reference import assert_matches, brute_force, random_features, through_bytes
@@ -80,13 +81,27 @@ def test_mining_pass_with_a_lookup_net_equals_brute_force() -> None:
 
     logits = table.amax(dim=(2, 3)) @ fc.T
     np.testing.assert_allclose(result.probs, torch.softmax(logits, dim=1).numpy(), rtol=1e-6)
-    decided = logits.argmax(dim=1)
-    influence = table.amax(dim=(2, 3)) * fc[decided]
+    # Without image indices every patch is its own image, counted toward every class.
     expected = np.zeros((3, 6), dtype=np.int64)
-    for c, units in zip(decided.tolist(), top_units(influence, k=2).tolist(), strict=True):
-        expected[c, units] += 1
+    for c in range(3):
+        for units in top_units(table.amax(dim=(2, 3)) * fc[c], k=2).tolist():
+            expected[c, units] += 1
     np.testing.assert_array_equal(result.influence.frequency, expected)
-    np.testing.assert_array_equal(result.influence.inputs_per_class, np.bincount(decided, minlength=3))
+    assert result.influence.images == 70
+
+
+def test_mining_pass_counts_influence_per_image_over_its_patches() -> None:
+    gen = torch.Generator().manual_seed(8)
+    table, fc = torch.rand(30, 5, 2, 2, generator=gen), torch.randn(2, 5, generator=gen)
+    image_of = torch.arange(30) // 4  # 8 images, the last with 2 patches; batches cut through images
+    result = run_mining_pass(LookupNet(table, fc), encode_ids(30), fc, image_index=image_of, batch_size=7)
+    image_max = torch.stack([table[image_of == i].amax(dim=(0, 2, 3)) for i in range(8)])
+    expected = np.zeros((2, 5), dtype=np.int64)
+    for c in range(2):
+        for units in top_units(image_max * fc[c], k=8).tolist():
+            expected[c, units] += 1
+    np.testing.assert_array_equal(result.influence.frequency, expected)
+    assert result.influence.images == 8
 
 
 def test_mining_pass_takes_an_iterable_of_batches_and_input_ids() -> None:
@@ -206,18 +221,30 @@ def test_patch_concept_masks_crop_merge_and_resize():
     assert doubled["m"].shape == (8, 8) and doubled["m"].sum() == 16 and doubled["m"][4:8, 4:8].all()
 
 
-def test_unit_concept_ious_sum_over_patches():
-    unit = np.zeros((2, 4, 4), dtype=bool)
-    unit[0, :2, :2] = True  # 4 px
-    unit[1, :2, :] = True  # 8 px
-    a = np.zeros((4, 4), dtype=bool)
-    a[:2, :2] = True  # matches patch 0 exactly
-    patches = [{"a": a}, {"b": np.ones((4, 4), dtype=bool)}]
-    best, iou, top = unit_concept_ious(unit, patches)
-    # a: intersection 4, union 4 + 8 = 12 -> 1/3; b: 8 / (4 + 16) = 0.4
-    assert best == "b" and abs(iou - 0.4) < 1e-9
-    assert top == {"b": 0.4, "a": 0.3333}
-    assert unit_concept_ious(unit, [{}, {}]) == (None, 0.0, {})
+def test_dissection_pass_equals_brute_force_over_every_patch() -> None:
+    """Network Dissection IoU: every patch's upsampled, thresholded map against its concept masks."""
+    gen = torch.Generator().manual_seed(12)
+    table, fc = torch.rand(40, 6, 3, 3, generator=gen), torch.ones(2, 6)
+    side = 12
+    thresholds = torch.quantile(table.permute(1, 0, 2, 3).reshape(6, -1), 0.9, dim=1)
+    rng = np.random.default_rng(0)
+    concepts = [{code: rng.random((side, side)) > 0.6 for code in ("a", "b") if rng.random() < 0.5} for _ in range(40)]
+    calls: list[tuple[int, int]] = []
+
+    def concepts_of(start: int, stop: int) -> list[dict[str, np.ndarray]]:
+        calls.append((start, stop))
+        return concepts[start:stop]
+
+    tally = run_dissection_pass(LookupNet(table, fc), encode_ids(40), thresholds, concepts_of, side, batch_size=16)
+    assert calls == [(0, 16), (16, 32), (32, 40)]
+    up = torch.nn.functional.interpolate(table, size=(side, side), mode="bilinear", align_corners=False)
+    masks = (up > thresholds.view(1, -1, 1, 1)).numpy()  # (N, U, S, S)
+    empty = np.zeros((side, side), dtype=bool)
+    got = tally.ious()
+    for u in range(6):
+        expected = concept_iou(masks[:, u], {c: np.stack([p.get(c, empty) for p in concepts]) for c in ("a", "b")})
+        for code in ("a", "b"):
+            assert got[code][u] == pytest.approx(expected[code], abs=1e-12)
 
 
 def test_mask_sprite_places_rank_i_at_tile_i():

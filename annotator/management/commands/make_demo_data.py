@@ -46,35 +46,20 @@ class Command(BaseCommand):
         if options["fracture_images"] < 0:
             raise CommandError("--fracture-images must be 0 (none) or more")
         seed, demo = options["seed"], Path(settings.VAR_DIR) / "demo"
+        both = {"seed": seed, "replace": options["replace"]}  # the same for the two datasets
         folder = options["folder"] or demo / f"mammograms-{seed}"
-        self._build(
-            lambda: demo_dataset_create(
-                folder=folder,
-                n_images=options["images"],
-                seed=seed,
-                name=options["name"],
-                replace=options["replace"],
-            ),
-            folder,
-        )
+        self._build(demo_dataset_create, folder, n_images=options["images"], name=options["name"], **both)
         if options["fracture_images"]:
             hips = options["fracture_folder"] or demo / f"hips-{seed}"
-            dataset = self._build(
-                lambda: demo_fracture_dataset_create(
-                    folder=hips,
-                    n_images=options["fracture_images"],
-                    seed=seed,
-                    name=options["fracture_name"],
-                    replace=options["replace"],
-                ),
-                hips,
-            )
+            n_hips, hips_name = options["fracture_images"], options["fracture_name"]
+            dataset = self._build(demo_fracture_dataset_create, hips, n_images=n_hips, name=hips_name, **both)
             self.stdout.write(f"  Label them at /datasets/{dataset.pk}/fractures/")
 
-    def _build(self, create: Callable[[], tuple[Dataset, bool]], folder: Path) -> Dataset:
+    def _build(self, create: Callable[..., tuple[Dataset, bool]], folder: Path, **arguments: Any) -> Dataset:
+        """Run ``create(folder=folder, **arguments)`` and report what it imported (or that it kept the dataset)."""
         started = time.monotonic()
         try:
-            dataset, created = create()
+            dataset, created = create(folder=folder, **arguments)
         except ApplicationError as exc:
             for error in exc.extra.get("errors", []):
                 self.stderr.write(f"line {error['line']}: {error['reason']}")
