@@ -11,6 +11,9 @@ Speed. The same ~1000 structured random 128-px uint8 patches go through
     the same uint8 -> float normalisation;
   * mining: ``run_mining_pass`` (inference_mode, channels_last, per-unit top-64 maps, exact
     top-0.5% levels, influence counts, probabilities), batch 64.
+  * both passes: ``run_mining_pass`` then ``run_dissection_pass`` at its thresholds (every unit's
+    IoU sums with a concept on every third patch), what the mine job computes (target: at most 2.2x
+    the naive forward's time; the memory below includes the second pass).
 Runs alternate and the medians of the repeats are compared (target: mining >= 1.0x naive). The
 pass's own cost besides the forward (input conversion, UnitTopK, InfluenceTally, softmax) is
 timed separately, by running run_mining_pass on an extractor that replays recorded outputs of
@@ -42,6 +45,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -52,9 +56,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runnable from anywhere
 
 from mining.data import PIXEL_MEAN, PIXEL_STD, batches, to_input  # noqa: E402
-from mining.pipeline import run_mining_pass  # noqa: E402
+from mining.pipeline import run_dissection_pass, run_mining_pass  # noqa: E402
 
 TARGET_RATIO = 1.0
+TARGET_BOTH_PASSES = 2.2  # the first pass and the second (IoU over every patch): at most 2.2 plain forwards
+MASK_SIDE = 64
 TARGET_GROWTH = 0.2
 SIDE = 128
 BATCH = 64
@@ -96,6 +102,21 @@ def naive_forward(model: nn.Module, patches: torch.Tensor) -> None:
 
 def mining_pass(extractor: nn.Module, patches: torch.Tensor, fc_weight: torch.Tensor) -> None:
     run_mining_pass(extractor, patches, fc_weight, batch_size=BATCH)
+
+
+def blob_concepts(start: int, stop: int) -> list[dict[str, np.ndarray]]:
+    """Concept masks for the second pass: every third patch holds a disc of "mass" (64 x 64)."""
+    yy, xx = np.mgrid[0:MASK_SIDE, 0:MASK_SIDE]
+    disc = (yy - 32) ** 2 + (xx - 24) ** 2 < 14**2
+    return [{"mass": disc} if index % 3 == 0 else {} for index in range(start, stop)]
+
+
+def both_passes(extractor: nn.Module, patches: torch.Tensor, fc_weight: torch.Tensor, count: int) -> None:
+    """What the mine job computes: the first pass, then the second at its thresholds."""
+    first = run_mining_pass(extractor, patches, fc_weight, batch_size=BATCH)
+    run_dissection_pass(
+        extractor, patches, first.topk.thresholds(), blob_concepts, MASK_SIDE, num_inputs=count, batch_size=BATCH
+    )
 
 
 def record_outputs(extractor: nn.Module, patches: torch.Tensor) -> list[dict[str, torch.Tensor]]:
@@ -141,7 +162,7 @@ def measure_speed(count: int, repeats: int) -> dict[str, float]:
     naive_forward(model, patches[:BATCH])  # warm-up: oneDNN picks its kernels on first use
     mining_pass(extractor, patches[:BATCH], fc_weight)
     outputs = record_outputs(extractor, patches)
-    naive, mining, rest, convert = [], [], [], []
+    naive, mining, both, rest, convert = [], [], [], [], []
     for _ in range(repeats):  # alternate, so load from other processes hits both alike
         start = time.perf_counter()
         naive_forward(model, patches)
@@ -149,15 +170,20 @@ def measure_speed(count: int, repeats: int) -> dict[str, float]:
         start = time.perf_counter()
         mining_pass(extractor, patches, fc_weight)
         mining.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        both_passes(extractor, patches, fc_weight, count)
+        both.append(time.perf_counter() - start)
         rest.append(bookkeeping_seconds(outputs, patches, fc_weight))
         convert.append(conversion_seconds(patches))
-    naive_s, mining_s, rest_s, convert_s = (statistics.median(v) for v in (naive, mining, rest, convert))
+    naive_s, mining_s, both_s, rest_s, convert_s = (statistics.median(v) for v in (naive, mining, both, rest, convert))
     per_batch = 1000 / -(-count // BATCH)
     return {
         "patches": count,
         "naive_images_per_s": count / naive_s,
         "mining_images_per_s": count / mining_s,
         "pass_vs_naive_forward": naive_s / mining_s,
+        "both_passes_images_per_s": count / both_s,
+        "both_passes_over_naive_forward_time": both_s / naive_s,
         "pass_without_forward_ms_per_batch": rest_s * per_batch,
         "input_conversion_ms_per_batch": convert_s * per_batch,
         "statistics_ms_per_batch": (rest_s - convert_s) * per_batch,
@@ -199,6 +225,16 @@ def memory_child(count: int) -> dict[str, float]:
         num_inputs=count,
         batch_size=BATCH,
         progress=sample,
+    )
+    # The second pass too: the mine job's peak is the larger of the two.
+    run_dissection_pass(
+        extractor,
+        structured_batches(count),
+        result.topk.thresholds(),
+        blob_concepts,
+        MASK_SIDE,
+        num_inputs=count,
+        batch_size=BATCH,
     )
     peak, end = _status_kib("VmHWM"), _status_kib("VmRSS")
     state = result.topk.nbytes()
@@ -247,7 +283,12 @@ def main() -> None:
     print(f"{'path':<44}{'images/s':>10}")
     print(f"{'naive forward (fp32 NCHW, no_grad)':<44}{speed['naive_images_per_s']:>10.1f}")
     print(f"{'run_mining_pass (top-k, levels, influence)':<44}{speed['mining_images_per_s']:>10.1f}")
+    print(f"{'both passes (first + IoU over every patch)':<44}{speed['both_passes_images_per_s']:>10.1f}")
     print(f"pass / naive: {speed['pass_vs_naive_forward']:.2f}x (target >= {TARGET_RATIO})")
+    print(
+        f"both passes take {speed['both_passes_over_naive_forward_time']:.2f}x the naive forward's time "
+        f"(target <= {TARGET_BOTH_PASSES})"
+    )
     print(
         f"pass without the forward: {speed['pass_without_forward_ms_per_batch']:.1f} ms a batch, of which "
         f"input conversion {speed['input_conversion_ms_per_batch']:.1f} ms (the naive path's too) and "
@@ -266,8 +307,16 @@ def main() -> None:
         figures[f"peak_memory_growth_{name}"] = round(growth[name], 4)
     figures["topk_levels_mib_10k"] = round(memory["default"][1]["topk_levels_mib"], 2)
     figures["peak_memory_growth_10k_vs_1k"] = round(growth["default"], 4)
-    met = speed["pass_vs_naive_forward"] >= TARGET_RATIO and growth["default"] < TARGET_GROWTH
-    targets = {"pass_vs_naive_forward": TARGET_RATIO, "peak_memory_growth_10k_vs_1k": TARGET_GROWTH}
+    met = (
+        speed["pass_vs_naive_forward"] >= TARGET_RATIO
+        and speed["both_passes_over_naive_forward_time"] <= TARGET_BOTH_PASSES
+        and growth["default"] < TARGET_GROWTH
+    )
+    targets = {
+        "pass_vs_naive_forward": TARGET_RATIO,
+        "both_passes_over_naive_forward_time": TARGET_BOTH_PASSES,
+        "peak_memory_growth_10k_vs_1k": TARGET_GROWTH,
+    }
     print(json.dumps({"bench": "mining_pass", "figures": figures, "targets": targets, "met": met}))
 
 

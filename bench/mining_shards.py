@@ -69,25 +69,15 @@ def setup(images: int) -> int:
 
 
 def start_workers(count: int) -> list[subprocess.Popen]:
+    from config.celery import worker_argv  # imported once the environment above is set, like setup's imports
+
     env = {**os.environ, "DEEPMINER_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     workers = []
     for index in range(count):
         log = (VAR / f"worker{index}.log").open("w")
         workers.append(
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "config",
-                    "worker",
-                    "--pool=solo",
-                    f"--hostname=b{index}@%h",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--loglevel=INFO",
-                ],
+                worker_argv(f"b{index}"),
                 cwd=ROOT,
                 env=env,
                 stdout=log,

@@ -136,13 +136,21 @@ def partial_auc(
     level and differ by at most (1 - min_tpr) times the crossing segment's width, which vanishes with N.
     None when only one class is present.
     """
+    curve = _roc_for_level(y_true_binary, scores, min_tpr)
+    return None if curve is None else _r((1.0 - min_tpr) * _area_from_level(*curve, min_tpr, interpolate))
+
+
+def _roc_for_level(
+    y_true_binary: ArrayLike, scores: ArrayLike, min_tpr: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
+    """sklearn's ROC curve (fpr, tpr) after checking the level; None when only one class is present."""
     if not 0.0 <= min_tpr <= 1.0:
         raise ValueError(f"min_tpr must be in [0, 1], got {min_tpr}")
     y, s = _binary_inputs(y_true_binary, scores)
     if not _both_classes(y):
         return None
     fpr, tpr, _ = roc_curve(y, s)
-    return _r((1.0 - min_tpr) * _area_from_level(fpr, tpr, min_tpr, interpolate))
+    return fpr, tpr
 
 
 def _area_from_level(fpr: NDArray[np.float64], tpr: NDArray[np.float64], level: float, interpolate: bool) -> float:
@@ -167,13 +175,8 @@ def partial_auc_above(y_true_binary: ArrayLike, scores: ArrayLike, min_tpr: floa
     gives the full AUC. The ROC curve is interpolated linearly and cut exactly where it crosses ``min_tpr``.
     None when only one class is present.
     """
-    if not 0.0 <= min_tpr <= 1.0:
-        raise ValueError(f"min_tpr must be in [0, 1], got {min_tpr}")
-    y, s = _binary_inputs(y_true_binary, scores)
-    if not _both_classes(y):
-        return None
-    fpr, tpr, _ = roc_curve(y, s)
-    return _r(_area_above(fpr, tpr, min_tpr))
+    curve = _roc_for_level(y_true_binary, scores, min_tpr)
+    return None if curve is None else _r(_area_above(*curve, min_tpr))
 
 
 def _area_above(fpr: NDArray[np.float64], tpr: NDArray[np.float64], level: float) -> float:

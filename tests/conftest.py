@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from config.celery import worker_argv
 from tests.factories import UserFactory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,20 +102,7 @@ class WorkerProcess:
         self.log_path = log_path
         self._log = log_path.open("w")
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--pool=solo",
-                "--concurrency=1",
-                f"--hostname={name}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--loglevel=INFO",
-            ],
+            worker_argv(name),
             cwd=ROOT,
             env=env,
             stdout=self._log,

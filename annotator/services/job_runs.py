@@ -6,6 +6,7 @@ nothing here knows Celery: a job that fans out is handed a `fan_out` callable by
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
@@ -75,7 +76,8 @@ class _ShardReporter(JobReporter):
         super().progress(done, total, f"{self.prefix} · {message}")
 
 
-ShardWork = Callable[[Job, JobReporter], str]
+# A shard's service call, given the job row, a progress callback and a cancel check; returns a file name.
+ShardWork = Callable[..., str]
 
 
 def _shard(job_id: int, label: str, work: ShardWork) -> str:
@@ -90,7 +92,7 @@ def _shard(job_id: int, label: str, work: ShardWork) -> str:
     reporter = _ShardReporter(job_id, label)
     try:
         with job_heartbeat(job_id=job_id):
-            return work(job, reporter)
+            return work(job=job, progress=reporter.progress, cancelled=reporter.cancelled)
     except Cancelled:
         job_finish_cancelled(job_id=job_id)
         raise
@@ -101,12 +103,7 @@ def _shard(job_id: int, label: str, work: ShardWork) -> str:
 
 def shard_run(*, job_id: int, shard: int, shards: int) -> str:
     """The first mining pass over one shard of a running job; returns the file of its per-unit state."""
-
-    def work(job: Job, reporter: JobReporter) -> str:
-        return units_mine_shard(
-            job=job, shard=shard, shards=shards, progress=reporter.progress, cancelled=reporter.cancelled
-        )
-
+    work = functools.partial(units_mine_shard, shard=shard, shards=shards)
     return _shard(job_id, f"pass 1, shard {shard + 1}/{shards}", work)
 
 
@@ -127,17 +124,7 @@ def shards_reduce(*, job_id: int, shard_files: list[str]) -> str | None:
 
 def dissect_run(*, job_id: int, shard: int, shards: int, merged_file: str) -> str:
     """The second mining pass (IoU over every patch) over one shard; returns the file of its IoU sums."""
-
-    def work(job: Job, reporter: JobReporter) -> str:
-        return units_dissect_shard(
-            job=job,
-            shard=shard,
-            shards=shards,
-            merged_file=merged_file,
-            progress=reporter.progress,
-            cancelled=reporter.cancelled,
-        )
-
+    work = functools.partial(units_dissect_shard, shard=shard, shards=shards, merged_file=merged_file)
     return _shard(job_id, f"pass 2, shard {shard + 1}/{shards}", work)
 
 

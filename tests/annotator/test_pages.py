@@ -110,9 +110,8 @@ def test_model_page_names_the_split_of_each_figure(client, expert_user):
         "validation_fraction": 0.1,
         "validation_seed": 0,
         "sizes": {
-            "train": {"patients": 36, "patches": 900},
-            "validation": {"patients": 4, "patches": 101},
-            "test": {"patients": 5, "patches": 123},
+            split: {"patients": patients, "patches": patches}
+            for split, patients, patches in (("train", 36, 900), ("validation", 4, 101), ("test", 5, 123))
         },
     }
     trained.save()
