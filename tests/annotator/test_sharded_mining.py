@@ -26,8 +26,10 @@ def _snapshot(trained: TrainedModel) -> dict[int, tuple]:
             unit.frequency,
             unit.threshold,
             unit.selected_for,
+            unit.selections,
             unit.suggested_concept_id,
             round(unit.suggested_iou, 6),
+            unit.concept_ious,
             tops[unit.pk],
         )
         for unit in Unit.objects.filter(model=trained)
@@ -44,6 +46,8 @@ def test_two_workers_sharded_result_equals_single_pass(media_root, tmp_path):
     single = job_create(kind=Job.Kind.MINE, dataset=dataset, params=params)
     assert job_run(job_id=single.pk) == Job.Status.SUCCEEDED
     expected = _snapshot(trained)
+    trained.refresh_from_db()
+    expected_mining = {key: value for key, value in trained.mining.items() if key != "shards"}
 
     _purge_broker()
     workers = [WorkerProcess(media_root, tmp_path / f"w{i}.log", name=f"w{i}") for i in (1, 2)]
@@ -58,6 +62,10 @@ def test_two_workers_sharded_result_equals_single_pass(media_root, tmp_path):
     # Both processes took a shard.
     assert all("deepminer.mine_shard" in worker.log() for worker in workers), [w.log()[-2000:] for w in workers]
     assert _snapshot(trained) == expected
+    # Both passes ran as chords on the two workers; coverage, IoU counts and the causal check are the same.
+    assert all("deepminer.dissect_shard" in worker.log() for worker in workers), [w.log()[-2000:] for w in workers]
+    trained.refresh_from_db()
+    assert {key: value for key, value in trained.mining.items() if key != "shards"} == expected_mining
     # The shards wrote crops of all their candidates; the merge kept those of the patches units show.
     shown = Patch.objects.filter(top_activations__unit__model=trained).distinct()
     assert shown.exists() and all((media_root / patch.crop.name).is_file() for patch in shown)
