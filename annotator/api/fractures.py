@@ -86,7 +86,7 @@ class FractureLabelSaveApi(APIView):
                     OpenApiExample(
                         "conflict",
                         value={
-                            "message": "This fracture label was changed by eve since you opened it (you had version 1, "
+                            "message": "This fracture label was changed in another tab or window since you opened it (you had version 1, "
                             "it is now version 2). Your changes were not saved: reload to see the current answers.",
                             "extra": {
                                 "version": 2,

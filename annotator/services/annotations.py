@@ -14,6 +14,7 @@ from django.db import transaction
 
 from ..errors import ApplicationError
 from ..models import AnnotationChange, Association, Concept, Unit, UnitAnnotation, UnitConsensus, VersionedLabel
+from ..permissions import user_sees_others_labels
 from .versioned import LabelT, label_snapshot, save_versioned
 
 __all__ = [
@@ -51,6 +52,7 @@ def _unit_label_save(
         user=user,
         what=what,
         history={"unit": lookup["unit"]},
+        names_visible=user_sees_others_labels(user, lookup["unit"].model.dataset),
     )
 
 

@@ -17,7 +17,7 @@ from mining.sentences import DISPLACEMENTS, LOCATIONS, FractureDescriptors, frac
 
 from ..errors import ApplicationError
 from ..models import AnnotationChange, Dataset, FractureDescriptor, Image
-from ..permissions import user_can_annotate
+from ..permissions import user_can_annotate, user_sees_others_labels
 from .versioned import save_versioned
 
 __all__ = ["DESCRIPTOR_FIELDS", "fracture_descriptor_save"]
@@ -107,4 +107,5 @@ def fracture_descriptor_save(
         user=expert,
         what="fracture label",
         history={"image": image},
+        names_visible=user_sees_others_labels(expert, image.dataset),
     )

@@ -108,3 +108,44 @@ def test_consensus_is_versioned_and_can_be_cleared(admin_user):
     assert AnnotationChange.objects.filter(target="unit_consensus").count() == 2
     with pytest.raises(ApplicationError, match="unknown BI-RADS concept"):
         unit_consensus_save(unit=unit, admin=admin_user, version=0, recognizable="yes", concept="nope")
+
+
+def test_a_409_names_whoever_made_this_label_kind_s_version_not_another_kind_with_the_same_id(expert_user):
+    """The change log holds every kind of label, so row ids collide across kinds: an expert's own stale save
+    must not be told that the admin who changed a consensus (or a fracture label) with that id changed it."""
+    admin = UserFactory(groups=["admin"])
+    unit = UnitFactory()
+    saved = unit_annotation_save(unit=unit, expert=expert_user, version=0, recognizable="yes")
+    # A change of another kind, by the admin, with the same row id and version, logged later.
+    AnnotationChange.objects.create(
+        target=AnnotationChange.Target.UNIT_CONSENSUS, target_id=saved.pk, unit=unit, user=admin, version=1, after={}
+    )
+    with pytest.raises(ApplicationError) as refused:
+        unit_annotation_save(unit=unit, expert=expert_user, version=0, recognizable="no")
+    assert refused.value.status == 409
+    assert "changed in another tab or window since you opened it" in refused.value.message
+    assert admin.username not in refused.value.message
+
+
+def test_a_blind_expert_is_told_no_other_name_in_a_409(expert_user):
+    """Should anyone else have made the current version, a blind expert learns neither the name nor more."""
+    admin, other = UserFactory(groups=["admin"]), UserFactory(groups=["expert"], username="other-expert")
+    unit = UnitFactory()
+    saved = unit_annotation_save(unit=unit, expert=expert_user, version=0, recognizable="yes")
+    change = AnnotationChange.objects.get(target_id=saved.pk)
+    for author, said in ((other, "by someone else"), (admin, "by an admin")):
+        change.user = author
+        change.save()
+        with pytest.raises(ApplicationError) as refused:
+            unit_annotation_save(unit=unit, expert=expert_user, version=0, recognizable="no")
+        assert f"changed {said} since you opened it" in refused.value.message
+        assert author.username not in refused.value.message
+    # On a dataset that is not blind, experts see each other's names.
+    dataset = unit.model.dataset
+    dataset.annotation_blind = False
+    dataset.save()
+    change.user = other
+    change.save()
+    with pytest.raises(ApplicationError) as refused:
+        unit_annotation_save(unit=unit, expert=expert_user, version=0, recognizable="no")
+    assert "changed by other-expert since you opened it" in refused.value.message

@@ -149,7 +149,9 @@ def test_conflict_with_another_tab_is_shown_and_nothing_is_overwritten(live_serv
     page.wait_for_function("() => document.getElementById('fx-status').dataset.state === 'conflict'")
     assert page.locator("#fx-status").inner_text() == "Conflict: not saved"
     message = page.locator("#fx-message").inner_text()
-    assert "changed by eve-expert since you opened it" in message and "Your changes were not saved" in message
+    assert (
+        "changed in another tab or window since you opened it" in message and "Your changes were not saved" in message
+    )
     assert page.url.endswith(f"/fractures/{image.pk}/")  # stayed: no silent move on
     assert page.locator("#fx-save-next").is_disabled()
     # The page keeps what the expert typed, and the database keeps the other tab's label.

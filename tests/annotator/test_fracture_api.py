@@ -90,7 +90,7 @@ def test_save_returns_the_label_and_a_stale_version_gets_409_with_the_current_va
     assert conflict.status_code == 409
     answer = conflict.json()
     assert set(answer) == {"message", "extra"}
-    assert answer["message"].startswith("This fracture label was changed by eve-expert since you opened it")
+    assert answer["message"].startswith("This fracture label was changed in another tab or window since you opened it")
     assert "Your changes were not saved" in answer["message"]
     assert answer["extra"] == {"version": 1, "current": {**SUBCAPITAL, "sentence": SUBCAPITAL_SENTENCE}}
     assert FractureDescriptor.objects.get(image_id=rows["free"]).sentence == SUBCAPITAL_SENTENCE

@@ -79,7 +79,7 @@ def test_two_tabs_the_second_save_is_refused_with_the_current_values(hip_image, 
         fracture_descriptor_save(image=hip_image, expert=expert_user, version=0, fracture=False)
 
     assert refused.value.status == 409
-    assert "changed by eve-expert since you opened it" in refused.value.message
+    assert "changed in another tab or window since you opened it" in refused.value.message
     assert refused.value.extra == {"version": 1, "current": {**SUBCAPITAL, "sentence": SUBCAPITAL_SENTENCE}}
     label = FractureDescriptor.objects.get()
     assert (label.version, label.fracture, label.sentence) == (1, True, SUBCAPITAL_SENTENCE)
