@@ -9,7 +9,10 @@ from typing import Any
 
 from django.http import StreamingHttpResponse
 
-__all__ = ["csv_lines", "json_array_chunks", "stream_csv", "stream_json"]
+__all__ = ["csv_cell", "csv_lines", "json_array_chunks", "stream_csv", "stream_json"]
+
+# OWASP's CSV injection rule: a text cell that starts with one of these is read as a formula by spreadsheets.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class _Echo:
@@ -19,11 +22,20 @@ class _Echo:
         return value
 
 
+def csv_cell(value: Any) -> Any:
+    """A cell as a spreadsheet shows it, never runs it: text starting like a formula gets a leading quote
+    (numbers stay numbers, so -3 is still -3)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def csv_lines(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[str]:
+    """Every CSV export's lines: cells neutralised by `csv_cell`."""
     writer = csv.writer(_Echo())
-    yield writer.writerow(header)
+    yield writer.writerow([csv_cell(cell) for cell in header])
     for row in rows:
-        yield writer.writerow(row)
+        yield writer.writerow([csv_cell(cell) for cell in row])
 
 
 def json_array_chunks(items: Iterable[Any], batch: int = 200) -> Iterator[str]:

@@ -10,6 +10,8 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from .. import selectors
@@ -94,7 +96,7 @@ def dataset_extract_patches(request: HttpRequest, pk: int) -> HttpResponse:
     dataset = get_object_or_404(Dataset, pk=pk)
     job = job_create(kind=Job.Kind.EXTRACT_PATCHES, dataset=dataset, created_by=request.user)
     messages.success(request, f"Patch extraction for {dataset.name} queued as job #{job.pk}.")
-    return redirect(request.POST.get("next") or "dashboard")
+    return redirect(_next_page(request))
 
 
 @require_POST
@@ -105,7 +107,16 @@ def job_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
         job_cancel(job=get_object_or_404(Job, pk=pk))
     except ApplicationError as exc:
         messages.error(request, exc.message)
-    return redirect(request.POST.get("next") or "dashboard")
+    return redirect(_next_page(request))
+
+
+def _next_page(request: HttpRequest) -> str:
+    """The form's `next` if it is a page of this site (never another host: no open redirect), else the dashboard."""
+    wanted = request.POST.get("next") or ""
+    safe = url_has_allowed_host_and_scheme(
+        wanted, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return wanted if wanted and safe else reverse("dashboard")
 
 
 def media(request: HttpRequest, path: str) -> FileResponse:

@@ -129,3 +129,24 @@ def test_model_page_names_the_split_of_each_figure(client, expert_user):
     page = client.get(f"/models/{trained.pk}/").content.decode()
     assert "a split this model did not record" in page
     assert "Mined on the test + holdout split(s) (including hold-out" in page
+
+
+@pytest.mark.parametrize(
+    ("next_url", "lands_on"),
+    [
+        ("/datasets/1/", "/datasets/1/"),  # a page of this site: followed
+        ("https://evil.example/", "/"),  # another host: never (open redirect)
+        ("//evil.example/path", "/"),  # scheme-relative: another host too
+        ("javascript:alert(1)", "/"),
+        ("", "/"),
+    ],
+)
+def test_job_cancel_is_admin_only_and_follows_only_same_site_next(client, expert_user, admin_user, next_url, lands_on):
+    job = Job.objects.create(kind=Job.Kind.EXTRACT_PATCHES, dataset=DatasetFactory())
+    client.force_login(expert_user)
+    assert client.post(f"/jobs/{job.pk}/cancel/", {"next": next_url}).status_code == 403
+    assert Job.objects.get(pk=job.pk).status == Job.Status.QUEUED  # the refused request changed nothing
+    client.force_login(admin_user)
+    response = client.post(f"/jobs/{job.pk}/cancel/", {"next": next_url})
+    assert response.status_code == 302 and response["Location"] == lands_on
+    assert Job.objects.get(pk=job.pk).status == Job.Status.CANCELLED

@@ -199,3 +199,17 @@ def test_openapi_schema_lists_the_survey_endpoints(admin_user):
         "/api/concepts/",
     ):
         assert path in schema["paths"], path
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_csv_export_neutralises_formula_cells(researcher_user, start):
+    """OWASP's CSV-injection rule: a text cell starting like a formula gets a leading quote."""
+    unit = mined_unit(n_top=2, n_images=1)
+    evil = f'{start}HYPERLINK("http://evil.example/","click")'
+    UnitAnnotationFactory(
+        unit=unit, expert=UserFactory(username="ann", groups=["expert"]), recognizable="yes", notes=evil
+    )
+    response = client_for(researcher_user).get(reverse("api:unit-export", args=[unit.model_id, "csv"]))
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode(), newline="")))
+    assert rows[0]["notes"] == "'" + evil
+    assert rows[0]["frequency_malignant"] == "30"  # numbers are left alone
