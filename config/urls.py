@@ -20,3 +20,8 @@ urlpatterns = [
     path("api/", include((api_urls, "api"))),
     path("", include("annotator.urls")),
 ]
+
+# JSON errors under /api/ even when no API view ran; the usual pages elsewhere.
+handler400 = "annotator.api.errors.bad_request"
+handler404 = "annotator.api.errors.not_found"
+handler500 = "annotator.api.errors.server_error"
