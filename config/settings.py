@@ -9,6 +9,7 @@ tested against it).
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -29,6 +30,11 @@ ENV_VARS = {
     "MEDIA_ROOT": "where images, patches, masks and checkpoints are written",
     "JOB_HEARTBEAT_TIMEOUT": "seconds without a heartbeat after which a running job counts as dead",
     "MAX_IMAGE_PIXELS": "largest image (in pixels) an import accepts",
+    "AXES_FAILURE_LIMIT": "failed sign-ins in a row (per username, and per address) before a lockout",
+    "AXES_COOLOFF_MINUTES": "how long a sign-in lockout lasts",
+    "API_THROTTLE_USER": "API request rate per signed-in user, e.g. 3000/minute",
+    "API_THROTTLE_ANON": "API request rate per anonymous address, e.g. 60/minute",
+    "API_BASIC_AUTH": "accept HTTP basic auth on the API (off: sessions only)",
 }
 
 env = environ.Env()
@@ -60,6 +66,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "axes",
     "django_celery_results",
     "annotator",
 ]
@@ -74,6 +82,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "annotator.middleware.LoginRequiredMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: turns a lockout into its response
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -113,6 +122,16 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
 LOGIN_URL = "login"
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses a locked-out user or address before the password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Failed sign-ins: after AXES_FAILURE_LIMIT in a row for one username, or from one address, that username
+# (or address) is locked out for AXES_COOLOFF_MINUTES; a successful sign-in resets the count.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -141,10 +160,19 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 # --- API ------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # Sessions for the browser; HTTP basic auth (a password hash on every call) only where enabled.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
+        *(["rest_framework.authentication.BasicAuthentication"] if env.bool("API_BASIC_AUTH", default=False) else []),
     ],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("API_THROTTLE_ANON", default="60/minute"),
+        "user": env.str("API_THROTTLE_USER", default="3000/minute"),
+    },
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # JSON nested beyond a bound is a 400, not a RecursionError; forms and uploads as DRF parses them.
     "DEFAULT_PARSER_CLASSES": [
@@ -162,6 +190,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Datasets, images, jobs, units and annotations of DeepMiner Studio.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],  # the schema is for signed-in users
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
 # --- Celery ---------------------------------------------------------------------------------

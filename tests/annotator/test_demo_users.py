@@ -7,6 +7,7 @@ import io
 import pytest
 from django.contrib.auth import authenticate
 from django.core.management import call_command
+from django.test import RequestFactory
 
 from annotator.permissions import user_can_annotate, user_is_admin, user_roles
 
@@ -24,7 +25,8 @@ def test_demo_accounts_have_their_roles_and_keep_their_passwords(settings, tmp_p
             words = line.strip("| ").split()
             passwords[words[2]] = words[4]
     assert set(passwords) == {"admin", "expert", "researcher"}
-    users = {name: authenticate(username=name, password=password) for name, password in passwords.items()}
+    sign_in = RequestFactory().post("/accounts/login/")  # django-axes checks every sign-in's request
+    users = {name: authenticate(sign_in, username=name, password=password) for name, password in passwords.items()}
     assert all(users.values())
     assert user_is_admin(users["admin"]) and not user_is_admin(users["expert"])
     assert user_can_annotate(users["expert"]) and not user_can_annotate(users["researcher"])

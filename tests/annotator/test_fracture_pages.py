@@ -161,13 +161,13 @@ def test_hip_thumbnails_do_not_show_experts_the_class_label(client, expert_user,
     from django.urls import reverse
 
     from annotator.models import Dataset
-    from tests.factories import PASSWORD, DatasetFactory, ImageFactory
+    from tests.factories import DatasetFactory, ImageFactory
 
     dataset = DatasetFactory(kind=Dataset.Kind.HIP_FRACTURE, classes=["no_fracture", "fracture"])
     ImageFactory(dataset=dataset, label="fracture")
     url = reverse("dataset-detail", args=[dataset.pk])
-    client.login(username=expert_user.username, password=PASSWORD)
+    client.force_login(expert_user)
     badge = '<span class="badge label-fracture">fracture</span>'  # the per-image badge (the summary counts differ)
     assert badge not in client.get(url).content.decode()
-    client.login(username=admin_user.username, password=PASSWORD)
+    client.force_login(admin_user)
     assert badge in client.get(url).content.decode()
