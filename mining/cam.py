@@ -33,8 +33,6 @@ The model is a torchvision ResNet or any module with the same child names (:data
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +41,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .data import PIXEL_MEAN, PIXEL_STD, batches, to_uint8
+from .networks import eval_mode, model_device
 from .patches import PatchParams, patch_geometry
 
 __all__ = [
@@ -128,23 +127,6 @@ class FCNOutput:
     probabilities: torch.Tensor
 
 
-def _device(model: nn.Module) -> torch.device:
-    first = next(model.parameters(), None)
-    return first.device if first is not None else torch.device("cpu")
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode (batch norm must use its running statistics), then every module's own mode back."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
 def layer4_map(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """layer4's output for network input x (B, 3, H, W): float (B, U, ceil(H/32), ceil(W/32)) for a ResNet.
 
@@ -183,8 +165,8 @@ def fcn_forward(model: nn.Module, x: torch.Tensor) -> FCNOutput:
     Runs in eval mode (restored after) and inference mode on the device of the model's parameters; the
     outputs stay there. ``probabilities`` is the softmax over classes (dim 1) at each position.
     """
-    with _eval_mode(model), torch.inference_mode():
-        features = layer4_map(model, x.to(_device(model)))
+    with eval_mode(model), torch.inference_mode():
+        features = layer4_map(model, x.to(model_device(model)))
         logits = logit_map(model, features)
         return FCNOutput(features, logits, torch.softmax(logits, dim=1))
 
@@ -255,8 +237,8 @@ def smoothgrad(
     noise = torch.randn((count * samples, *gray.shape[1:]), generator=torch.Generator().manual_seed(seed))
     noisy = gray.repeat_interleave(samples, dim=0) + noise * sigma
     grads = torch.empty_like(noisy)
-    device = _device(model)
-    with _eval_mode(model), torch.inference_mode(False), torch.enable_grad():
+    device = model_device(model)
+    with eval_mode(model), torch.inference_mode(False), torch.enable_grad():
         for rows in batches(len(noisy), batch_size):
             chunk = noisy[rows].to(device).requires_grad_(True)
             features = layer4_map(model, chunk.expand(-1, 3, -1, -1))

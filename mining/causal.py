@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from .data import batches, to_input
+from .networks import eval_mode, model_device
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
@@ -85,18 +86,6 @@ def units_zeroed(
         handle.remove()
 
 
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode (batch norm must not update its running statistics), then every module's own mode back."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
 def _network_input(chunk: torch.Tensor, device: torch.device) -> torch.Tensor:
     if chunk.dtype == torch.uint8:
         if chunk.ndim != 3:
@@ -128,10 +117,9 @@ def class_probabilities(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     data = torch.as_tensor(inputs)
-    first = next(model.parameters(), None)
-    device = first.device if first is not None else torch.device("cpu")
+    device = model_device(model)
     out: list[torch.Tensor] = []
-    with _eval_mode(model), torch.inference_mode(), units_zeroed(model, [] if units is None else units, layer):
+    with eval_mode(model), torch.inference_mode(), units_zeroed(model, [] if units is None else units, layer):
         for rows in batches(len(data), batch_size):
             logits = model(_network_input(data[rows], device))
             if not 0 <= class_index < logits.shape[1]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,10 @@ __all__ = [
     "build_network",
     "checkpoint_load",
     "checkpoint_save",
+    "eval_mode",
     "feature_extractor",
     "load_weights_file",
+    "model_device",
 ]
 
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
@@ -198,3 +201,22 @@ def feature_extractor(model: nn.Module) -> nn.Module:
     with no global hooks (torchvision's FX-based feature extraction).
     """
     return create_feature_extractor(model, {"layer4": "features", "fc": "logits"})
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode (batch norm uses and never updates its running statistics), then every module's own
+    mode back, so a caller's train/eval settings survive an explanation or an ablation."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's parameters are (the CPU for a model without any)."""
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
