@@ -4,6 +4,11 @@ superusers and staff count as admins.
 The one blindness rule, for survey answers and fracture labels alike: while a dataset is blind (the
 default) an expert sees only their own labels; admins and researchers (who read and export, never label)
 see everyone's, and so does everybody once an admin opens the dataset.
+
+The truth rule: the ground truth of an image (its class label, findings and metadata such as the report
+or the known fracture descriptors) is hidden from experts wherever they label the image itself -- hip
+radiographs -- by every page, filter, API and export; admins and researchers always see it. Mammogram
+experts label units, not images, and see the images' labels and findings as the survey's context.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ __all__ = [
     "RESEARCHER_GROUP",
     "CanAnnotate",
     "IsAdminRole",
+    "truth_hidden_kinds",
     "user_can_annotate",
     "user_is_admin",
     "user_roles",
     "user_sees_others_labels",
+    "user_sees_truth",
 ]
 
 ADMIN_GROUP, EXPERT_GROUP, RESEARCHER_GROUP = "admin", "expert", "researcher"
@@ -54,6 +61,18 @@ def user_sees_others_labels(user: Any, dataset: Dataset) -> bool:
     if user_is_admin(user) or not dataset.annotation_blind:
         return True
     return bool(user.is_authenticated and user.groups.filter(name=RESEARCHER_GROUP).exists())
+
+
+def truth_hidden_kinds(user: Any) -> list[str]:
+    """The dataset kinds whose images' ground truth ``user`` must not see (the truth rule above)."""
+    if user_is_admin(user) or (user.is_authenticated and user.groups.filter(name=RESEARCHER_GROUP).exists()):
+        return []
+    return [Dataset.Kind.HIP_FRACTURE]
+
+
+def user_sees_truth(user: Any, dataset: Dataset) -> bool:
+    """Whether ``user`` may see the ground truth of ``dataset``'s images."""
+    return dataset.kind not in truth_hidden_kinds(user)
 
 
 class IsAdminRole(BasePermission):

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from .. import selectors
 from ..models import Dataset, Image, Job
-from ..permissions import IsAdminRole
+from ..permissions import IsAdminRole, truth_hidden_kinds
 from ..serializers.core import DatasetSerializer, ImageSerializer, JobCreateSerializer, JobSerializer
 from ..services.job_state import job_cancel
 from ..services.jobs import job_create
@@ -46,7 +46,18 @@ class DatasetDetailApi(generics.RetrieveAPIView):
         OpenApiParameter("label", str),
     ]
 )
-class ImageListApi(generics.ListAPIView):
+class _ImagesApi(generics.GenericAPIView):
+    """Images with their ground truth only for users the truth rule lets see it."""
+
+    serializer_class = ImageSerializer
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()
+        context["truth_hidden_kinds"] = truth_hidden_kinds(self.request.user)
+        return context
+
+
+class ImageListApi(_ImagesApi, generics.ListAPIView):
     serializer_class = ImageSerializer
 
     def get_queryset(self) -> Any:
@@ -54,10 +65,13 @@ class ImageListApi(generics.ListAPIView):
         dataset = None
         if params.get("dataset"):
             dataset = generics.get_object_or_404(Dataset, pk=params["dataset"])
-        return selectors.image_list(dataset=dataset, split=params.get("split"), label=params.get("label"))
+        images = selectors.image_list(dataset=dataset, split=params.get("split"), label=params.get("label"))
+        if params.get("label"):  # filtering by label would tell the label: only where the truth is visible
+            images = images.exclude(dataset__kind__in=truth_hidden_kinds(self.request.user))
+        return images
 
 
-class ImageDetailApi(generics.RetrieveAPIView):
+class ImageDetailApi(_ImagesApi, generics.RetrieveAPIView):
     serializer_class = ImageSerializer
 
     def get_queryset(self) -> Any:

@@ -163,5 +163,5 @@ class FractureExportApi(APIView):
         stem = f"fracture-labels-{dataset.pk}"
         if export_format(fmt) == "json":
             return stream_json(rows, f"{stem}.json")
-        columns = selectors.EXPORT_COLUMNS
+        columns = selectors.export_columns(dataset=dataset, user=request.user)
         return stream_csv(columns, ([row[name] for name in columns] for row in rows), f"{stem}.csv")

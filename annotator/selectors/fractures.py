@@ -14,10 +14,11 @@ from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
 
 from ..models import AnnotationChange, Dataset, FractureDescriptor, Image
-from ..permissions import user_sees_others_labels
+from ..permissions import user_sees_others_labels, user_sees_truth
 
 __all__ = [
     "EXPORT_COLUMNS",
+    "export_columns",
     "fracture_dataset_get",
     "fracture_dataset_list",
     "fracture_export_rows",
@@ -153,9 +154,18 @@ def fracture_truth(metadata: dict[str, Any] | None) -> dict[str, Any]:
     return truth
 
 
+def export_columns(*, dataset: Dataset, user: Any) -> tuple[str, ...]:
+    """The CSV columns of the fracture export for ``user``: without the truth for a blind expert."""
+    if user_sees_truth(user, dataset):
+        return EXPORT_COLUMNS
+    return tuple(name for name in EXPORT_COLUMNS if not name.startswith("truth_"))
+
+
 def fracture_export_rows(*, dataset: Dataset, user: Any, chunk: int = 2000) -> Iterator[dict[str, Any]]:
     """One record per visible label (image x expert), in image order, read ``chunk`` rows at a time by
-    keyset pagination, so memory stays flat and no cursor is held open while the response streams."""
+    keyset pagination, so memory stays flat and no cursor is held open while the response streams.
+    The truth_* columns only for users who may see the images' ground truth (see `export_columns`)."""
+    with_truth = user_sees_truth(user, dataset)
     labels = FractureDescriptor.objects.filter(image__dataset=dataset)
     if not user_sees_others_labels(user, dataset):
         labels = labels.filter(expert_id=user.pk)
@@ -177,8 +187,8 @@ def fracture_export_rows(*, dataset: Dataset, user: Any, chunk: int = 2000) -> I
         after = Q(image_id__gt=last[0]) | Q(image_id=last[0], id__gt=last[1])
         batch = list(labels.filter(after).order_by("image_id", "id").values(*fields)[:chunk])
         for row in batch:
-            truth = fracture_truth(row["image__metadata"])
-            yield {
+            truth = fracture_truth(row["image__metadata"]) if with_truth else {}
+            record = {
                 "image_id": row["image_id"],
                 "source_name": row["image__source_name"],
                 "patient_id": row["image__patient_id"],
@@ -188,9 +198,11 @@ def fracture_export_rows(*, dataset: Dataset, user: Any, chunk: int = 2000) -> I
                 "sentence": row["sentence"],
                 "version": row["version"],
                 "updated_at": row["updated_at"].isoformat(),
-                **{f"truth_{name}": truth.get(name) for name in DESCRIPTORS},
-                "truth_report": truth.get("report", ""),
             }
+            if with_truth:
+                record.update({f"truth_{name}": truth.get(name) for name in DESCRIPTORS})
+                record["truth_report"] = truth.get("report", "")
+            yield record
         if len(batch) < chunk:
             return
         last = (batch[-1]["image_id"], batch[-1]["id"])

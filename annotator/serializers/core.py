@@ -50,6 +50,9 @@ class FindingSerializer(serializers.ModelSerializer):
 
 
 class ImageSerializer(serializers.ModelSerializer):
+    """An image; its ground truth (label, metadata, findings) comes back empty for a user who may not see
+    it (permissions' truth rule; the view passes ``truth_hidden_kinds`` in the context, hidden if absent)."""
+
     findings = FindingSerializer(many=True, read_only=True)
     file_url = MediaUrlField("file")
     thumbnail_url = MediaUrlField("thumbnail")
@@ -74,6 +77,12 @@ class ImageSerializer(serializers.ModelSerializer):
             "thumbnail_url",
             "findings",
         ]
+
+    def to_representation(self, instance: Image) -> dict[str, Any]:
+        data: dict[str, Any] = super().to_representation(instance)
+        if instance.dataset.kind in self.context.get("truth_hidden_kinds", [Dataset.Kind.HIP_FRACTURE]):
+            data.update(label="", metadata={}, findings=[])
+        return data
 
 
 class DatasetSerializer(serializers.ModelSerializer):

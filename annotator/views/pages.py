@@ -18,7 +18,7 @@ from .. import selectors
 from ..errors import ApplicationError
 from ..forms import JobStartForm
 from ..models import Dataset, Image, Job
-from ..permissions import user_is_admin
+from ..permissions import user_is_admin, user_sees_truth
 from ..services.job_state import job_cancel
 from ..services.jobs import job_create
 
@@ -71,7 +71,9 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     dataset = get_object_or_404(selectors.dataset_list(), pk=pk)
-    split, label = request.GET.get("split", ""), request.GET.get("label", "")
+    sees_truth = user_sees_truth(request.user, dataset)
+    # A label filter would tell a blind expert the labels: it is only offered where the truth is visible.
+    split, label = request.GET.get("split", ""), request.GET.get("label", "") if sees_truth else ""
     page = Paginator(selectors.image_list(dataset=dataset, split=split, label=label), IMAGES_PER_PAGE)
     return render(
         request,
@@ -85,6 +87,7 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "splits": Image.Split.choices,
             "jobs": selectors.job_list(dataset=dataset)[:10],
             "is_admin": user_is_admin(request.user),
+            "sees_truth": sees_truth,
         },
     )
 

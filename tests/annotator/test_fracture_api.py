@@ -10,7 +10,7 @@ import json
 import pytest
 import yaml
 
-from annotator.models import AnnotationChange, Dataset, FractureDescriptor
+from annotator.models import AnnotationChange, Dataset, FractureDescriptor, Image
 from annotator.services.fractures import fracture_descriptor_save
 from mining.sentences import NO_FRACTURE_SENTENCE
 from tests.annotator.test_fracture_services import SUBCAPITAL, SUBCAPITAL_SENTENCE
@@ -199,7 +199,7 @@ def test_csv_export_streams_and_parses_back(rows, researcher_user, admin_user):
     assert records[1]["sentence"] == NO_FRACTURE_SENTENCE and records[1]["truth_report"] == ""
 
 
-def test_json_export_streams_and_parses_back(rows, expert_user):
+def test_json_export_streams_and_parses_back(rows, expert_user, researcher_user):
     response = client_for(expert_user).get(f"/api/datasets/{rows['ds']}/fractures/export.json")
     assert response.status_code == 200 and response.streaming
     assert response["Content-Type"] == "application/json"
@@ -207,13 +207,15 @@ def test_json_export_streams_and_parses_back(rows, expert_user):
     assert len(records) == 1
     record = records[0]
     assert {key: record[key] for key in SUBCAPITAL} == SUBCAPITAL
-    assert (record["image_id"], record["expert"], record["sentence"], record["truth_report"]) == (
+    assert (record["image_id"], record["expert"], record["sentence"]) == (
         rows["img"],
         "eve-expert",
         SUBCAPITAL_SENTENCE,
-        "truth",
     )
-    assert record["truth_fracture"] is None
+    assert not [key for key in record if key.startswith("truth_")]  # the expert labels these images: no truth
+    researcher = client_for(researcher_user).get(f"/api/datasets/{rows['ds']}/fractures/export.json")
+    (seen,) = json.loads(b"".join(researcher.streaming_content))
+    assert (seen["truth_report"], seen["truth_fracture"]) == ("truth", None)
 
 
 def test_every_fracture_endpoint_is_in_the_schema(admin_user):
@@ -234,3 +236,23 @@ def test_every_fracture_endpoint_is_in_the_schema(admin_user):
     assert {"200", "400", "403", "409"} <= set(save["responses"])
     body = save["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
     assert {"version", "fracture"} <= set(schema["components"]["schemas"][body]["required"])
+
+
+def test_blind_experts_get_no_ground_truth_from_images_filters_or_csv(rows, expert_user, researcher_user):
+    """Truth rule: experts label these images, so neither the images API, its label filter nor the CSV
+    export tells them an image's label, metadata (report, known descriptors) or findings."""
+    Image.objects.filter(pk=rows["img"]).update(label="fracture")
+    expert, researcher = client_for(expert_user), client_for(researcher_user)
+    listed = expert.get(f"/api/images/?dataset={rows['ds']}").json()["results"]
+    detail = expert.get(f"/api/images/{rows['img']}/").json()
+    for image in [*listed, detail]:
+        assert (image["label"], image["metadata"], image["findings"]) == ("", {}, [])
+    assert "truth" not in json.dumps(listed) + json.dumps(detail)
+    # A label filter would answer "which images are fractures": for the expert it matches nothing here.
+    assert expert.get(f"/api/images/?dataset={rows['ds']}&label=fracture").json()["count"] == 0
+    assert researcher.get(f"/api/images/?dataset={rows['ds']}&label=fracture").json()["count"] == 1
+    assert researcher.get(f"/api/images/{rows['img']}/").json()["metadata"]
+    csv_text = b"".join(expert.get(f"/api/datasets/{rows['ds']}/fractures/export.csv").streaming_content).decode()
+    assert "truth_" not in csv_text.splitlines()[0]
+    researcher_csv = b"".join(researcher.get(f"/api/datasets/{rows['ds']}/fractures/export.csv").streaming_content)
+    assert "truth_report" in researcher_csv.decode().splitlines()[0]

@@ -171,3 +171,22 @@ def test_hip_thumbnails_do_not_show_experts_the_class_label(client, expert_user,
     assert badge not in client.get(url).content.decode()
     client.force_login(admin_user)
     assert badge in client.get(url).content.decode()
+
+
+def test_hip_dataset_page_offers_experts_no_label_filter_or_counts(client, expert_user, admin_user):
+    from django.urls import reverse
+
+    from annotator.models import Dataset
+    from tests.factories import DatasetFactory, ImageFactory
+
+    dataset = DatasetFactory(kind=Dataset.Kind.HIP_FRACTURE, classes=["no_fracture", "fracture"])
+    ImageFactory(dataset=dataset, label="fracture", source_name="broken.png")
+    ImageFactory(dataset=dataset, label="no_fracture", source_name="whole.png")
+    url = reverse("dataset-detail", args=[dataset.pk]) + "?label=fracture"
+    client.force_login(expert_user)
+    html = client.get(url).content.decode()
+    assert 'name="label"' not in html and "fracture 1" not in html
+    assert html.count("<figure") == 2  # the filter is ignored: it would tell which images are fractures
+    client.force_login(admin_user)
+    html = client.get(url).content.decode()
+    assert 'name="label"' in html and html.count("<figure") == 1
