@@ -150,3 +150,17 @@ def test_job_cancel_is_admin_only_and_follows_only_same_site_next(client, expert
     response = client.post(f"/jobs/{job.pk}/cancel/", {"next": next_url})
     assert response.status_code == 302 and response["Location"] == lands_on
     assert Job.objects.get(pk=job.pk).status == Job.Status.CANCELLED
+
+
+def test_media_never_serves_a_file_outside_the_media_root(client, expert_user, media_root):
+    """A real file sits beside the media root, where `..` or a symlink inside the root would reach it."""
+    secret = media_root.parent / "secret.txt"
+    secret.write_text("patient list")
+    (media_root / "inside.txt").write_text("fine")
+    (media_root / "link.txt").symlink_to(secret)
+    client.force_login(expert_user)
+    assert client.get("/media/inside.txt").status_code == 200
+    for path in ("/media/../secret.txt", "/media/%2e%2e/secret.txt", "/media/link.txt", f"/media/{secret}"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert b"patient list" not in b"".join(getattr(response, "streaming_content", [response.content]))
