@@ -13,14 +13,19 @@ and possibly one abnormal finding (malignant images sometimes also get benign va
   ("mass_shape.oval", "mass_margin.circumscribed"); faint in dense tissue, the hard case.
 - ``malignant_mass``: spiculated irregular mass -> malignant "mass",
   ("mass_shape.irregular", "mass_margin.spiculated"); the mask covers the spicules' roots.
-- ``malignant_calcification``: 15-40 fine pleomorphic specks within 20-40 px -> malignant
+- ``malignant_calcification``: 20-45 fine pleomorphic specks within 24-44 px -> malignant
   "calcification", ("calc_suspicious.fine_pleomorphic", "calc_distribution.grouped");
   the mask is the cluster's convex hull.
 - ``benign_calcification``: coarse tram-track calcifications along a vessel -> benign
   "calcification", ("calc_benign.vascular",); the mask is a band around them.
 
 Every image also carries normal-anatomy findings (pathology "normal", lesion_type "anatomy"): the
-skin line and the normal vessels, and on MLO views the pectoral muscle.
+skin line, the normal vessels, the nipple (a bump of the outline on the nipple axis and the dense
+retroareolar tissue behind it), one to three intramammary lymph nodes (small dense ovals with a fatty
+hilum, "special_case.intramammary_lymph_node") and, on MLO views, the pectoral muscle. Network
+Dissection's IoU of a unit with a concept can never exceed |unit mask| / |concept mask| summed over a
+split, and a unit's mask at its top-0.5% level covers well under 1% of the split's pixels, so compact
+structures are masked as themselves and the muscle as a band along its edge, not as the whole muscle.
 
 Geometry is built in a canonical frame with the chest wall on the left (x = 0) and mirrored at the
 end for right breasts, so "L" images have the chest wall at the left edge and "R" at the right edge.
@@ -77,8 +82,15 @@ _DENSITY_TEXT = {
 # Patients are drawn in blocks of ten so every block holds exactly 4 normal, 3 benign, 3 malignant.
 _CLASS_BLOCK = ("normal",) * 4 + ("benign",) * 3 + ("malignant",) * 3
 _MM_PER_PX_AT_512 = 0.35  # a 512-px-wide phantom spans about 18 cm, like a film-screen mammogram
-_GENERATOR = "deepminer-mammogram-phantom/1"
+_GENERATOR = "deepminer-mammogram-phantom/2"
 _COARSE = 2  # the parenchyma is built at 1/_COARSE resolution, then upsampled
+# Normal anatomy is masked as structures a unit's mask can outline, at a 512-px width: the pectoral
+# muscle as a band along its edge, the nipple as a half-disc, each lymph node as its oval.
+_MUSCLE_EDGE_HALF = 6.0  # half-width of the muscle-edge band, px
+_NIPPLE_RADIUS = 22.0  # radius of the nipple-areola mask, px
+_LYMPH_NODE = "special_case.intramammary_lymph_node"
+for _code in (_LYMPH_NODE, "anatomy.nipple", "anatomy.pectoral_muscle", "anatomy.skin_line", "anatomy.normal_vessels"):
+    by_code(_code)
 
 
 @dataclass
@@ -91,6 +103,8 @@ class _Breast:
     center_y: float  # row of the nipple axis
     depth: float  # chest wall to nipple, px
     scale: float  # width / 512
+    nipple: tuple[float, float]  # (y, x) of the nipple's base on the outline, under its bump
+    nipple_length: float  # how far the nipple stands out of the outline, px
 
 
 # --------------------------------------------------------------------------- public API
@@ -156,14 +170,16 @@ def render_mammogram_phantom(
     # drawn on the brightness directly.
     thickness = _parenchyma(rng, breast, density)
     anatomy = [_anatomy("anatomy.normal_vessels", _draw_vessels(rng, breast, thickness))]
+    anatomy += [_anatomy(_LYMPH_NODE, node) for node in _draw_lymph_nodes(rng, breast, thickness)]
     planted = [_plant(rng, k, breast, thickness) for k in planted_kinds if k in _SOFT_TISSUE]
     tissue = _to_brightness(rng, breast, thickness)
     if breast.pectoral.any():
         _draw_pectoral(rng, breast, tissue)
-        anatomy.append(_anatomy("anatomy.pectoral_muscle", breast.pectoral))
+        anatomy.append(_anatomy("anatomy.pectoral_muscle", _muscle_edge_band(breast, _MUSCLE_EDGE_HALF * breast.scale)))
     planted += [_plant(rng, k, breast, tissue) for k in planted_kinds if k not in _SOFT_TISSUE]
-    # The skin line is drawn in _finish; its band reaches a few px inside the outline.
+    # The skin line and the nipple are drawn in _finish; the skin band reaches a few px inside the outline.
     anatomy.append(_anatomy("anatomy.skin_line", breast.mask & (breast.skin_dist <= 6 * breast.scale)))
+    anatomy.append(_anatomy("anatomy.nipple", _nipple_mask(breast)))
     subtleties = [_subtlety(tissue, finding) for finding, _ in planted]
     pixels = _finish(rng, breast, tissue)
 
@@ -283,11 +299,16 @@ def _breast_geometry(rng: np.random.Generator, view: str, h: int, w: int) -> _Br
     power = rng.uniform(2.0, 2.6)
     wobble = 1.0 + 0.015 * smooth_noise_1d(rng, h, sigma=h / 8, mode="reflect")
     x_edge = depth * (1.0 - u**power) ** (1.0 / power) * wobble  # (H,)
+    # The nipple in profile: a short rounded bump of the outline on the nipple axis.
+    s = w / 512
+    nipple_length, nipple_half = rng.uniform(5, 9) * s, rng.uniform(4, 6) * s
+    base = float(np.interp(center_y, ys, x_edge))
+    x_edge = x_edge + nipple_length * np.exp(-0.5 * ((ys - center_y) / nipple_half) ** 2)
     xs = np.arange(w, dtype=np.float32)
     mask = xs[None, :] < x_edge[:, None]
     skin_dist = _skin_distance(mask, x_edge)
     pectoral = _pectoral_mask(rng, mask, float(x_edge[0])) if view == "MLO" else np.zeros_like(mask)
-    return _Breast(mask, skin_dist, pectoral, float(center_y), float(depth), w / 512)
+    return _Breast(mask, skin_dist, pectoral, float(center_y), float(depth), s, (float(center_y), base), nipple_length)
 
 
 def _skin_distance(mask: np.ndarray, x_edge: np.ndarray) -> np.ndarray:
@@ -398,6 +419,77 @@ def _anatomy(code: str, mask: np.ndarray) -> PlantedFinding:
     return PlantedFinding("normal", "anatomy", (code,), mask)
 
 
+def _muscle_edge_band(breast: _Breast, half_width: float) -> np.ndarray:
+    """Bool (H, W): breast pixels within ``half_width`` px of the pectoral muscle's edge (either side).
+
+    The edge is where muscle meets breast tissue; the muscle's sides on the image border are not edge.
+    """
+    pec = breast.pectoral
+    band = np.zeros_like(pec)
+    if not pec.any():
+        return band
+    pad = int(np.ceil(half_width)) + 2
+    rows = min(int(np.flatnonzero(pec.any(axis=1)).max()) + pad + 1, pec.shape[0])
+    cols = min(int(pec.sum(axis=1).max()) + pad + 1, pec.shape[1])
+    crop = pec[:rows, :cols]
+    # The EDT measures to the nearest zero inside the array, so the image border never counts as edge.
+    inside = crop & (ndi.distance_transform_edt(crop) <= half_width)
+    outside = ~crop & (ndi.distance_transform_edt(~crop) <= half_width)
+    band[:rows, :cols] = (inside | outside) & breast.mask[:rows, :cols]
+    return band
+
+
+def _nipple_mask(breast: _Breast) -> np.ndarray:
+    """Bool (H, W): the nipple and the areola behind it, a half-disc on the outline at the nipple axis."""
+    h, w = breast.mask.shape
+    ny, nx = breast.nipple
+    radius = _NIPPLE_RADIUS * breast.scale
+    ys, xs, crop = _crop_grid((h, w), ny, nx, radius + 1)
+    local = np.hypot(ys - ny, xs - nx) <= radius
+    return _full_mask((h, w), crop, local) & breast.mask
+
+
+def _draw_nipple(rng: np.random.Generator, breast: _Breast, img: np.ndarray) -> None:
+    """The nipple-areola complex on brightness ``img`` (H, W): the nipple, a dense blob filling the bump
+    of the outline, and behind it the retroareolar tissue where the ducts converge, both brighter than
+    the thin periphery around them."""
+    s = breast.scale
+    ny, nx = breast.nipple
+    nipple = np.asarray([[ny, nx + 0.3 * breast.nipple_length]])
+    _stamp(img, nipple, np.asarray([rng.uniform(0.22, 0.32)]), rng.uniform(4.0, 5.5) * s, spread=False)
+    behind = np.asarray([[ny, nx - rng.uniform(8, 11) * s]])
+    _stamp(img, behind, np.asarray([rng.uniform(0.12, 0.18)]), rng.uniform(6.0, 8.0) * s, spread=False)
+
+
+def _draw_lymph_nodes(rng: np.random.Generator, breast: _Breast, thickness: np.ndarray) -> list[np.ndarray]:
+    """Zero to three intramammary lymph nodes added to ``thickness`` (H, W): small dense ovals (5-8 mm) with
+    a sharp edge and a lucent fatty hilum notched into one side, mostly in the upper breast, as in the
+    upper outer quadrant. Returns each node's mask: the oval grown by 2.5 px (hilum included), so that a
+    unit's mask (tens of px across at a 4 x 4 feature map) that covers the node overlaps it well."""
+    s = breast.scale
+    masks = []
+    for _ in range(int(rng.choice([0, 1, 1, 2, 2, 3]))):
+        a = rng.uniform(7, 12) * s
+        b = a * rng.uniform(0.55, 0.8)
+        for _try in range(4):  # prefer the upper half of the breast
+            cy, cx = _choose_site(rng, breast, a + 12 * s)
+            if cy < breast.center_y:
+                break
+        ys, xs, crop = _crop_grid(thickness.shape, cy, cx, a + 4 * s)
+        angle = rng.uniform(0, np.pi)
+        u = (xs - cx) * np.cos(angle) + (ys - cy) * np.sin(angle)
+        v = -(xs - cx) * np.sin(angle) + (ys - cy) * np.cos(angle)
+        rho = np.sqrt((u / a) ** 2 + (v / b) ** 2)
+        edge = np.clip((1.0 - rho) * b / 1.0 + 0.5, 0.0, 1.0)
+        side = rng.choice([-1.0, 1.0])  # the hilum notches the node from one of its long sides
+        hilum = np.hypot(u, v - side * 0.6 * b) / (0.5 * a)
+        fat = smoothstep(-hilum, -1.1, -0.7)
+        thickness[crop] += rng.uniform(0.7, 1.1) * edge * (1.0 - 0.85 * fat)
+        grown = np.sqrt((u / (a + 2.5 * s)) ** 2 + (v / (b + 2.5 * s)) ** 2) <= 1.0
+        masks.append(_full_mask(thickness.shape, crop, grown) & breast.mask)
+    return masks
+
+
 def _draw_pectoral(rng: np.random.Generator, breast: _Breast, tissue: np.ndarray) -> None:
     """Bright, nearly homogeneous muscle with faint fibres parallel to its edge, blended over ~2 px."""
     pec = breast.pectoral
@@ -446,6 +538,7 @@ def _finish(rng: np.random.Generator, breast: _Breast, tissue: np.ndarray) -> np
     # Compressed breasts thin out towards the skin, so the periphery is darker (ease-out ramp).
     ramp = np.minimum(breast.skin_dist * np.float32(1 / (rng.uniform(35, 55) * s)), 1.0)
     img = tissue * (0.5 + 0.5 * ramp * (2.0 - ramp))
+    _draw_nipple(rng, breast, img)
     # The skin line: a Gaussian ridge ~1.5 px inside the outline, computed only near it.
     near = breast.mask & (breast.skin_dist < 8 * s)
     skin_width = rng.uniform(1.0, 1.8) * s
@@ -550,15 +643,19 @@ def _draw_spicules(
 def _draw_pleomorphic_cluster(
     rng: np.random.Generator, breast: _Breast, brightness: np.ndarray
 ) -> tuple[np.ndarray, float]:
-    """Malignant: 15-40 tiny bright specks of varied shape grouped in a 20-40 px region.
+    """Malignant: 20-45 tiny bright specks of varied shape grouped in a 24-44 px region.
 
     The mask is the convex hull of the specks (grown by 1.5 px), not the specks themselves, so a
     unit that responds to the cluster as a whole overlaps it.
     """
     s = breast.scale
-    half_span = rng.uniform(10, 20) * s
-    cy, cx = _choose_site(rng, breast, half_span + 10 * s)
-    n = int(rng.integers(15, 41))
+    half_span = rng.uniform(12, 22) * s
+    for _try in range(6):  # specks cannot show on tissue already near white: look for a site with headroom
+        cy, cx = _choose_site(rng, breast, half_span + 10 * s)
+        _, _, around = _crop_grid(brightness.shape, cy, cx, half_span)
+        if brightness[around].mean() < 0.72:
+            break
+    n = int(rng.integers(20, 46))
     # Uniform in a random ellipse: sqrt keeps the density even across the radius.
     r = np.sqrt(rng.uniform(0, 1, n)) * half_span
     phi = rng.uniform(0, 2 * np.pi, n)
@@ -571,7 +668,7 @@ def _draw_pleomorphic_cluster(
     offsets[:, 0] = 0
     keep = np.arange(5)[None, :] < sizes[:, None]
     pixels = (np.rint(centers)[:, None, :] + offsets)[keep]
-    values = np.repeat(rng.uniform(0.25, 0.5, n), sizes)
+    values = np.repeat(rng.uniform(0.3, 0.55, n), sizes)
     inside = _in_bounds(pixels, brightness.shape)
     inside[inside] &= breast.mask[_index(pixels[inside], brightness.shape)]
     pixels, values = pixels[inside], values[inside]

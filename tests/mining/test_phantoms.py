@@ -15,9 +15,11 @@ from scipy.spatial import ConvexHull
 
 from mining.birads import LEXICON
 from mining.phantoms import KINDS, PhantomImage, generate_mammogram_phantoms, render_mammogram_phantom
-from mining.phantoms.mammograms import _convex_hull_mask
+from mining.phantoms.mammograms import _MUSCLE_EDGE_HALF, _Breast, _convex_hull_mask, _muscle_edge_band
 
 CODES = {term.code for term in LEXICON}
+LYMPH_NODE = "special_case.intramammary_lymph_node"
+ANATOMY = {"anatomy.skin_line", "anatomy.normal_vessels", "anatomy.pectoral_muscle", "anatomy.nipple", LYMPH_NODE}
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +41,11 @@ def ring_around(mask: np.ndarray, width: int) -> np.ndarray:
 
 def abnormal(images: list[PhantomImage], concept: str) -> list[tuple[PhantomImage, np.ndarray]]:
     return [(im, f.mask) for im in images for f in im.findings if concept in f.concepts]
+
+
+def canonical(im: PhantomImage, array: np.ndarray) -> np.ndarray:
+    """``array`` (H, W) in the generator's frame: chest wall on the left."""
+    return array[:, ::-1] if im.laterality == "R" else array
 
 
 # --------------------------------------------------------------------------- determinism
@@ -137,11 +144,93 @@ def test_unknown_kind_is_rejected() -> None:
 
 
 def test_normal_anatomy_is_on_every_image(phantoms: list[PhantomImage]) -> None:
+    node_counts = []
     for im in phantoms:
-        anatomy = {f.concepts[0]: f for f in im.findings if f.lesion_type == "anatomy"}
-        assert {"anatomy.skin_line", "anatomy.normal_vessels"} <= anatomy.keys()
-        assert ("anatomy.pectoral_muscle" in anatomy) == (im.view == "MLO")
-        assert all(f.pathology == "normal" and f.mask.any() for f in anatomy.values())
+        found = [f for f in im.findings if f.lesion_type == "anatomy"]
+        assert all(len(f.concepts) == 1 and f.concepts[0] in ANATOMY for f in found)
+        codes = Counter(f.concepts[0] for f in found)
+        assert codes["anatomy.skin_line"] == codes["anatomy.normal_vessels"] == codes["anatomy.nipple"] == 1
+        assert codes["anatomy.pectoral_muscle"] == (im.view == "MLO")
+        assert codes[LYMPH_NODE] <= 3
+        node_counts.append(codes[LYMPH_NODE])
+        assert all(f.pathology == "normal" and f.mask.any() for f in found)
+    assert 0 in node_counts and max(node_counts) >= 1  # lymph nodes on some images, not all
+
+
+def test_localized_anatomy_masks_are_small_relative_to_the_breast(phantoms: list[PhantomImage]) -> None:
+    """The nipple, lymph nodes and the muscle's edge are masked as structures a unit's mask (tens of px
+    across) can outline, not whole regions: a whole-muscle mask would dwarf any unit's."""
+    largest = {"anatomy.nipple": 0.01, LYMPH_NODE: 0.008, "anatomy.pectoral_muscle": 0.04}
+    for im in phantoms:
+        tissue = breast_mask(im).sum()
+        for f in im.findings:
+            code = f.concepts[0]
+            if code in largest:
+                assert f.mask.sum() <= largest[code] * tissue, (im.patient_id, im.view, code)
+                assert ndi.label(f.mask)[1] == 1, (im.patient_id, im.view, code)  # one piece
+
+
+def test_muscle_edge_band_lies_along_the_muscle_boundary(phantoms: list[PhantomImage]) -> None:
+    for im in phantoms:
+        bands = [canonical(im, f.mask) for f in im.findings if f.concepts == ("anatomy.pectoral_muscle",)]
+        if im.view == "CC":
+            assert not bands
+            continue
+        (band,) = bands
+        pixels = canonical(im, im.pixels).astype(np.float32)
+        rows = np.flatnonzero(band.any(axis=1))
+        assert np.ptp(rows) >= 150  # along the edge, from the top of the image towards the apex
+        runs, muscle_side, breast_side = [], [], []
+        for y in rows:
+            xs = np.flatnonzero(band[y])
+            assert np.ptp(xs) + 1 == xs.size  # one run per row: the edge crosses each row once
+            runs.append(xs.size)
+            if xs[0] >= 6:
+                muscle_side.append(pixels[y, xs[0] - 6 : xs[0]].mean())
+                breast_side.append(pixels[y, xs[-1] + 1 : xs[-1] + 7].mean())
+        # About twice the half-width, wider only near the apex where the edge turns towards the chest wall.
+        assert np.median(runs) <= 2 * _MUSCLE_EDGE_HALF + 3 and max(runs) <= 5 * _MUSCLE_EDGE_HALF
+        # The bright muscle is on the chest-wall side of the band, the breast on the other.
+        assert np.mean(muscle_side) > np.mean(breast_side) + 5, (im.patient_id, im.view)
+
+
+def test_muscle_edge_band_of_a_known_triangle() -> None:
+    h, w = 200, 300
+    ys, xs = np.mgrid[0:h, 0:w]
+    breast = xs < 250
+    pectoral = (xs < 80 - 0.8 * ys) & breast
+    geometry = _Breast(breast, np.zeros((h, w), np.float32), pectoral, 100.0, 250.0, 1.0, (100.0, 250.0), 0.0)
+    band = _muscle_edge_band(geometry, 4.0)
+    edge = pectoral & ~ndi.binary_erosion(pectoral, border_value=1)  # muscle pixels next to breast tissue
+    assert edge.any() and band[edge].all()
+    # Every band pixel is within the half-width of the edge, and only breast pixels are in it.
+    assert (ndi.distance_transform_edt(~edge)[band] <= 4.0 + 1.0).all()
+    assert not band[~breast].any()
+    # The muscle's sides on the image border are not its edge.
+    assert not band[0, :60].any() and not band[:70, 0].any()
+    assert band[0, 78] and band[50, 40]
+
+
+def test_nipple_sits_on_the_outline_at_the_breast_apex(phantoms: list[PhantomImage]) -> None:
+    for im in phantoms:
+        (nipple,) = [canonical(im, f.mask) for f in im.findings if f.concepts == ("anatomy.nipple",)]
+        tissue = canonical(im, breast_mask(im))
+        apex = np.flatnonzero(tissue.any(axis=0)).max()  # the breast's furthest column from the chest wall
+        assert np.flatnonzero(nipple.any(axis=0)).max() >= apex - 2
+        ring = ring_around(nipple, 8) & tissue
+        pixels = canonical(im, im.pixels).astype(np.float32)
+        assert pixels[nipple].mean() > pixels[ring].mean() + 6, (im.patient_id, im.view)
+
+
+def test_lymph_nodes_are_small_ovals_denser_than_their_surroundings(phantoms: list[PhantomImage]) -> None:
+    contrasts = []
+    for im, mask in abnormal(phantoms, LYMPH_NODE):
+        ys, xs = np.nonzero(mask)
+        assert 12 <= max(np.ptp(ys), np.ptp(xs)) + 1 <= 32  # 5-8 mm nodes plus the mask's margin
+        ring = ring_around(mask, 6) & breast_mask(im)
+        contrasts.append(im.pixels[mask].mean() - im.pixels[ring].mean())
+    assert len(contrasts) >= 10
+    assert min(contrasts) > 2 and np.median(contrasts) > 20  # faint in dense tissue, plain in fat
 
 
 # --------------------------------------------------------------------------- patients and class mix
@@ -198,7 +287,8 @@ def test_lesions_stay_off_the_skin_and_the_muscle(phantoms: list[PhantomImage]) 
         for f in im.findings:
             if f.lesion_type == "mass":
                 assert not (f.mask & anatomy["anatomy.skin_line"]).any()
-                if "anatomy.pectoral_muscle" in anatomy:
+                assert not (f.mask & anatomy["anatomy.nipple"]).any()
+                if "anatomy.pectoral_muscle" in anatomy:  # the band along the muscle's edge
                     assert not (f.mask & anatomy["anatomy.pectoral_muscle"]).any()
 
 
