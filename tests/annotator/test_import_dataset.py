@@ -4,9 +4,11 @@ all-or-nothing validation with line numbers, patient-level splits, stored files.
 from __future__ import annotations
 
 import csv
+import errno
 import os
 import subprocess
 import sys
+import threading
 from collections import Counter, defaultdict
 from io import StringIO
 from pathlib import Path
@@ -15,13 +17,16 @@ from typing import Any
 import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import DatabaseError
 from PIL import Image as PILImage
 
+from annotator import files
 from annotator.errors import ApplicationError
 from annotator.files import media_path
 from annotator.importing import storing
 from annotator.importing.cbis_ddsm import cbis_concepts
 from annotator.models import Dataset, Finding, Image
+from annotator.services import datasets
 from annotator.services.datasets import dataset_import
 from mining.imaging import OUTLINE_COLOURS
 from tests.conftest import ROOT, _database_url_for_subprocess
@@ -320,6 +325,86 @@ def test_a_failure_while_writing_rows_removes_every_written_file(
         dataset_import(name="doomed", folder=folder)
     assert (Dataset.objects.count(), Image.objects.count(), Finding.objects.count()) == (0, 0, 0)
     assert media_files(media_root) == []
+
+
+def _fail_from(monkeypatch: pytest.MonkeyPatch, call: str, number: int, error: BaseException) -> list[int]:
+    """From the ``number``-th media file written on (counting from 1), ``os.<call>`` in annotator.files
+    raises ``error``: "fsync" fails each file half written (a disk filling up part-way through phase 2),
+    "replace" fails just after the file landed under its name (an interrupt right after the rename).
+    Returns the count of calls so far."""
+    real, lock, calls = getattr(os, call), threading.Lock(), [0]
+
+    def failing(*args: Any) -> None:
+        with lock:  # the import writes on a few threads
+            calls[0] += 1
+            count = calls[0]
+        if count >= number and call == "fsync":
+            raise error  # the data never reached the disk: the temp file is half written
+        real(*args)
+        if count >= number:
+            raise error  # the file is in place under its name
+
+    monkeypatch.setattr(files.os, call, failing)
+    return calls
+
+
+def _nothing_left(media_root: Path) -> None:
+    assert (Dataset.objects.count(), Image.objects.count(), Finding.objects.count()) == (0, 0, 0)
+    assert Finding.concepts.through.objects.count() == 0
+    assert media_files(media_root) == []  # temp files of the failed writes too
+
+
+@pytest.mark.parametrize("number", [1, 2, 150], ids=["first-file", "second-file", "half-way"])
+def test_a_disk_filling_up_while_writing_files_leaves_no_row_and_no_file(
+    folder: Path, media_root: Path, monkeypatch: pytest.MonkeyPatch, number: int
+) -> None:
+    calls = _fail_from(monkeypatch, "fsync", number, OSError(errno.ENOSPC, "No space left on device"))
+    with pytest.raises(OSError, match="No space left"):
+        dataset_import(name="doomed", folder=folder)
+    assert calls[0] >= number  # the failure was reached
+    _nothing_left(media_root)
+
+
+def test_ctrl_c_just_after_a_file_is_written_leaves_no_row_and_no_file(
+    folder: Path, media_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fail_from(monkeypatch, "replace", 40, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        dataset_import(name="doomed", folder=folder)
+    _nothing_left(media_root)
+
+
+def test_an_image_changing_between_the_check_and_the_write_leaves_no_row_and_no_file(
+    folder: Path, media_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decode_all = datasets.decode_all
+
+    def decode_then_change(*args: Any, **kwargs: Any) -> Any:
+        errors = decode_all(*args, **kwargs)
+        _png(folder / "img/p049_MLO.png", np.zeros((H + 1, W), np.uint8))  # the last image, checked at H x W
+        return errors
+
+    monkeypatch.setattr(datasets, "decode_all", decode_then_change)
+    with pytest.raises(ApplicationError, match=r"img/p049_MLO\.png changed during the import"):
+        dataset_import(name="doomed", folder=folder)
+    _nothing_left(media_root)
+
+
+@pytest.mark.parametrize("stage", ["findings", "concept links"])
+def test_a_failure_after_some_rows_are_inserted_leaves_no_row_and_no_file(
+    folder: Path, media_root: Path, monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
+    """Every file is written and the images' rows (and for the links, the findings') are in; the next insert fails."""
+    manager = Finding.objects if stage == "findings" else Finding.concepts.through.objects
+
+    def explode(*args: Any, **kwargs: Any) -> None:
+        assert Image.objects.count() == 100  # rows were inserted before this one failed
+        raise DatabaseError("connection lost")
+
+    monkeypatch.setattr(manager, "bulk_create", explode)
+    with pytest.raises(DatabaseError, match="connection lost"):
+        dataset_import(name="doomed", folder=folder)
+    _nothing_left(media_root)
 
 
 # --- CBIS-DDSM ---------------------------------------------------------------------------------
