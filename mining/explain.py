@@ -27,7 +27,7 @@ are named, since a unit with no or negative influence did not push the network t
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -91,7 +91,8 @@ class Explanation:
     probability_maps: float32 (C, h, w) the FCN's per-position probabilities (layer4 resolution).
     class_map: float32 (H, W) the decided class's map by ``method``, upsampled to the output size, raw
     (unnormalised). units: the most influential units, most influential first. input_shape: (h_in, w_in)
-    of the rescaled network input.
+    of the rescaled network input. features: float32 (1, U, h, w) layer4's map on the CPU, kept for the
+    deletion check (``evaluation.explanation_deletion``).
     """
 
     classes: tuple[str, ...]
@@ -103,6 +104,7 @@ class Explanation:
     units: list[InfluentialUnit]
     text: str
     input_shape: tuple[int, int]
+    features: torch.Tensor | None = field(default=None, repr=False)
 
 
 # ------------------------------------------------------------------------------------------- decision
@@ -263,4 +265,5 @@ def explain_image(
         units=units,
         text=explanation_text(classes, decided, scores, units),
         input_shape=(int(x.shape[2]), int(x.shape[3])),
+        features=fcn.features.cpu(),
     )
