@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import numpy as np
@@ -9,9 +10,10 @@ import pytest
 from django.utils import timezone
 
 from annotator.models import Job, Patch
+from annotator.selectors import job_list
 from annotator.services.job_kinds import JOB_KINDS, JobKind
 from annotator.services.job_runs import job_run
-from annotator.services.job_state import JobReporter, Sharded, job_cancel, jobs_fail_stale
+from annotator.services.job_state import JobReporter, Sharded, job_cancel, job_heartbeat, jobs_fail_stale
 from annotator.services.jobs import job_create
 from tests.factories import DatasetFactory, FindingFactory, ImageFactory, JobFactory
 
@@ -170,6 +172,49 @@ def test_stale_heartbeat_marks_running_jobs_failed(settings):
     assert "stopped responding" in dead.error
     assert alive.status == Job.Status.RUNNING
     assert done.status == Job.Status.SUCCEEDED
+
+
+@pytest.mark.django_db(transaction=True)  # the heartbeat thread writes on its own connection
+def test_a_long_silent_step_keeps_its_job_alive_through_sweeps(monkeypatch, settings):
+    settings.JOB_HEARTBEAT_TIMEOUT = 3  # a beat every second (a sixth of the timeout, at least 1 s)
+    seen: list[tuple[object, str]] = []
+
+    def silent_step(job: Job, reporter: JobReporter) -> dict:
+        # No progress call for longer than the timeout, while the dashboard lists (and sweeps) jobs.
+        deadline = time.monotonic() + settings.JOB_HEARTBEAT_TIMEOUT + 1.5
+        while time.monotonic() < deadline:
+            time.sleep(0.25)
+            list(job_list())
+            seen.append(Job.objects.values_list("heartbeat_at", "status").get(pk=job.pk))
+        return {"silent": True}
+
+    monkeypatch.setitem(JOB_KINDS, "extract_patches", JobKind(run=silent_step, validate=lambda params, dataset: params))
+    job = JobFactory()
+    assert job_run(job_id=job.pk) == Job.Status.SUCCEEDED
+    assert {status for _, status in seen} == {Job.Status.RUNNING}  # never swept
+    beats = sorted({beat for beat, _ in seen})
+    assert len(beats) >= 3, beats  # the heartbeat advanced about once a second
+    job.refresh_from_db()
+    assert (job.status, job.result) == (Job.Status.SUCCEEDED, {"silent": True})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_once_its_heartbeat_stops_a_running_job_is_swept_as_failed(settings):
+    settings.JOB_HEARTBEAT_TIMEOUT = 2
+    job = JobFactory(status=Job.Status.RUNNING, heartbeat_at=timezone.now())
+    with job_heartbeat(job_id=job.pk):  # a beat every second
+        time.sleep(settings.JOB_HEARTBEAT_TIMEOUT + 0.5)
+        list(job_list())
+        job.refresh_from_db()
+        assert job.status == Job.Status.RUNNING  # the beats kept it alive past the timeout
+    last_beat = Job.objects.get(pk=job.pk).heartbeat_at
+    # Its worker froze or died: the job still says running, but nothing beats any more.
+    time.sleep(settings.JOB_HEARTBEAT_TIMEOUT + 0.5)
+    job.refresh_from_db()
+    assert (job.status, job.heartbeat_at) == (Job.Status.RUNNING, last_beat)
+    list(job_list())  # any job listing sweeps stale jobs first
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED and "stopped responding" in job.error
 
 
 def test_progress_writes_are_throttled_but_the_last_one_always_lands(dataset_with_lesion):
