@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -29,12 +30,21 @@ ENV_VARS = {
     "CELERY_TASK_ALWAYS_EAGER": "run tasks in-process (tests of pure services only)",
     "MEDIA_ROOT": "where images, patches, masks and checkpoints are written",
     "JOB_HEARTBEAT_TIMEOUT": "seconds without a heartbeat after which a running job counts as dead",
-    "MAX_IMAGE_PIXELS": "largest image (in pixels) an import accepts",
+    "MAX_IMAGE_PIXELS": "largest image (in pixels) an import or an upload accepts",
+    "UPLOAD_MAX_BYTES": "largest image file (in bytes) the explain-an-image upload accepts",
     "AXES_FAILURE_LIMIT": "failed sign-ins in a row (per username, and per address) before a lockout",
     "AXES_COOLOFF_MINUTES": "how long a sign-in lockout lasts",
     "API_THROTTLE_USER": "API request rate per signed-in user, e.g. 3000/minute",
     "API_THROTTLE_ANON": "API request rate per anonymous address, e.g. 60/minute",
     "API_BASIC_AUTH": "accept HTTP basic auth on the API (off: sessions only)",
+    "HTTPS": "served over HTTPS (behind a TLS proxy): turns on the five settings below unless each is set",
+    "SECURE_SSL_REDIRECT": "redirect plain-HTTP requests to HTTPS (default: HTTPS)",
+    "SECURE_HSTS_SECONDS": "Strict-Transport-Security max-age (default: a year with HTTPS, else 0: no header)",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS": "HSTS for every subdomain too (default: HTTPS)",
+    "SECURE_HSTS_PRELOAD": "HSTS preload flag (default: HTTPS)",
+    "SESSION_COOKIE_SECURE": "session cookie only over HTTPS (default: HTTPS)",
+    "CSRF_COOKIE_SECURE": "CSRF cookie only over HTTPS (default: HTTPS)",
+    "SECURE_PROXY_SSL_HEADER": "header and value a trusted TLS proxy sets, e.g. HTTP_X_FORWARDED_PROTO,https",
 }
 
 env = environ.Env()
@@ -68,12 +78,15 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
+    "csp",
     "django_celery_results",
     "annotator",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "annotator.middleware.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -135,6 +148,48 @@ AXES_RESET_ON_SUCCESS = True
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
+# --- HTTPS and browser protections ---------------------------------------------------------------
+# HTTPS=true (the compose deployment's default) turns on the redirect, HSTS and secure cookies together, so
+# `manage.py check --deploy` is clean; each can still be set on its own. Off by default: `make demo` and the
+# tests serve plain HTTP. /healthz stays reachable over HTTP for the container's health check.
+HTTPS = env.bool("HTTPS", default=False)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=HTTPS)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=HTTPS)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=HTTPS)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=HTTPS)
+# Trust X-Forwarded-Proto (or the named header) only when a proxy that always sets it is in front.
+_proxy_header = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+if _proxy_header and len(_proxy_header) != 2:
+    raise ImproperlyConfigured("SECURE_PROXY_SSL_HEADER is 'HEADER,value', e.g. HTTP_X_FORWARDED_PROTO,https")
+SECURE_PROXY_SSL_HEADER = (_proxy_header[0], _proxy_header[1]) if _proxy_header else None
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp): everything from this origin only, no inline script or style (the
+# templates keep their JavaScript in static/ and set computed sizes through the CSSOM), no plugins, no
+# framing. data: images are Swagger UI's icons.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+# Browser features no page uses are switched off (annotator.middleware.PermissionsPolicyMiddleware).
+PERMISSIONS_POLICY = (
+    "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), payment=(), usb=()"
+)
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -156,6 +211,7 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 MAX_IMAGE_PIXELS = env.int("MAX_IMAGE_PIXELS", default=100_000_000)
+UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=200 * 1024 * 1024)  # a 16-bit DICOM mammogram: ~50 MB
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 # --- API ------------------------------------------------------------------------------------
@@ -193,6 +249,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],  # the schema is for signed-in users
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Two models have a `kind` field with different choices: name each enum after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "DatasetKindEnum": "annotator.models.Dataset.Kind",
+        "JobKindEnum": "annotator.models.Job.Kind",
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------------

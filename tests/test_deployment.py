@@ -3,6 +3,11 @@ variable it sets is one the settings read (and the ones the settings need are se
 
 from __future__ import annotations
 
+import os
+import re
+import secrets
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,8 +39,6 @@ def test_app_services_set_only_variables_the_settings_read(compose, service):
 
 def test_every_variable_the_settings_module_reads_is_documented():
     """ENV_VARS is the list the compose test relies on: it must name every env.* call in settings."""
-    import re
-
     source = (ROOT / "config" / "settings.py").read_text()
     read = set(re.findall(r'env(?:\.\w+)?\(\s*"([A-Z_]+)"', source))
     assert read, "no env reads found"
@@ -47,3 +50,39 @@ def test_dockerfile_copies_every_runtime_package():
     for folder in ("config", "annotator", "mining", "templates", "static"):
         assert f"COPY {folder} ./{folder}" in dockerfile
     assert "pip install --no-cache-dir -r requirements.txt" in dockerfile
+
+
+def _compose_value(value: str) -> str:
+    """A compose value as it runs with nothing else set: ${NAME:-default} is the default."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value))
+
+
+def _check_deploy(env: dict[str, str], tmp_path: Path) -> str:
+    clean = {k: v for k, v in os.environ.items() if k not in settings.ENV_VARS}
+    clean.update(env)
+    clean.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "DEEPMINER_VAR_DIR": str(tmp_path / "var"),
+            "MEDIA_ROOT": str(tmp_path / "media"),
+        }
+    )
+    command = [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"]
+    done = subprocess.run(command, cwd=ROOT, env=clean, capture_output=True, text=True)
+    return f"rc={done.returncode}\n{done.stdout}{done.stderr}"
+
+
+def test_check_deploy_is_clean_with_the_compose_settings(compose, tmp_path):
+    """The deployment's own environment (HTTPS on, DEBUG off) passes Django's deployment checklist."""
+    environment = {name: _compose_value(value) for name, value in compose["services"]["web"]["environment"].items()}
+    assert environment["HTTPS"] == "true" and environment["DEBUG"] == "false"
+    report = _check_deploy(environment, tmp_path)
+    assert report.startswith("rc=0") and "no issues" in report, report
+
+
+def test_check_deploy_names_the_https_settings_when_https_is_off(tmp_path):
+    report = _check_deploy({"HTTPS": "false", "ALLOWED_HOSTS": "deepminer.example"}, tmp_path)
+    assert not report.startswith("rc=0")
+    for warning in ("security.W004", "security.W008", "security.W012", "security.W016"):
+        assert warning in report, report

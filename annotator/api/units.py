@@ -174,18 +174,18 @@ class ConceptListApi(APIView):
         return Response(unit_selectors.concept_lexicon())
 
 
-@extend_schema(
-    operation_id="models_units_export_retrieve",
-    parameters=[
-        EXPORT_FORMAT,
-        OpenApiParameter("all", bool, description="every unit, not only selected or answered ones"),
-    ],
-    responses={(200, "text/csv"): OpenApiTypes.STR, (200, "application/json"): OpenApiTypes.OBJECT},
-)
 class UnitExportApi(APIView):
     """The labelled unit table, streamed: `csv` (one row per unit and expert) or `json` (one object per unit).
     Experts get it only when the survey is not blind."""
 
+    @extend_schema(
+        operation_id="models_units_export_retrieve",
+        parameters=[
+            EXPORT_FORMAT,
+            OpenApiParameter("all", bool, description="every unit, not only selected or answered ones"),
+        ],
+        responses={(200, "text/csv"): OpenApiTypes.STR, (200, "application/json"): OpenApiTypes.OBJECT},
+    )
     def get(self, request: Request, pk: int, fmt: str) -> StreamingHttpResponse:
         trained = trained_model_get(pk=pk)
         return unit_export_response(

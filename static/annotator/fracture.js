@@ -7,6 +7,7 @@
   const form = document.getElementById("fx-form");
   if (!dataNode || !form) return;
   const data = JSON.parse(dataNode.textContent);
+  form.addEventListener("submit", (event) => event.preventDefault()); // saves go through the API, never a post
   const S = window.DeepMinerSentences;
   const $ = (id) => document.getElementById(id);
   const sentenceEl = $("fx-sentence"), hintEl = $("fx-hint"), statusEl = $("fx-status");
