@@ -8,7 +8,7 @@ from django import forms
 
 from mining.networks import ARCHITECTURES
 
-from .models import Dataset, Job, TrainedModel
+from .models import Dataset, Explanation, Image, Job, TrainedModel
 
 
 class JobStartForm(forms.Form):
@@ -34,9 +34,18 @@ class JobStartForm(forms.Form):
     model = forms.ModelChoiceField(
         queryset=TrainedModel.objects.order_by("-created_at"),
         required=False,
-        help_text="the model to mine (mining only)",
+        help_text="the model to mine or explain with (mining and batch explanation)",
     )
     shards = forms.IntegerField(min_value=1, max_value=64, initial=1, required=False, help_text="mining only")
+    split = forms.ChoiceField(
+        choices=Image.Split.choices,
+        initial=Image.Split.HOLDOUT,
+        required=False,
+        help_text="batch explanation: the split to explain (hold-out is where explanations are evaluated)",
+    )
+    method = forms.ChoiceField(
+        choices=Explanation.Method.choices, initial=Explanation.Method.CAM, required=False, help_text="class map"
+    )
 
     def job_params(self) -> dict[str, Any]:
         data = self.cleaned_data
@@ -45,9 +54,25 @@ class JobStartForm(forms.Form):
             keys = ["architecture", "epochs", "patch_size", "validation_fraction", "weights_file"]
         elif kind == Job.Kind.MINE:
             keys = ["shards"]
+        elif kind == Job.Kind.EXPLAIN:
+            keys = ["split", "method"]
         else:
             keys = []
         params = {key: data[key] for key in keys if data.get(key) not in (None, "")}
-        if kind == Job.Kind.MINE:
+        if kind in (Job.Kind.MINE, Job.Kind.EXPLAIN):
             params["model"] = data["model"].pk if data.get("model") else None
         return params
+
+
+class UploadForm(forms.Form):
+    """Explain an image that belongs to no dataset."""
+
+    file = forms.FileField(
+        label="Image", help_text="PNG, JPEG, TIFF or DICOM; grayscale or colour (read as grayscale)", required=False
+    )
+    model = forms.ModelChoiceField(
+        queryset=TrainedModel.objects.order_by("-created_at"),
+        required=False,
+        empty_label="the newest model",
+        help_text="the trained model that explains it",
+    )

@@ -43,6 +43,9 @@ class Image(models.Model):
     file = models.FileField(upload_to="images/", help_text="lossless PNG, grayscale, 8 or 16 bit")
     thumbnail = models.FileField(upload_to="thumbnails/", blank=True)
     overlay = models.FileField(upload_to="overlays/", blank=True, help_text="finding outlines, RGBA PNG")
+    display = models.FileField(
+        upload_to="display/", blank=True, help_text="8-bit windowed rendition for pages, made when first needed"
+    )
     source_name = models.CharField(max_length=500, help_text="path in the imported folder")
     sha256 = models.CharField(max_length=64)
     width = models.PositiveIntegerField()
@@ -122,6 +125,7 @@ class Job(models.Model):
         EXTRACT_PATCHES = "extract_patches", "Patch extraction"
         TRAIN = "train", "Training"
         MINE = "mine", "Unit mining"
+        EXPLAIN = "explain", "Batch explanation"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -177,6 +181,9 @@ class TrainedModel(models.Model):
     best_epoch = models.PositiveIntegerField(default=0)
     metrics = models.JSONField(default=dict, help_text="evaluation report on the test split")
     mining = models.JSONField(default=dict, blank=True, help_text="summary of the last mining run")
+    explanations = models.JSONField(
+        default=dict, blank=True, help_text="split -> summary of its last batch explanation (AUC, evaluation)"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -375,3 +382,78 @@ class AnnotationChange(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["target", "target_id"])]
+
+
+class UploadedImage(models.Model):
+    """An image uploaded to be explained: it belongs to no dataset and only its uploader and admins see it."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="uploads", on_delete=models.CASCADE)
+    file = models.FileField(upload_to="uploads/", help_text="lossless PNG, grayscale, 8 or 16 bit, as imported")
+    display = models.FileField(upload_to="display/", blank=True, help_text="8-bit windowed rendition")
+    original_name = models.CharField(max_length=255)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    bit_depth = models.PositiveSmallIntegerField(default=8)
+    modality = models.CharField(max_length=16, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"upload #{self.pk} ({self.original_name})"
+
+
+class Explanation(models.Model):
+    """One image explained by one model with one class-map method (DeepMiner section 2.3).
+
+    Made on demand by the image page (and cached here) or by a batch job. ``units`` holds the most
+    influential units toward the decided class, most influential first, with the names they had when it
+    was made: ``{"unit": Unit pk or null, "channel", "influence", "max_activation", "label", "source",
+    "map": media name of its activation overlay}``. Maps are RGBA heat PNGs at ``map_size``.
+    """
+
+    class Method(models.TextChoices):
+        CAM = "cam", "CAM"
+        GRADCAM = "gradcam", "Grad-CAM"
+        SMOOTHGRAD = "smoothgrad", "SmoothGrad"
+
+    model = models.ForeignKey(TrainedModel, related_name="explanations_made", on_delete=models.CASCADE)
+    image = models.ForeignKey(Image, null=True, blank=True, related_name="explanations", on_delete=models.CASCADE)
+    upload = models.ForeignKey(
+        UploadedImage, null=True, blank=True, related_name="explanations", on_delete=models.CASCADE
+    )
+    method = models.CharField(max_length=16, choices=Method.choices, default=Method.CAM)
+    job = models.ForeignKey(Job, null=True, blank=True, related_name="explanations", on_delete=models.SET_NULL)
+    decided = models.CharField(max_length=32)
+    scores = models.JSONField(default=dict, help_text="class -> image-level probability")
+    units = models.JSONField(default=list)
+    text = models.TextField()
+    class_map = models.FileField(upload_to="explanations/", help_text="the decided class's map, RGBA heat PNG")
+    map_size = models.JSONField(default=list, help_text="[height, width] of the map files")
+    evaluation = models.JSONField(default=dict, blank=True, help_text="scores against the image's description")
+    seconds = models.FloatField(default=0.0, help_text="time to compute")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(image__isnull=False, upload__isnull=True)
+                | models.Q(image__isnull=True, upload__isnull=False),
+                name="explanation_of_an_image_or_an_upload",
+            ),
+            models.UniqueConstraint(
+                fields=["model", "image", "method"],
+                condition=models.Q(image__isnull=False),
+                name="explanation_unique_per_image",
+            ),
+            models.UniqueConstraint(
+                fields=["model", "upload", "method"],
+                condition=models.Q(upload__isnull=False),
+                name="explanation_unique_per_upload",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"explanation #{self.pk} ({self.method}, {self.decided})"

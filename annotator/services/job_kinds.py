@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..models import Dataset, Job
+from .explanation_batch import explain_params_validate, run_explain
 from .job_state import JobReporter, Sharded
 from .mining import mine_params_validate, run_mine
 from .patches import patch_params_validate, run_extract_patches
@@ -31,4 +32,5 @@ JOB_KINDS: dict[str, JobKind] = {
     Job.Kind.EXTRACT_PATCHES: JobKind(run=run_extract_patches, validate=patch_params_validate),
     Job.Kind.TRAIN: JobKind(run=run_train, validate=train_params_validate),
     Job.Kind.MINE: JobKind(run=run_mine, validate=mine_params_validate),
+    Job.Kind.EXPLAIN: JobKind(run=run_explain, validate=explain_params_validate),
 }

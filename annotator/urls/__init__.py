@@ -1,5 +1,5 @@
 """Routes, one module per area like api/ and views/: core (datasets, images, jobs, models), units (unit
-list, survey, consensus, exports), fractures (descriptor labels). Each module holds its API routes
+list, survey, consensus, exports), fractures (descriptor labels), explanations (image page, uploads, batch exports). Each module holds its API routes
 (``api_urlpatterns``) and its page routes (``urlpatterns``).
 
 Naming: API routes live in the ``api`` namespace, mounted at ``/api/`` by ``config/urls.py``
@@ -13,7 +13,7 @@ One shape for one kind of route, in every area: an expert's label is saved with
 
 from django.urls import URLPattern, URLResolver
 
-from . import core, fractures, units
+from . import core, explanations, fractures, units
 
 __all__ = ["api_urlpatterns", "urlpatterns"]
 
@@ -21,5 +21,11 @@ api_urlpatterns: list[URLPattern | URLResolver] = [
     *core.api_urlpatterns,
     *units.api_urlpatterns,
     *fractures.api_urlpatterns,
+    *explanations.api_urlpatterns,
 ]
-urlpatterns: list[URLPattern | URLResolver] = [*core.urlpatterns, *units.urlpatterns, *fractures.urlpatterns]
+urlpatterns: list[URLPattern | URLResolver] = [
+    *core.urlpatterns,
+    *units.urlpatterns,
+    *fractures.urlpatterns,
+    *explanations.urlpatterns,
+]
