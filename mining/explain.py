@@ -201,6 +201,20 @@ def _class_map(
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
+def _full_size_maps(
+    unit_maps: torch.Tensor, class_map: torch.Tensor, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unit maps (k, h, w) and the class map (h', w') upsampled to ``size``: float32 (k, H, W), (H, W).
+
+    A class map at layer4's resolution (CAM, Grad-CAM) joins the unit maps in one upsampling call (each
+    plane is resampled alone, so the values are the same as separate calls), one allocation fewer.
+    """
+    if class_map.shape == unit_maps.shape[1:]:
+        maps = cam.upsample_maps(torch.cat([unit_maps, class_map[None].to(unit_maps.dtype)]), size).numpy()
+        return maps[:-1], maps[-1]
+    return cam.upsample_maps(unit_maps, size).numpy(), cam.upsample_maps(class_map, size).numpy()
+
+
 def explain_image(
     model: nn.Module,
     pixels: np.ndarray,
@@ -242,7 +256,9 @@ def explain_image(
     maxima = fcn.features[0].amax(dim=(1, 2)).cpu()
     influence = unit_influence(maxima[None], weight.detach().cpu())[0, decided]
     top = top_units(influence, top_k).tolist()
-    unit_maps = cam.upsample_maps(fcn.features[0, top].cpu(), out_size).numpy()
+    unit_maps, class_map = _full_size_maps(
+        fcn.features[0, top].cpu(), _class_map(model, x, fcn, method, decided, seed).cpu(), out_size
+    )
     units = [
         InfluentialUnit(
             unit=u,
@@ -254,7 +270,6 @@ def explain_image(
         )
         for i, u in enumerate(top)
     ]
-    class_map = cam.upsample_maps(_class_map(model, x, fcn, method, decided, seed).cpu(), out_size).numpy()
     return Explanation(
         classes=tuple(classes),
         decided=decided,

@@ -23,6 +23,7 @@ from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
+from torch.nn import functional as F
 
 from mining.cam import (
     BACKBONE,
@@ -218,6 +219,15 @@ def test_upsample_maps() -> None:
     big = upsample_maps(maps, (8, 6))
     assert big.shape == (2, 8, 6) and big.dtype == torch.float32
     assert float(big[0, 0, 0]) == 0.0 and float(big[1, -1, -1]) == 7.0
+
+
+def test_upsample_maps_is_bit_identical_to_interpolate() -> None:
+    # upsample_maps writes into a NumPy buffer (for speed); the values must be F.interpolate's exactly,
+    # channels_last layer4 maps (as fcn_forward gives them) and odd scales included.
+    maps = torch.rand(1, 16, 7, 5).contiguous(memory_format=torch.channels_last)[0, [3, 1, 8]]
+    for size in [(224, 160), (333, 517), (7, 9)]:
+        expected = F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+        assert torch.equal(upsample_maps(maps, size), expected)
 
 
 # ------------------------------------------------------------------------- the field's implementations
