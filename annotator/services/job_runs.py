@@ -13,7 +13,6 @@ from collections.abc import Callable
 from mining.progress import Cancelled
 
 from ..errors import ApplicationError
-from ..files import delete_quietly
 from ..models import Job
 from .job_kinds import JOB_KINDS
 from .job_state import (
@@ -25,7 +24,7 @@ from .job_state import (
     job_finish_succeeded,
     job_heartbeat,
 )
-from .mining import units_dissect_shard, units_mine_merge, units_mine_reduce, units_mine_shard
+from .mining import units_dissect_shard, units_mine_discard, units_mine_merge, units_mine_reduce, units_mine_shard
 
 logger = logging.getLogger(__name__)
 
@@ -92,13 +91,18 @@ def _shard(job_id: int, label: str, work: ShardWork) -> str:
     reporter = _ShardReporter(job_id, label)
     try:
         with job_heartbeat(job_id=job_id):
-            return work(job=job, progress=reporter.progress, cancelled=reporter.cancelled)
+            name = work(job=job, progress=reporter.progress, cancelled=reporter.cancelled)
     except Cancelled:
         job_finish_cancelled(job_id=job_id)
+        units_mine_discard(job_id=job_id)
         raise
     except Exception as exc:
         job_finish_failed(job_id=job_id, exc=exc)
+        units_mine_discard(job_id=job_id)  # the other shards' files: the merge that reads them never runs
         raise
+    if not Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).exists():
+        units_mine_discard(job_id=job_id)  # another shard ended the job while this one worked
+    return name
 
 
 def shard_run(*, job_id: int, shard: int, shards: int) -> str:
@@ -111,7 +115,7 @@ def shards_reduce(*, job_id: int, shard_files: list[str]) -> str | None:
     """Merge the first pass's shard states; returns the merged state's file, or None when the job ended."""
     job = Job.objects.filter(pk=job_id).first()
     if job is None or job.status != Job.Status.RUNNING:
-        delete_quietly(shard_files)
+        units_mine_discard(job_id=job_id)
         return None
     JobReporter(job_id=job_id).progress(1, 2, "Merging the first pass's shards")
     try:
@@ -132,7 +136,7 @@ def shards_merge(*, job_id: int, merged_file: str, iou_files: list[str]) -> str:
     """Add the second pass's IoU sums to the merged first pass, store the units and end the job."""
     job = Job.objects.filter(pk=job_id).first()
     if job is None or job.status != Job.Status.RUNNING:
-        delete_quietly([merged_file, *iou_files])
+        units_mine_discard(job_id=job_id)
         return job.status if job else "missing"
     JobReporter(job_id=job_id).progress(1, 1, "Merging shards, writing units and masks")
     try:

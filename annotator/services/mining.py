@@ -42,6 +42,7 @@ __all__ = [
     "run_mine",
     "units_dissect_shard",
     "units_mine",
+    "units_mine_discard",
     "units_mine_merge",
     "units_mine_reduce",
     "units_mine_shard",
@@ -402,6 +403,22 @@ def _save_state(state: dict[str, Any], stem: str) -> str:
 def _load_state(name: str) -> dict[str, Any]:
     state: dict[str, Any] = torch.load(media_path(name), map_location="cpu", weights_only=True)
     return state
+
+
+def units_mine_discard(*, job_id: int) -> None:
+    """Delete what the shards of a job that ended before its merge left behind: every state file of its
+    passes (``shards/job<id>-…``, written by any worker) and the crops those states list.
+
+    A shard calls it when it ends the job or finds the job ended after its own work: the one whose file
+    lands last sees the job ended, or its file is there when the ender looks, so no file is missed.
+    """
+    for path in sorted(media_path("shards").glob(f"job{job_id}-*.pt")):
+        name = f"shards/{path.name}"
+        try:
+            patches = _load_state(name).get("patches") or {}
+        except (OSError, RuntimeError):  # deleted meanwhile by another shard's cleanup
+            patches = {}
+        delete_quietly([*patches.get("crops", []), name])
 
 
 def _kept_patches(split: PatchSplit, rows: list[int], written: list[str]) -> dict[int, _KeptPatch]:
