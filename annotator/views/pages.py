@@ -18,7 +18,7 @@ from .. import selectors
 from ..errors import ApplicationError
 from ..forms import JobStartForm
 from ..models import Dataset, Image, Job
-from ..permissions import user_is_admin, user_sees_truth
+from ..permissions import truth_hidden_kinds, user_is_admin, user_sees_truth
 from ..services.job_state import job_cancel
 from ..services.jobs import job_create
 
@@ -65,7 +65,12 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "annotator/model_detail.html",
-        {"model": trained, "report": selectors.model_report(trained=trained), "is_admin": user_is_admin(request.user)},
+        {
+            "model": trained,
+            "report": selectors.model_report(trained=trained),
+            "is_admin": user_is_admin(request.user),
+            "can_export": not truth_hidden_kinds(request.user),  # explanation exports carry the truth
+        },
     )
 
 

@@ -137,6 +137,8 @@
     place(contextBox, tile.dataset.patch, width, height);
     place(contextResponse, tile.dataset.box, width, height);
     contextCaption.textContent = tile.dataset.caption;
+    const explained = document.getElementById("context-link");
+    if (explained && tile.dataset.imagePage) { explained.href = tile.dataset.imagePage; explained.hidden = false; }
   }
 
   tiles.forEach((tile) => {

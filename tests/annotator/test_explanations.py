@@ -271,6 +271,11 @@ def test_the_batch_job_explains_a_split_and_summarises_it(explained, django_capt
     assert evaluation["images"] == 6
     correct = [r for r in rows if r.decided == r.image.label]
     assert evaluation["correct"] == len(correct)
+    page = client_for(UserFactory(groups=["admin"])).get(reverse("model-detail", args=[trained.pk])).content.decode()
+    assert "holdout split" in page and "image-level AUC" in page and "names a finding's concept" in page
+    assert reverse("explanation-report", args=[trained.pk]) in page
+    expert_page = client_for(UserFactory(groups=["expert"])).get(reverse("model-detail", args=[trained.pk]))
+    assert reverse("explanation-report", args=[trained.pk]) not in expert_page.content.decode()
     # Re-running replaces the explanations instead of adding more.
     Job.objects.filter(pk=job.pk).update(status=Job.Status.QUEUED)
     assert job_run(job_id=job.pk) == Job.Status.SUCCEEDED
