@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from annotator.demo import DEMO_MAMMOGRAM_DATASET
-from annotator.models import Dataset, Job, TrainedModel
+from annotator.models import Dataset, Image, Job, TrainedModel
 from annotator.selectors import job_list
 from annotator.services.jobs import job_create
 
@@ -17,7 +17,8 @@ from annotator.services.jobs import job_create
 class Command(BaseCommand):
     help = (
         "Run the demo pipeline on the demo dataset through the Celery worker: patch extraction, training, "
-        "unit mining. Steps already done are skipped."
+        "unit mining, then batch explanations of the test split (image-level AUC) and the hold-out split (the "
+        "explanations' evaluation). Steps already done are skipped."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -41,7 +42,17 @@ class Command(BaseCommand):
         if trained is not None and not trained.mining:
             job = job_create(kind=Job.Kind.MINE, dataset=dataset, params={"model": trained.pk})
             self._follow(job, options["timeout"])
-        self.stdout.write(self.style.SUCCESS("Demo pipeline done: the trained model's units are ready to annotate."))
+            trained.refresh_from_db()
+        for split in (Image.Split.TEST, Image.Split.HOLDOUT):
+            if trained is not None and split not in trained.explanations:
+                job = job_create(kind=Job.Kind.EXPLAIN, dataset=dataset, params={"model": trained.pk, "split": split})
+                self._follow(job, options["timeout"])
+        self.stdout.write(
+            self.style.SUCCESS(
+                "Demo pipeline done: the trained model's units are ready to annotate, and its test and hold-out "
+                "images are explained (open any image of the dataset)."
+            )
+        )
 
     def _follow(self, job: Job, timeout: float) -> None:
         """Draw a progress bar until the job ends; fail loudly if no worker picks it up."""
