@@ -13,13 +13,16 @@ from typing import Any
 import numpy as np
 from django.db import transaction
 
+from mining.evaluation import ImageDeletion
+from mining.explain import Explanation as Explained
 from mining.explain import image_level_auc
 from mining.progress import CancelFn, ProgressFn, check_cancel
 
 from ..errors import ApplicationError
 from ..models import Dataset, Explanation, Image, Job, TrainedModel
+from ..selectors.explanations import UnitName
 from .explanation_evaluation import evaluation_summary, image_evaluation
-from .explanations import explanation_make
+from .explanations import Evaluate, explanation_make, network_for
 from .job_state import JobReporter
 
 __all__ = ["EXPLAIN_DEFAULTS", "explain_batch", "explain_params_validate", "run_explain"]
@@ -49,15 +52,39 @@ def explain_batch(*, job: Job, progress: ProgressFn, cancelled: CancelFn) -> dic
     if not images:
         raise ApplicationError(f"the {split} split of {trained.dataset.name} has no images")
     classes = list(trained.classes)
-    truth, scores, evaluations = [], [], []
-    evaluate = split == Image.Split.HOLDOUT
+    truth: list[int] = []
+    scores: list[list[float]] = []
+    records: list[dict[str, Any]] = []
+    deletions: list[ImageDeletion] = []
+    network = network_for(trained)
+    evaluated = split == Image.Split.HOLDOUT
+
+    def evaluate(image: Image) -> Evaluate:
+        def record(result: Explained, names: dict[int, UnitName], tissue: np.ndarray) -> dict[str, Any]:
+            row, deletion = image_evaluation(
+                image=image,
+                result=result,
+                names=names,
+                model=network.model,
+                normal_class=network.normal_class,
+                tissue=tissue,
+            )
+            records.append(row)
+            deletions.append(deletion)
+            return row
+
+        return record
+
     for index, image in enumerate(images, start=1):
         check_cancel(cancelled)
-        explanation = explanation_make(trained=trained, image=image, method=method, job_id=job.pk, replace=True)
-        if evaluate:
-            explanation.evaluation = image_evaluation(trained=trained, image=image, explanation=explanation)
-            explanation.save(update_fields=["evaluation"])
-            evaluations.append(explanation.evaluation)
+        explanation = explanation_make(
+            trained=trained,
+            image=image,
+            method=method,
+            job_id=job.pk,
+            replace=True,
+            evaluate=evaluate(image) if evaluated else None,
+        )
         truth.append(classes.index(image.label) if image.label in classes else -1)
         scores.append([explanation.scores[name] for name in classes])
         progress(index, len(images), f"Explained {index}/{len(images)} {split} images")
@@ -74,8 +101,8 @@ def explain_batch(*, job: Job, progress: ProgressFn, cancelled: CancelFn) -> dic
             classes,
         ),
     }
-    if evaluate:
-        summary["evaluation"] = evaluation_summary(evaluations)
+    if evaluated:
+        summary["evaluation"] = evaluation_summary(records, deletions)
     with transaction.atomic():
         locked = TrainedModel.objects.select_for_update().get(pk=trained.pk)
         locked.explanations = {**locked.explanations, split: summary}

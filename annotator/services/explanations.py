@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -29,7 +30,7 @@ from mining.patches import PatchParams, tissue_mask
 from ..errors import ApplicationError
 from ..files import delete_quietly, read_png, unique_name, write_png_atomic
 from ..models import Explanation, Image, TrainedModel, Unit, UploadedImage
-from ..selectors.explanations import unit_names
+from ..selectors.explanations import UnitName, unit_names
 from .renditions import display_size
 
 __all__ = [
@@ -55,6 +56,9 @@ class Network:
     normal_class: int
     lock: threading.Lock  # one explanation at a time per network (Grad-CAM and SmoothGrad run backward)
 
+
+# (result with its layer4 features, the units' names, the tissue mask) -> an evaluation record
+Evaluate = Callable[[Explained, dict[int, UnitName], np.ndarray], dict[str, Any]]
 
 _networks: OrderedDict[tuple[int, str], Network] = OrderedDict()
 _networks_lock = threading.Lock()
@@ -108,8 +112,11 @@ def explanation_get(
     return explanation_make(trained=trained, method=method, **target)
 
 
-def _explain(network: Network, pixels: np.ndarray, trained: TrainedModel, method: str) -> tuple[Explained, dict]:
+def _explain(
+    network: Network, pixels: np.ndarray, trained: TrainedModel, method: str
+) -> tuple[Explained, dict[int, UnitName], np.ndarray]:
     names = unit_names(trained=trained)
+    tissue = tissue_mask(pixels)
     size = display_size(int(pixels.shape[0]), int(pixels.shape[1]))
     with network.lock:
         result = explain_image(
@@ -122,9 +129,9 @@ def _explain(network: Network, pixels: np.ndarray, trained: TrainedModel, method
             method=method,
             size=size,
             normal_class=network.normal_class,
-            tissue=tissue_mask(pixels),  # the background outside the body never decides
+            tissue=tissue,  # the background outside the body never decides
         )
-    return result, names
+    return result, names, tissue
 
 
 def _write_maps(result: Explained, stem: str, written: list[str]) -> tuple[str, list[str]]:
@@ -151,17 +158,19 @@ def explanation_make(
     method: str = "cam",
     job_id: int | None = None,
     replace: bool = False,
-    evaluation: dict[str, Any] | None = None,
+    evaluate: Evaluate | None = None,
 ) -> Explanation:
     """Compute and store the explanation of an image or upload; ``replace`` swaps an existing one (a batch
-    re-run), otherwise a concurrent first computation of the same one wins and is returned."""
+    re-run), otherwise a concurrent first computation of the same one wins and is returned. ``evaluate``
+    (result, names, tissue) -> the row's evaluation record, while the result still holds its features."""
     target = _target(image, upload)
     source = image if image is not None else upload
     assert source is not None
     network = network_for(trained)
     started = time.perf_counter()
     pixels = np.array(read_png(source.file.name))  # writable: torch will not wrap a read-only buffer
-    result, names = _explain(network, pixels, trained, method)
+    result, names, tissue = _explain(network, pixels, trained, method)
+    evaluation = evaluate(result, names, tissue) if evaluate is not None else {}
     written: list[str] = []
     try:
         class_map, unit_maps = _write_maps(result, f"m{trained.pk}-{'i' if image else 'u'}{source.pk}", written)
@@ -190,7 +199,7 @@ def explanation_make(
             text=result.text,
             class_map=class_map,
             map_size=list(result.class_map.shape),
-            evaluation=evaluation or {},
+            evaluation=evaluation,
             seconds=round(time.perf_counter() - started, 4),
             **target,
         )

@@ -69,6 +69,8 @@ def explained(media_root: Path) -> dict:
     images = []
     for phantom in generate_mammogram_phantoms(6, seed=4):
         image = ImageFactory(dataset=dataset, pixels=phantom.pixels, label=phantom.label, split="holdout")
+        image.metadata = {"report": phantom.metadata["report"]}
+        image.save(update_fields=["metadata"])
         if phantom.label != "normal":
             finding = FindingFactory(image=image, pathology=phantom.label)
             finding.concepts.add(spiculated)
@@ -271,6 +273,16 @@ def test_the_batch_job_explains_a_split_and_summarises_it(explained, django_capt
     assert evaluation["images"] == 6
     correct = [r for r in rows if r.decided == r.image.label]
     assert evaluation["correct"] == len(correct)
+    assert evaluation["greedy"]["description"] == "report"  # the phantoms carry report text
+    scored = [r.evaluation["greedy_top8"] for r in rows if r.evaluation["greedy_top8"] is not None]
+    assert evaluation["greedy"]["top8"]["images"] == len(scored)
+    if scored:
+        assert evaluation["greedy"]["top8"]["mean"] == pytest.approx(np.mean(scored), abs=1e-4)
+    drops = [r.evaluation["deletion_drop"] for r in rows]
+    assert evaluation["deletion"]["images"] == 6 and evaluation["deletion"]["draws"] >= 1
+    assert evaluation["deletion"]["top"]["mean"] == pytest.approx(np.mean(drops), abs=1e-5)
+    low, high = evaluation["deletion"]["top"]["ci"]
+    assert low <= evaluation["deletion"]["top"]["mean"] <= high
     page = client_for(UserFactory(groups=["admin"])).get(reverse("model-detail", args=[trained.pk])).content.decode()
     assert "holdout split" in page and "image-level AUC" in page and "names a finding's concept" in page
     assert reverse("explanation-report", args=[trained.pk]) in page
