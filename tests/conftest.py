@@ -42,6 +42,15 @@ def _lexicon_for_transactional_tests(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _empty_cache() -> None:
+    """Each test starts with an empty cache: DRF's throttle counters are keyed by user id, and the test
+    database hands the same ids out again, so one test's requests would count against the next one's user."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def fast_password_hashing(settings) -> None:
     """PBKDF2 costs ~0.3 s per login; tests check roles, not hash strength."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -107,7 +107,10 @@ class JobDetailApi(generics.RetrieveAPIView):
 class JobCancelApi(APIView):
     permission_classes = [IsAdminRole]
 
-    @extend_schema(request=None, responses={200: JobSerializer})
+    @extend_schema(
+        request=None,
+        responses={200: JobSerializer, 409: OpenApiResponse(description="the job has already finished")},
+    )
     def post(self, request: Request, pk: int) -> Response:
         job = generics.get_object_or_404(Job, pk=pk)
         return Response(JobSerializer(job_cancel(job=job)).data)

@@ -18,6 +18,7 @@ from ..permissions import CanAnnotate, user_sees_others_labels
 from ..selectors import fractures as selectors
 from ..selectors import image_get
 from ..serializers.fractures import (
+    FractureExportRowSerializer,
     FractureHistorySerializer,
     FractureLabelListSerializer,
     FractureLabelSaveSerializer,
@@ -155,7 +156,10 @@ class FractureExportApi(APIView):
         summary="Fracture labels with their sentences, CSV or JSON array (streamed)",
         operation_id="datasets_fractures_export_retrieve",
         parameters=[EXPORT_FORMAT],
-        responses={(200, "text/csv"): OpenApiTypes.STR, (200, "application/json"): OpenApiTypes.OBJECT},
+        responses={
+            (200, "text/csv"): OpenApiTypes.STR,
+            (200, "application/json"): FractureExportRowSerializer(many=True),
+        },
     )
     def get(self, request: Request, pk: int, fmt: str) -> StreamingHttpResponse:
         dataset = selectors.fracture_dataset_get(pk=pk)

@@ -47,6 +47,8 @@ __all__ = [
     "unit_export_response",
 ]
 
+# The JSON export: an array of units, each with its experts' answers nested (selectors.unit_export_rows).
+UNIT_EXPORT_JSON = {"type": "array", "items": {"type": "object", "additionalProperties": {}}}
 CONFLICT = OpenApiResponse(description='{"message": ..., "extra": {"version": n, "current": {...}}}: saved since')
 
 
@@ -184,7 +186,7 @@ class UnitExportApi(APIView):
             EXPORT_FORMAT,
             OpenApiParameter("all", bool, description="every unit, not only selected or answered ones"),
         ],
-        responses={(200, "text/csv"): OpenApiTypes.STR, (200, "application/json"): OpenApiTypes.OBJECT},
+        responses={(200, "text/csv"): OpenApiTypes.STR, (200, "application/json"): UNIT_EXPORT_JSON},
     )
     def get(self, request: Request, pk: int, fmt: str) -> StreamingHttpResponse:
         trained = trained_model_get(pk=pk)

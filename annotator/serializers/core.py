@@ -49,11 +49,14 @@ class FindingSerializer(serializers.ModelSerializer):
         fields = ["id", "pathology", "lesion_type", "concepts", "description", "area", "bbox", "mask_url"]
 
 
+HIDDEN_TRUTH = "for a user who may not see the ground truth (experts labelling hip radiographs blind)"
+
+
 class ImageSerializer(serializers.ModelSerializer):
     """An image; its ground truth (label, metadata, findings) comes back empty for a user who may not see
     it (permissions' truth rule; the view passes ``truth_hidden_kinds`` in the context, hidden if absent)."""
 
-    findings = FindingSerializer(many=True, read_only=True)
+    findings = FindingSerializer(many=True, read_only=True, help_text=f"[] {HIDDEN_TRUTH}")
     file_url = MediaUrlField("file")
     thumbnail_url = MediaUrlField("thumbnail")
 
@@ -77,6 +80,12 @@ class ImageSerializer(serializers.ModelSerializer):
             "thumbnail_url",
             "findings",
         ]
+        extra_kwargs = {
+            "label": {"help_text": f"the image-level class; '' {HIDDEN_TRUTH}"},
+            "metadata": {
+                "help_text": f"the manifest's other columns (reports, known descriptors); {{}} {HIDDEN_TRUTH}"
+            },
+        }
 
     def to_representation(self, instance: Image) -> dict[str, Any]:
         data: dict[str, Any] = super().to_representation(instance)
@@ -106,8 +115,8 @@ class DatasetSerializer(serializers.ModelSerializer):
 
 class JobSerializer(serializers.ModelSerializer):
     kind_label = serializers.CharField(source="get_kind_display", read_only=True)
-    dataset_name = serializers.CharField(source="dataset.name", read_only=True, default=None)
-    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    dataset_name = serializers.CharField(source="dataset.name", read_only=True, default=None, allow_null=True)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = Job

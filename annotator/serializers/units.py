@@ -22,7 +22,7 @@ __all__ = [
 
 class UnitSerializer(serializers.ModelSerializer):
     suggested_concept: serializers.SlugRelatedField[Concept] = serializers.SlugRelatedField(
-        slug_field="code", read_only=True
+        slug_field="code", read_only=True, allow_null=True
     )
     answer_count = serializers.IntegerField(read_only=True, required=False)
     mine = serializers.BooleanField(read_only=True, required=False)
@@ -78,6 +78,10 @@ class PhenomenonSerializer(serializers.Serializer):
 
 class UnitAnnotationSerializer(serializers.ModelSerializer):
     expert = serializers.CharField(source="expert.username", read_only=True)
+    # Read-only model fields lose allow_blank; declared so the schema admits the '' they hold while unanswered.
+    recognizable = serializers.ChoiceField(
+        choices=UnitAnnotation.Recognizable.choices, allow_blank=True, read_only=True, help_text="'' while unanswered"
+    )
     phenomena = PhenomenonSerializer(many=True, read_only=True)
 
     class Meta:
@@ -106,8 +110,13 @@ class UnitAnnotationSaveSerializer(serializers.Serializer):
 
 
 class UnitConsensusSerializer(serializers.ModelSerializer):
-    concept: serializers.SlugRelatedField[Concept] = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    set_by = serializers.CharField(source="set_by.username", read_only=True, default=None)
+    concept: serializers.SlugRelatedField[Concept] = serializers.SlugRelatedField(
+        slug_field="code", read_only=True, allow_null=True
+    )
+    association = serializers.ChoiceField(
+        choices=Association.choices, allow_blank=True, read_only=True, help_text="'' when none was given"
+    )
+    set_by = serializers.CharField(source="set_by.username", read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = UnitConsensus
@@ -124,7 +133,7 @@ class UnitConsensusSaveSerializer(serializers.Serializer):
 
 
 class AnnotationChangeSerializer(serializers.ModelSerializer):
-    user = serializers.CharField(source="user.username", read_only=True, default=None)
+    user = serializers.CharField(source="user.username", read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = AnnotationChange
