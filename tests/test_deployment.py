@@ -58,7 +58,8 @@ def _compose_value(value: str) -> str:
 
 
 def _check_deploy(env: dict[str, str], tmp_path: Path) -> str:
-    clean = {k: v for k, v in os.environ.items() if k not in settings.ENV_VARS}
+    # Only what a deployment sets: not the settings' variables of this run, nor the browser tests' async switch.
+    clean = {k: v for k, v in os.environ.items() if k not in settings.ENV_VARS and k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
     clean.update(env)
     clean.update(
         {
