@@ -15,6 +15,11 @@ pixels; its effect is kept in ``metadata["value_range"]`` = the physical values 
 the largest pixel value, so ``physical = lo + pixel / max * (hi - lo)``. Nothing is clipped or
 windowed, and the same stored value gives the same pixel in every image of a scanner.
 MONOCHROME1 images are inverted so bright = dense, like MONOCHROME2.
+
+Display: a DICOM's own VOI (Window Center / Width with its VOI LUT Function, else the first VOI LUT
+Sequence item) is kept in ``metadata["voi"]`` as a curve over *pixel* values (``{"x": [...], "y": [...]}``,
+y in 0..1, bright = dense); ``display_uint8`` applies it, and windows every other deep image to robust
+percentiles of its tissue (``tissue_window``).
 """
 
 from __future__ import annotations
@@ -31,17 +36,23 @@ import pydicom.pixels
 from PIL import Image as PILImage
 from scipy import ndimage
 
+from .patches import otsu_threshold
+
 __all__ = [
     "ImageReadError",
     "ImageTooLargeError",
     "LoadedImage",
+    "VoiCurve",
+    "display_uint8",
     "finding_overlay",
     "is_dicom",
     "read_image",
     "read_image_size",
     "read_mask",
     "thumbnail_uint8",
+    "tissue_window",
     "to_display_uint8",
+    "voi_curve",
 ]
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -51,6 +62,11 @@ _DICOM_FIELDS = ("PatientID", "ViewPosition", "PatientAge", "PatientSex")
 _MAX_MASK_FACTOR = 16
 # Outline colours of the finding overlay (RGBA); pathologies not listed (normal anatomy) are not drawn.
 OUTLINE_COLOURS: dict[str, tuple[int, int, int, int]] = {"benign": (0, 200, 0, 255), "malignant": (230, 0, 0, 255)}
+# A VOI LUT Sequence or a sigmoid window is kept as at most this many points of its curve.
+_VOI_POINTS = 256
+# Tissue percentiles of the display window, and the least tissue share that is trusted (else all pixels).
+_TISSUE_PERCENTILES = (0.005, 0.995)
+_MIN_TISSUE_SHARE = 0.01
 # ITU-R 601-2 luma, the weights Pillow's convert("L") uses, so RGB DICOM and RGB PNG agree.
 _LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -61,6 +77,9 @@ class ImageReadError(Exception):
 
 class ImageTooLargeError(ImageReadError):
     """The header announces more pixels than allowed; nothing was decoded."""
+
+
+VoiCurve = dict[str, list[float]]  # {"x": pixel values, increasing; "y": display brightness 0..1}
 
 
 @dataclass
@@ -156,6 +175,69 @@ def to_display_uint8(pixels: np.ndarray) -> np.ndarray:
     return np.rint(np.clip((values - low) / (high - low), 0.0, 1.0) * 255).astype(np.uint8)
 
 
+def display_uint8(pixels: np.ndarray, voi: VoiCurve | None = None) -> np.ndarray:
+    """uint8 (H, W) for pages: ``voi`` (the DICOM's own window, see ``voi_curve``) when given, uint8 as
+    is, else a window over the tissue's robust percentiles (``tissue_window``)."""
+    if voi and pixels.dtype in (np.uint8, np.uint16):
+        levels = np.arange(256 if pixels.dtype == np.uint8 else 65536, dtype=np.float64)
+        brightness = np.interp(levels, np.asarray(voi["x"], dtype=np.float64), np.asarray(voi["y"], dtype=np.float64))
+        lut = np.rint(np.clip(brightness, 0.0, 1.0) * 255).astype(np.uint8)
+        return lut[pixels]
+    if pixels.dtype == np.uint16:
+        lo, hi = tissue_window(pixels)
+        return _window_lut(lo, hi)[pixels]
+    return to_display_uint8(pixels)
+
+
+def tissue_window(pixels: np.ndarray) -> tuple[int, int]:
+    """(lo, hi) uint16 values: the 0.5th and 99.5th percentiles of the tissue (values at or above Otsu's
+    threshold of the histogram), so the dark background does not spend half the grey levels; all pixels
+    when under 1% of them are tissue."""
+    counts = np.bincount(pixels.ravel(), minlength=65536).astype(np.float64)
+    present = np.flatnonzero(counts)
+    if present.size < 2:
+        value = int(present[0]) if present.size else 0
+        return value, value + 1
+    # A strided sample is plenty for Otsu's threshold and keeps it O(n / 16); capped at its 99th
+    # percentile, so a small very bright marker or label cannot split off as the "foreground".
+    sample = pixels[::4, ::4]
+    threshold = int(np.ceil(min(otsu_threshold(np.minimum(sample, np.percentile(sample, 99))), 65535.0)))
+    tissue = counts.copy()
+    tissue[:threshold] = 0
+    if tissue.sum() < _MIN_TISSUE_SHARE * counts.sum():
+        tissue = counts
+    cdf = np.cumsum(tissue)
+    low, high = _TISSUE_PERCENTILES
+    lo = int(np.searchsorted(cdf, low * cdf[-1], side="right"))
+    hi = int(np.searchsorted(cdf, high * cdf[-1], side="left"))
+    return lo, max(hi, lo + 1)
+
+
+def voi_curve(header: Any, value_range: tuple[float, float], out_max: int) -> VoiCurve | None:
+    """The DICOM's VOI as a curve over pixel values (0..``out_max``, as ``read_image`` maps them), or None.
+
+    Window Center / Width (first value; VOI LUT Function LINEAR, LINEAR_EXACT or SIGMOID, PS3.3 C.11.2.1.2)
+    is preferred to a VOI LUT Sequence, as most viewers do. Both act on the modality output, which
+    ``value_range`` (physical values at pixel 0 and at ``out_max``) maps back onto pixels; MONOCHROME1
+    flips the brightness so that bright = dense, like the pixels.
+    """
+    physical = _voi_window(header)
+    if physical is None:
+        physical = _voi_lut_sequence(header)
+    if physical is None:
+        return None
+    x_phys, y = physical
+    lo, hi = value_range
+    if hi == lo:
+        return None
+    x = (np.asarray(x_phys, dtype=np.float64) - lo) / (hi - lo) * out_max
+    y = np.asarray(y, dtype=np.float64)
+    if str(header.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        y = 1.0 - y
+    order = np.argsort(x, kind="stable")
+    return {"x": [round(float(v), 4) for v in x[order]], "y": [round(float(v), 5) for v in y[order]]}
+
+
 def thumbnail_uint8(pixels: np.ndarray, side: int = 256) -> np.ndarray:
     """8-bit (h, w) thumbnail whose longest side is ``side`` (smaller images are not enlarged)."""
     display = to_display_uint8(pixels)
@@ -236,6 +318,10 @@ def _read_dicom(path: Path, max_pixels: int) -> LoadedImage:
         pixels, value_range = _dicom_gray(raw, header)
     metadata = _dicom_metadata(header)
     metadata["value_range"] = list(value_range)
+    if raw.ndim == 2:
+        voi = voi_curve(header, value_range, 255 if pixels.dtype == np.uint8 else 65535)
+        if voi is not None:
+            metadata["voi"] = voi
     bit_depth = 16 if pixels.dtype == np.uint16 else 8
     return LoadedImage(pixels, bit_depth, str(header.get("Modality", "") or ""), metadata)
 
@@ -296,6 +382,56 @@ def _dicom_metadata(header: pydicom.Dataset) -> dict[str, Any]:
     metadata["PhotometricInterpretation"] = str(header.get("PhotometricInterpretation", ""))
     metadata["BitsStored"] = int(header.get("BitsStored", 0) or 0)
     return metadata
+
+
+def _first_number(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = value[0] if len(value) else None
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _voi_window(header: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """(physical x, brightness y) of the header's window, or None when it has none (or a width < 1)."""
+    center, width = _first_number(header.get("WindowCenter")), _first_number(header.get("WindowWidth"))
+    if center is None or width is None or width < 1:
+        return None
+    function = str(header.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
+    if function == "SIGMOID":
+        x = np.linspace(center - 2 * width, center + 2 * width, _VOI_POINTS // 4 + 1)
+        return x, 1.0 / (1.0 + np.exp(-4.0 * (x - center) / width))
+    if function == "LINEAR_EXACT":
+        return np.array([center - width / 2, center + width / 2]), np.array([0.0, 1.0])
+    half = (width - 1) / 2
+    return np.array([center - 0.5 - half, center - 0.5 + half]), np.array([0.0, 1.0])
+
+
+def _voi_lut_sequence(header: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """(physical x, brightness y) sampled from the first VOI LUT Sequence item, or None."""
+    sequence = header.get("VOILUTSequence")
+    if not sequence:
+        return None
+    item = sequence[0]
+    descriptor = [int(v) for v in item.get("LUTDescriptor", [])]
+    data = item.get("LUTData")
+    if len(descriptor) != 3 or data is None:
+        return None
+    entries, first, bits = descriptor
+    entries = entries or 65536
+    if isinstance(data, bytes):  # OW: 16-bit words whatever the bits per entry
+        values = np.frombuffer(data[: len(data) // 2 * 2], dtype="<u2").astype(np.float64)
+    else:
+        values = np.atleast_1d(np.asarray(data, dtype=np.float64))
+    values = values[:entries]
+    if values.size < 2:
+        return None
+    index = np.unique(np.rint(np.linspace(0, values.size - 1, min(values.size, _VOI_POINTS))).astype(np.int64))
+    top = max(float((1 << bits) - 1), float(values.max()), 1.0)
+    return first + index.astype(np.float64), values[index] / top
 
 
 # --- helpers ----------------------------------------------------------------------------------
