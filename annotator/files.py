@@ -1,11 +1,18 @@
-"""Atomic writes into MEDIA_ROOT: a reader (web, another worker) never sees half a file."""
+"""Atomic writes into MEDIA_ROOT: a reader (web, another worker) never sees half a file.
+
+Every file written here is readable by its group (``settings.FILE_UPLOAD_PERMISSIONS``, 0640 by default
+here), so a web server or a worker running as another user of that group can read what this one wrote;
+``tempfile.mkstemp`` alone would leave 0600.
+"""
 
 from __future__ import annotations
 
 import io
 import os
+import shutil
 import tempfile
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +21,24 @@ from PIL import Image as PILImage
 
 __all__ = [
     "delete_quietly",
+    "delete_tree_quietly",
+    "file_mode",
     "media_path",
     "read_mask",
     "read_png",
     "unique_name",
     "write_bytes_atomic",
     "write_png_atomic",
+    "write_tree_atomic",
 ]
+
+DEFAULT_FILE_MODE = 0o640
+
+
+def file_mode() -> int:
+    """The mode of every media file: FILE_UPLOAD_PERMISSIONS when set, else owner read-write, group read."""
+    mode = getattr(settings, "FILE_UPLOAD_PERMISSIONS", None)
+    return DEFAULT_FILE_MODE if mode is None else int(mode)
 
 
 def media_path(name: str) -> Path:
@@ -42,6 +60,7 @@ def write_bytes_atomic(name: str, data: bytes, *, durable: bool = True) -> str:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -59,6 +78,43 @@ def write_png_atomic(name: str, array: np.ndarray, *, durable: bool = True, comp
     buffer = io.BytesIO()
     PILImage.fromarray(array).save(buffer, format="PNG", optimize=False, compress_level=compress_level)
     return write_bytes_atomic(name, buffer.getvalue(), durable=durable)
+
+
+def write_tree_atomic(folder: str, files: Iterable[tuple[str, bytes]]) -> bool:
+    """Write a whole folder of ``(relative name, bytes)`` at MEDIA_ROOT/folder in one rename.
+
+    The files go into a hidden sibling folder first (no fsync: derived files), which is renamed into
+    place, so a reader sees the folder complete or not at all. Returns False, keeping the existing one,
+    when another writer got there first.
+    """
+    target = media_path(folder)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+    try:
+        staging.chmod(0o750)
+        mode = file_mode()
+        for relative, data in files:
+            path = staging / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            path.chmod(mode)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not target.is_dir():
+                raise
+            shutil.rmtree(staging, ignore_errors=True)
+            return False
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return True
+
+
+def delete_tree_quietly(folder: str) -> None:
+    """Remove a folder written by ``write_tree_atomic``; a missing one is fine."""
+    if folder.strip("/"):
+        shutil.rmtree(media_path(folder), ignore_errors=True)
 
 
 def delete_quietly(names: list[str]) -> None:

@@ -213,6 +213,9 @@ WHITENOISE_AUTOREFRESH = DEBUG
 MAX_IMAGE_PIXELS = env.int("MAX_IMAGE_PIXELS", default=100_000_000)
 UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=200 * 1024 * 1024)  # a 16-bit DICOM mammogram: ~50 MB
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# Media files (annotator.files and uploads) readable by the group, so a web server or worker running as
+# another user of the group reads what this one wrote (and the world does not: patient images).
+FILE_UPLOAD_PERMISSIONS = 0o640
 
 # --- API ------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
