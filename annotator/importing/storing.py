@@ -16,6 +16,7 @@ from mining.progress import ProgressFn
 from ..errors import ApplicationError
 from ..files import delete_quietly, unique_name, write_png_atomic
 from ..models import Concept, Dataset, Finding, Image
+from ..services.renditions import rendition_write
 from .records import ImageSpec
 from .threads import in_threads
 
@@ -43,6 +44,7 @@ _SPEC_COLUMNS = (
 @dataclass
 class _StoredImage:
     file: str
+    display: str
     thumbnail: str
     overlay: str
     masks: list[str]
@@ -86,7 +88,8 @@ def write_dataset(
 
 def _store_files(spec: ImageSpec, max_pixels: int, written: list[str]) -> _StoredImage:
     """Decode again (phase 1 kept no pixels: a real dataset does not fit in memory) and write the
-    image, its thumbnail, its finding overlay and its masks; every name written goes to ``written``."""
+    image, its display rendition, its thumbnail, its finding overlay and its masks; every name written
+    goes to ``written``."""
     loaded = read_image(spec.path, max_pixels=max_pixels)
     if loaded.shape != (spec.height, spec.width):
         raise ApplicationError(f"{spec.source_name} changed during the import")
@@ -98,6 +101,7 @@ def _store_files(spec: ImageSpec, max_pixels: int, written: list[str]) -> _Store
         return write_png_atomic(name, array)
 
     image_name = write("images", ".png", loaded.pixels)
+    display_name = rendition_write(stem=spec.stem, pixels=loaded.pixels, voi=loaded.metadata.get("voi"), written=written)
     thumbnail = thumbnail_uint8(loaded.pixels, THUMBNAIL_SIDE)
     overlay = finding_overlay(
         [(mask, finding.pathology) for mask, finding in zip(masks, spec.findings, strict=True)], thumbnail.shape
@@ -105,7 +109,7 @@ def _store_files(spec: ImageSpec, max_pixels: int, written: list[str]) -> _Store
     thumbnail_name = write("thumbnails", ".png", thumbnail)
     overlay_name = write("overlays", ".png", overlay)
     mask_names = [write("masks", f"-mask{i}.png", mask) for i, mask in enumerate(masks, start=1)]
-    return _StoredImage(image_name, thumbnail_name, overlay_name, mask_names)
+    return _StoredImage(image_name, display_name, thumbnail_name, overlay_name, mask_names)
 
 
 def _create_rows(dataset: Dataset, kind: str, specs: list[ImageSpec], stored: list[_StoredImage]) -> None:
@@ -142,6 +146,7 @@ def _image_row(dataset: Dataset, kind: str, spec: ImageSpec, files: _StoredImage
     image = Image(
         dataset=dataset,
         file=files.file,
+        display=files.display,
         thumbnail=files.thumbnail,
         overlay=files.overlay,
         modality=spec.modality or DEFAULT_MODALITY[kind],

@@ -24,8 +24,8 @@ __all__ = [
     "fracture_export_rows",
     "fracture_first_image",
     "fracture_history",
-    "fracture_image_files",
     "fracture_image_neighbours",
+    "fracture_images",
     "fracture_label_get",
     "fracture_labels_visible",
     "fracture_next_image",
@@ -66,9 +66,9 @@ def fracture_first_image(*, dataset: Dataset) -> int | None:
     return dataset.images.order_by("id").values_list("id", flat=True).first()
 
 
-def fracture_image_files(image_ids: list[int | None]) -> list[str]:
-    """The stored file names of these images (ids that are None are skipped), for prefetching."""
-    return list(Image.objects.filter(pk__in=[i for i in image_ids if i]).values_list("file", flat=True))
+def fracture_images(image_ids: list[int | None]) -> QuerySet[Image]:
+    """These images (ids that are None are skipped), for prefetching their deep zoom descriptors."""
+    return Image.objects.filter(pk__in=[i for i in image_ids if i]).only("display", "overlay", "width", "height")
 
 
 def fracture_queue(*, dataset: Dataset, user: Any) -> QuerySet[Image]:

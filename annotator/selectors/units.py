@@ -209,6 +209,7 @@ def unit_survey(*, unit: Unit, user: Any, top: int = 64) -> dict[str, Any]:
             "patch__x1",
             "patch__y1",
             "image__file",
+            "image__display",
             "image__overlay",
             "image__width",
             "image__height",

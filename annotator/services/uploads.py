@@ -18,9 +18,10 @@ from django.db import transaction
 from mining.imaging import ImageReadError, ImageTooLargeError, LoadedImage, read_image
 
 from ..errors import ApplicationError
-from ..files import delete_quietly, unique_name, write_png_atomic
+from ..files import delete_quietly, delete_tree_quietly, unique_name, write_png_atomic
 from ..models import UploadedImage
 from .explanations import explanation_files
+from .renditions import deepzoom_folder, rendition_write
 
 __all__ = ["upload_create", "upload_delete"]
 
@@ -58,12 +59,18 @@ def upload_create(*, owner: Any, uploaded: UploadedFile | None) -> UploadedImage
         raise ApplicationError(f"{uploaded.name} is not an image this product can read: {exc}") from exc
     original = Path(uploaded.name or "upload").name[:255]
     name = unique_name("uploads", Path(original).stem, ".png")
+    written = [name]
     try:
         write_png_atomic(name, loaded.pixels)
+        # Rendered now, while the DICOM's own window is at hand (uploads keep no header).
+        display = rendition_write(
+            stem=Path(original).stem, pixels=loaded.pixels, voi=loaded.metadata.get("voi"), written=written
+        )
         with transaction.atomic():
             upload = UploadedImage.objects.create(
                 owner=owner,
                 file=name,
+                display=display,
                 original_name=original,
                 width=int(loaded.pixels.shape[1]),
                 height=int(loaded.pixels.shape[0]),
@@ -71,7 +78,7 @@ def upload_create(*, owner: Any, uploaded: UploadedFile | None) -> UploadedImage
                 modality=loaded.modality[:16],
             )
     except BaseException:
-        delete_quietly([name])
+        delete_quietly(written)
         raise
     return upload
 
@@ -79,7 +86,10 @@ def upload_create(*, owner: Any, uploaded: UploadedFile | None) -> UploadedImage
 def upload_delete(*, upload: UploadedImage) -> None:
     """Remove an upload, its explanations and every file they name."""
     names = [upload.file.name, upload.display.name]
+    pyramid = deepzoom_folder(upload) if upload.display else ""
     for explanation in upload.explanations.all():
         names += explanation_files(explanation)
     upload.delete()
     transaction.on_commit(lambda: delete_quietly(names))
+    if pyramid:
+        transaction.on_commit(lambda: delete_tree_quietly(pyramid))

@@ -20,6 +20,7 @@ from ..services.explanations import explanation_get
 from ..services.renditions import rendition_name
 from ..services.uploads import upload_create
 from ..streaming import stream_csv, stream_json
+from .deepzoom import deepzoom_urls
 
 REPORT_LIMIT = 200  # images per printed report
 
@@ -69,6 +70,7 @@ def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
         image=image,
         dataset=image.dataset,
         display=rendition_name(image),
+        zoom=deepzoom_urls(image, outlines=sees_truth),
         sees_truth=sees_truth,
         findings=list(image.findings.prefetch_related("concepts")) if sees_truth else [],
         own_sentence=own.sentence if own else "",
@@ -81,6 +83,7 @@ def upload_detail(request: HttpRequest, pk: int) -> HttpResponse:
     upload = get_object_or_404(selectors.upload_visible(user=request.user), pk=pk)
     context = _explained(request, models=trained_model_list(), upload=upload)
     context.update(upload=upload, display=rendition_name(upload))
+    context.update(zoom=deepzoom_urls(upload, outlines=False))
     return render(request, "annotator/image_detail.html", context)
 
 

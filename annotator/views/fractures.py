@@ -14,6 +14,7 @@ from ..permissions import user_can_annotate, user_sees_others_labels
 from ..selectors import fractures as selectors
 from ..selectors import image_get
 from ..services.versioned import label_snapshot
+from .deepzoom import deepzoom_urls
 
 __all__ = ["fracture_label", "fracture_queue"]
 
@@ -33,8 +34,10 @@ SHORTCUTS: list[tuple[list[str], str]] = [
     (["Ctrl", "S"], "Save and stay on this image"),
     (["←", "→"], "Previous / next image (a finished label is saved first)"),
     (["Esc"], "Discard unsaved changes"),
-    (["+", "-", "0"], "Zoom in / out, reset zoom and contrast"),
-    (["[", "]"], "Less / more contrast"),
+    (["+", "-", "0"], "Zoom in / out (or the wheel; drag pans), reset zoom and window"),
+    (["[", "]"], "More / less contrast: window narrower / wider (or Shift + drag)"),
+    (["{", "}"], "Level down / up"),
+    (["\\"], "Invert"),
     (["?"], "Show or hide these shortcuts"),
 ]
 DISPLACEMENTS = [
@@ -82,8 +85,10 @@ def fracture_label(request: HttpRequest, pk: int, image_pk: int) -> HttpResponse
     next_unlabelled = (
         selectors.fracture_next_image(dataset=dataset, user=request.user, after=image.pk) if can_label else None
     )
+    # The next images' descriptors: tiny, and asking for one has the server make its pyramid ahead.
     prefetch = [
-        reverse("media", args=[file]) for file in selectors.fracture_image_files([next_unlabelled, neighbours["next"]])
+        deepzoom_urls(other, outlines=False)["dzi"]
+        for other in selectors.fracture_images([next_unlabelled, neighbours["next"]])
     ]
     # What fracture.js needs, handed over as one JSON blob (json_script).
     page_data = {
@@ -95,6 +100,7 @@ def fracture_label(request: HttpRequest, pk: int, image_pk: int) -> HttpResponse
         "progress": selectors.fracture_progress(dataset=dataset, user=request.user),
         "urls": _page_urls(dataset, image, neighbours, next_unlabelled),
         "prefetch": prefetch,
+        "zoom": deepzoom_urls(image, outlines=False),
     }
     return render(
         request,

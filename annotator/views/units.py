@@ -10,11 +10,12 @@ from django.urls import reverse
 
 from ..api.units import unit_export_response
 from ..errors import ApplicationError
-from ..permissions import user_can_annotate, user_is_admin, user_sees_others_labels
+from ..permissions import user_can_annotate, user_is_admin, user_sees_others_labels, user_sees_truth
 from ..selectors import trained_model_get
 from ..selectors import units as unit_selectors
 from ..selectors.core import unit_previews
 from ..serializers.units import UnitAnnotationSerializer, UnitConsensusSerializer
+from .deepzoom import deepzoom_urls
 
 STATUSES = [
     ("", "any"),
@@ -62,6 +63,9 @@ def unit_list(request: HttpRequest, pk: int) -> HttpResponse:
 def unit_survey(request: HttpRequest, pk: int) -> HttpResponse:
     unit = unit_selectors.unit_get(pk=pk)
     survey = unit_selectors.unit_survey(unit=unit, user=request.user)
+    sees_truth = user_sees_truth(request.user, unit.model.dataset)
+    for top in survey["activations"]:  # the context image is the image's deep zoom pyramid
+        top.zoom = deepzoom_urls(top.image, outlines=sees_truth)
     mine = survey["mine"]
     boot = {
         "unitId": unit.pk,

@@ -1,5 +1,6 @@
 // Fracture labelling page: descriptor form, live sentence, versioned save through the JSON API (api.js),
-// keyboard-first flow (press ? for the map), zoom / contrast, and prefetching of the next image.
+// keyboard-first flow (press ? for the map), the deep zoom viewer with window / level, and prefetching of
+// the next images' pyramids.
 (function () {
   "use strict";
   const api = window.DeepMinerApi;
@@ -225,52 +226,30 @@
     save();
   });
 
-  // --- viewer: zoom, pan, contrast ---------------------------------------------------------------
-  const stage = $("fx-stage"), img = $("fx-image"), zoomEl = $("fx-zoom");
-  const contrast = $("fx-contrast"), brightness = $("fx-brightness");
-  const view = { zoom: 1, x: 0, y: 0 };
-  const stored = JSON.parse(sessionStorage.getItem("fx-filter") || "null");
-  if (stored) { contrast.value = stored.contrast; brightness.value = stored.brightness; }
-  function applyView() {
-    img.style.transform = `translate(${view.x}px, ${view.y}px) scale(${view.zoom})`;
-    img.style.filter = `contrast(${contrast.value}) brightness(${brightness.value})`;
-    zoomEl.textContent = `${Math.round(view.zoom * 100)}%`;
-    stage.classList.toggle("zoomed", view.zoom > 1);
-    sessionStorage.setItem("fx-filter", JSON.stringify({ contrast: contrast.value, brightness: brightness.value }));
+  // --- viewer: deep zoom (deepzoom.js), window / level ---------------------------------------------
+  const zoomEl = $("fx-zoom"), contrast = $("fx-contrast"), brightness = $("fx-brightness");
+  const viewer = window.DeepMinerZoom.fromElement($("fx-stage"), { toolbar: false });
+  const stored = JSON.parse(sessionStorage.getItem("fx-window") || "null");
+  if (stored) viewer.setWindow(stored.level, stored.width, stored.invert);
+  function showView() { // the sliders and the zoom readout follow the viewer, whatever moved it
+    contrast.value = viewer.window.width;
+    brightness.value = viewer.window.level;
+    zoomEl.textContent = `${Math.round(viewer.imageZoom() * 100)}%`;
+    sessionStorage.setItem("fx-window", JSON.stringify(viewer.window));
   }
-  function zoom(factor) {
-    view.zoom = Math.min(8, Math.max(1, view.zoom * factor));
-    if (view.zoom === 1) { view.x = 0; view.y = 0; }
-    applyView();
-  }
-  function resetView() {
-    Object.assign(view, { zoom: 1, x: 0, y: 0 });
-    contrast.value = 1; brightness.value = 1;
-    applyView();
-  }
-  function nudgeContrast(step) {
-    contrast.value = Math.min(3, Math.max(0.5, parseFloat(contrast.value) + step)).toFixed(1);
-    applyView();
-  }
+  viewer.osd.addHandler("animation", showView);
+  viewer.osd.addHandler("open", showView);
+  new MutationObserver(showView).observe($("fx-stage"), { attributes: true, attributeFilter: ["data-window"] });
+  function zoom(factor) { viewer.zoomBy(factor); }
+  function resetView() { viewer.reset(); }
+  function nudgeContrast(step) { viewer.nudge(0, -step * 1.5); } // ] = more contrast = a narrower window
   document.querySelectorAll("[data-zoom]").forEach((button) => button.addEventListener("click", () => {
     const what = button.dataset.zoom;
-    if (what === "in") zoom(1.25); else if (what === "out") zoom(0.8); else resetView();
+    if (what === "in") zoom(1.5); else if (what === "out") zoom(1 / 1.5);
+    else if (what === "invert") viewer.toggleInvert(); else resetView();
   }));
-  [contrast, brightness].forEach((input) => input.addEventListener("input", applyView));
-  stage.addEventListener("wheel", (event) => { event.preventDefault(); zoom(event.deltaY < 0 ? 1.15 : 1 / 1.15); }, { passive: false });
-  let drag = null;
-  stage.addEventListener("pointerdown", (event) => {
-    if (view.zoom <= 1) return;
-    drag = { x: event.clientX - view.x, y: event.clientY - view.y };
-    stage.setPointerCapture(event.pointerId);
-  });
-  stage.addEventListener("pointermove", (event) => {
-    if (!drag) return;
-    view.x = event.clientX - drag.x; view.y = event.clientY - drag.y;
-    applyView();
-  });
-  stage.addEventListener("pointerup", () => { drag = null; });
-  stage.addEventListener("dblclick", () => (view.zoom > 1 ? resetView() : zoom(2)));
+  contrast.addEventListener("input", () => viewer.setWindow(viewer.window.level, parseFloat(contrast.value)));
+  brightness.addEventListener("input", () => viewer.setWindow(parseFloat(brightness.value), viewer.window.width));
 
   // --- help ---------------------------------------------------------------------------------------
   function toggleHelp(show) {
@@ -308,10 +287,8 @@
       navigate(key === "ArrowLeft" ? data.urls.previous : data.urls.next);
       return;
     }
-    if (key === "+" || key === "=") { zoom(1.25); return; }
-    if (key === "-" || key === "_") { zoom(0.8); return; }
-    if (key === "0") { resetView(); return; }
     if (key === "[" || key === "]") { nudgeContrast(key === "]" ? 0.1 : -0.1); return; }
+    if (window.DeepMinerZoom.handleKey(viewer, event)) return;
     if (!data.canLabel || busy) return;
     const lower = key.length === 1 ? key.toLowerCase() : key;
     if (lower === "n") {
@@ -336,9 +313,9 @@
 
   // --- start --------------------------------------------------------------------------------------
   write(saved);
-  applyView();
+  showView();
   render();
   renderProgress(data.progress);
-  // The next images are fetched while this one is being read, so moving on shows them at once.
-  (data.prefetch || []).forEach((url) => { const next = new Image(); next.decoding = "async"; next.src = url; });
+  // The next images' descriptors are prefetched (<link rel=prefetch>): asking makes the server build their
+  // pyramids while this one is read.
 })();

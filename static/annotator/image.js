@@ -1,5 +1,6 @@
 // Image page: choose which map lies over the image (the class map or one unit's activation), toggle the
-// map and the finding outlines, and set the map's opacity; keyboard first (1-8, c, m, o, [ and ]).
+// map and the finding outlines, and set the map's opacity; keyboard first (1-8, c, m, o, [ and ]). The image
+// itself is the deep zoom viewer (deepzoom.js), the maps and outlines its full-image overlays.
 (function () {
   "use strict";
   const viewer = document.getElementById("viewer");
@@ -11,6 +12,7 @@
   const outlineToggle = document.getElementById("toggle-outlines");
   const opacity = document.getElementById("map-opacity");
   const cards = Array.from(document.querySelectorAll(".unit-card"));
+  const zoom = window.DeepMinerZoom.fromElement(viewer);
 
   function show(src, label, card) {
     layer.src = src;
@@ -38,6 +40,7 @@
 
   document.addEventListener("keydown", (event) => {
     if (event.target.closest("input, select, textarea") || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (window.DeepMinerZoom.handleKey(zoom, event)) return;
     const n = Number(event.key);
     if (n >= 1 && n <= cards.length) { show(cards[n - 1].dataset.map, cards[n - 1].dataset.name, cards[n - 1]); return; }
     if (event.key === "c") showClassMap();

@@ -105,45 +105,41 @@
     input.addEventListener("change", () => setView(input.value)));
 
   // ------------------------------------------------------------------ full-image context
-  const contextImage = document.getElementById("context-image");
+  // The hovered patch's image in the deep zoom viewer (deepzoom.js): its tiles at the size the panel
+  // needs, the red patch box, the unit's response box and the finding outlines placed in image pixels.
   const contextOverlay = document.getElementById("context-overlay");
   const contextBox = document.getElementById("context-box");
   const contextResponse = document.getElementById("context-response");
-
-  function place(element, box, width, height) { // box "x0,y0,x1,y1" in image pixels -> % of the image
-    const [x0, y0, x1, y1] = box.split(",").map(Number);
-    Object.assign(element.style, {
-      left: `${(100 * x0) / width}%`, top: `${(100 * y0) / height}%`,
-      width: `${(100 * (x1 - x0)) / width}%`, height: `${(100 * (y1 - y0)) / height}%`,
-    });
-    element.hidden = false;
-  }
   const contextCaption = document.getElementById("context-caption");
+  const zoom = window.DeepMinerZoom.fromElement(document.getElementById("context-stack"));
+  const numbers = (text) => text.split(",").map(Number);
+  let pending = null;
 
   function showContext(tile) {
     tiles.forEach((t) => t.classList.toggle("current", t === tile));
-    const [width, height] = tile.dataset.size.split(",").map(Number);
-
-    if (contextImage.getAttribute("src") !== tile.dataset.image) contextImage.src = tile.dataset.image;
+    const [width, height] = numbers(tile.dataset.size);
+    zoom.open(tile.dataset.dzi, width, height);
     if (tile.dataset.overlay) {
-      contextOverlay.src = tile.dataset.overlay;
+      if (contextOverlay.getAttribute("src") !== tile.dataset.overlay) contextOverlay.src = tile.dataset.overlay;
       contextOverlay.hidden = false;
     } else {
       contextOverlay.hidden = true;
     }
-    const stack = document.getElementById("context-stack");
-    stack.style.aspectRatio = `${width} / ${height}`;
-    stack.style.width = `min(100%, calc(56vh * ${width / height}))`; // keep the image's proportions when capped
-    place(contextBox, tile.dataset.patch, width, height);
-    place(contextResponse, tile.dataset.box, width, height);
+    zoom.setBox(contextResponse, numbers(tile.dataset.box));
+    zoom.setBox(contextBox, numbers(tile.dataset.patch));
     contextCaption.textContent = tile.dataset.caption;
     const explained = document.getElementById("context-link");
     if (explained && tile.dataset.imagePage) { explained.href = tile.dataset.imagePage; explained.hidden = false; }
   }
+  // Sweeping the pointer across the grid opens only the patch it rests on.
+  function showSoon(tile) {
+    clearTimeout(pending);
+    pending = setTimeout(() => showContext(tile), 120);
+  }
 
   tiles.forEach((tile) => {
-    tile.addEventListener("mouseenter", () => showContext(tile));
-    tile.addEventListener("focus", () => showContext(tile));
+    tile.addEventListener("mouseenter", () => showSoon(tile));
+    tile.addEventListener("focus", () => { clearTimeout(pending); showContext(tile); });
   });
   if (tiles.length) showContext(tiles[0]);
 
@@ -417,6 +413,7 @@
       if (event.key === "Escape") event.target.blur();
       return;
     }
+    if (window.DeepMinerZoom.handleKey(zoom, event)) return;
     const key = event.key;
     const pick = (name, value) => {
       const input = form.querySelector(`input[name=${name}][value="${value}"]`);

@@ -51,14 +51,15 @@ def test_image_page_switches_maps_and_keeps_them_on_the_image(live_server, brows
     page = browser_page
     sign_in(page, live_server.url, admin_user.username)
     page.goto(f"{live_server.url}/images/{images[0].pk}/")
-    page.wait_for_selector("#map-layer")
+    page.wait_for_function("() => DeepMinerZoom.all.length && DeepMinerZoom.all[0].loaded()", timeout=20_000)
     assert f"unit layer4:{top.channel} — spiculated (mass margin)" in page.inner_text("#explanation-text")
     assert page.locator(".unit-card").count() == 8
     layer = page.locator("#map-layer")
     assert layer.get_attribute("src").endswith(first.class_map.name)
     assert page.evaluate("document.getElementById('map-layer').naturalWidth") == first.map_size[1]
-    # The overlay covers exactly the image.
-    base, heat = _box(page, "#base-image"), _box(page, "#map-layer")
+    # The overlay covers exactly the image as the deep zoom viewer shows it.
+    base = page.evaluate(f"DeepMinerZoom.all[0].pageRect(0, 0, {images[0].width}, {images[0].height})")
+    heat = _box(page, "#map-layer")
     assert all(abs(base[k] - heat[k]) < 0.5 for k in ("x", "y", "width", "height")), (base, heat)
     page.locator(".unit-card").nth(1).click()
     assert layer.get_attribute("src").endswith(first.units[1]["map"])

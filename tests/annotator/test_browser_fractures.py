@@ -44,9 +44,7 @@ def sign_in(page, base_url: str, username: str, then: str) -> None:
 
 
 def wait_image(page) -> None:
-    page.wait_for_function(
-        "() => { const i = document.getElementById('fx-image'); return i.complete && i.naturalWidth > 0; }"
-    )
+    page.wait_for_function("() => DeepMinerZoom.all.length && DeepMinerZoom.all[0].loaded()", timeout=20_000)
 
 
 def test_keyboard_only_labelling_round_trip(live_server, browser_page, hips, expert_user):

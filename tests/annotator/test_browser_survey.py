@@ -30,8 +30,9 @@ def test_expert_annotates_a_unit_with_the_keyboard_only(live_server, browser_pag
 
     # Hovering a patch shows its full image with the patch outlined in red.
     page.locator(".tile").nth(4).hover()
+    page.wait_for_function("() => document.getElementById('context-caption').textContent.startsWith('#5 ')")
     assert page.locator("#context-caption").inner_text().startswith("#5 ")
-    assert page.locator("#context-box").is_visible()
+    page.wait_for_selector("#context-box", state="visible")  # placed once the image's pyramid opens
     page.keyboard.press("v")  # mask overlay
     page.wait_for_function("() => document.getElementById('patch-grid').dataset.view === 'mask'")
 

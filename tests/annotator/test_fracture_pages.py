@@ -91,7 +91,8 @@ def test_labelling_page_hands_the_script_my_label_version_and_urls(client, hip_d
         "nextUnlabelled": f"{base}/{images[2].pk}/",
     }
     assert data["progress"] == {"total": 3, "mine": 1, "everyone": 1}
-    assert len(data["prefetch"]) == 1 and data["prefetch"][0].startswith("/media/images/")
+    # The next image's deep zoom descriptor, never its original file.
+    assert data["prefetch"] == [f"/images/{images[2].pk}/deepzoom.dzi"]
     # The image's class label is the ground truth: the labelling page never shows it.
     assert "badge label-fracture" not in html
 

@@ -159,7 +159,10 @@ def test_stored_files_are_lossless_with_thumbnail_overlay_and_masks(folder: Path
     for finding in image.findings.all():
         mask = np.asarray(PILImage.open(media_path(finding.mask.name))) > 0
         assert mask.shape == (H, W) and int(mask.sum()) == finding.area
-    assert len(media_files(media_root)) == 3 * 100 + Finding.objects.count()
+    # Image, display rendition, thumbnail and overlay per image, and a mask per finding.
+    display = PILImage.open(media_path(image.display.name))
+    assert display.mode == "L" and display.size == (W, H)
+    assert len(media_files(media_root)) == 4 * 100 + Finding.objects.count()
 
 
 def test_splits_are_per_patient_80_10_10_and_reproducible(folder: Path) -> None:
