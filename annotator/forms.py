@@ -14,6 +14,15 @@ from .models import Dataset, Explanation, Image, Job, TrainedModel
 class JobStartForm(forms.Form):
     kind = forms.ChoiceField(choices=Job.Kind.choices, initial=Job.Kind.TRAIN)
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.order_by("name"))
+    input = forms.ChoiceField(
+        choices=[
+            ("", "the dataset's default"),
+            ("patches", "patches (DeepMiner; mammograms)"),
+            ("whole_image", "whole images (hip-fracture classifier)"),
+        ],
+        required=False,
+        help_text="training only: what the network sees",
+    )
     architecture = forms.ChoiceField(choices=[(a, a) for a in ARCHITECTURES], initial="resnet18", required=False)
     epochs = forms.IntegerField(min_value=1, max_value=500, initial=12, required=False)
     patch_size = forms.IntegerField(
@@ -51,7 +60,7 @@ class JobStartForm(forms.Form):
         data = self.cleaned_data
         kind = data["kind"]
         if kind == Job.Kind.TRAIN:
-            keys = ["architecture", "epochs", "patch_size", "validation_fraction", "weights_file"]
+            keys = ["input", "architecture", "epochs", "patch_size", "validation_fraction", "weights_file"]
         elif kind == Job.Kind.MINE:
             keys = ["shards"]
         elif kind == Job.Kind.EXPLAIN:

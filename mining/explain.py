@@ -229,8 +229,14 @@ def explain_image(
     tissue: np.ndarray | None = None,
     top_k: int = TOP_UNITS_PER_INPUT,
     seed: int = 0,
+    pooling: str = "local",
 ) -> Explanation:
     """Explain one image: pixels (H, W) uint8/uint16, run at training scale (``cam.image_input``).
+
+    pooling: how the probability maps become the image's scores. "local" (a network trained on patches,
+    DeepMiner's): the rule of the module docstring. "global" (a network trained on whole images, such as
+    the hip-fracture classifier): the classifier's own output, the softmax of the logit map's mean over
+    positions (= the final layer on globally average-pooled features); ``tissue`` is then unused.
 
     classes: the model's C class names; input_size: the training input size (patch_params["input_size"]).
     unit_names: unit -> (label, source in SOURCES). method: the class map, one of METHODS (SmoothGrad
@@ -248,7 +254,12 @@ def explain_image(
         raise ValueError(f"{len(classes)} class names for a model with {fcn.logits.shape[1]} classes")
     map_shape = (int(fcn.features.shape[2]), int(fcn.features.shape[3]))
     cells = tissue_cells(tissue, map_shape) if tissue is not None else None
-    scores = image_scores(fcn.probabilities[0], normal_class, cells)
+    if pooling == "global":
+        scores = torch.softmax(fcn.logits[0].to(torch.float64).mean(dim=(1, 2)), dim=0).cpu().numpy()
+    elif pooling == "local":
+        scores = image_scores(fcn.probabilities[0], normal_class, cells)
+    else:
+        raise ValueError(f"pooling must be 'local' or 'global', got {pooling!r}")
     decided = decide(scores)
     out_size = size or (int(pixels.shape[0]), int(pixels.shape[1]))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -32,6 +32,9 @@ QUERY = [
     OpenApiParameter("model", int, description="trained model id; default the newest that can explain it"),
     OpenApiParameter("method", str, enum=Explanation.Method.values, description="class map (default cam)"),
 ]
+
+
+UNREADABLE = OpenApiResponse(description="the model's checkpoint cannot be read (the model must be retrained)")
 
 
 def _method(value: str | None) -> str:
@@ -59,7 +62,7 @@ def _response(request: Request, explanation: Explanation, code: int = status.HTT
     return Response(ExplanationSerializer(explanation, context=context).data, status=code)
 
 
-@extend_schema(tags=TAGS, parameters=QUERY, responses={200: ExplanationSerializer})
+@extend_schema(tags=TAGS, parameters=QUERY, responses={200: ExplanationSerializer, 409: UNREADABLE})
 class ImageExplanationApi(APIView):
     def get(self, request: Request, pk: int) -> Response:
         image = generics.get_object_or_404(Image.objects.select_related("dataset"), pk=pk)
@@ -68,7 +71,7 @@ class ImageExplanationApi(APIView):
         return _response(request, explanation_get(trained=trained, image=image, method=method))
 
 
-@extend_schema(tags=TAGS, parameters=QUERY, responses={200: ExplanationSerializer})
+@extend_schema(tags=TAGS, parameters=QUERY, responses={200: ExplanationSerializer, 409: UNREADABLE})
 class UploadExplanationApi(APIView):
     def get(self, request: Request, pk: int) -> Response:
         upload = generics.get_object_or_404(selectors.upload_visible(user=request.user), pk=pk)
@@ -81,7 +84,9 @@ class UploadExplainApi(APIView):
     parser_classes = [MultiPartParser]
 
     @extend_schema(
-        tags=TAGS, request={"multipart/form-data": ExplainUploadSerializer}, responses={201: ExplanationSerializer}
+        tags=TAGS,
+        request={"multipart/form-data": ExplainUploadSerializer},
+        responses={201: ExplanationSerializer, 409: UNREADABLE},
     )
     def post(self, request: Request) -> Response:
         data = validated_input(ExplainUploadSerializer, request.data)

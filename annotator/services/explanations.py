@@ -54,6 +54,7 @@ class Network:
     input_size: int
     params: PatchParams
     normal_class: int
+    pooling: str  # "global" for a whole-image classifier (its own output), "local" for a patch model
     lock: threading.Lock  # one explanation at a time per network (Grad-CAM and SmoothGrad run backward)
 
 
@@ -83,8 +84,9 @@ def network_for(trained: TrainedModel) -> Network:
     classes = list(trained.classes)
     normal = next((i for i, name in enumerate(classes) if name in NORMAL_CLASSES), 0)
     input_size = int(trained.patch_params.get("input_size") or 224)
+    pooling = "global" if trained.patch_params.get("whole_image") else "local"
     network = Network(
-        info.model.eval(), classes, input_size, _patch_params(trained.patch_params), normal, threading.Lock()
+        info.model.eval(), classes, input_size, _patch_params(trained.patch_params), normal, pooling, threading.Lock()
     )
     with _networks_lock:
         _networks[key] = network
@@ -130,6 +132,7 @@ def _explain(
             size=size,
             normal_class=network.normal_class,
             tissue=tissue,  # the background outside the body never decides
+            pooling=network.pooling,
         )
     return result, names, tissue
 

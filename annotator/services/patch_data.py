@@ -40,6 +40,11 @@ class PatchSplit:
     def __len__(self) -> int:
         return len(self.patch_ids)
 
+    @property
+    def labels(self) -> np.ndarray:
+        """int64 (N,) each patch's class index (as ``image_data.ImageSplit.labels``)."""
+        return self.table.labels
+
 
 def patch_split_load(
     *,

@@ -25,24 +25,38 @@ from mining.training import TrainConfig, predict, train
 from ..errors import ApplicationError
 from ..files import delete_quietly, media_path, unique_name
 from ..models import Dataset, Image, Job, TrainedModel
+from .image_data import ImageSplit, image_split_load
 from .job_state import JobReporter
 from .patch_data import PatchSplit, patch_split_load
 
 __all__ = ["run_train", "train_config_from", "train_params_validate", "trained_model_train"]
 
 TRAIN_SPLIT, TEST_SPLIT = "train", "test"  # the hold-out split is for explanations only
+PATCHES, WHOLE_IMAGE = "patches", "whole_image"  # what the network sees: DeepMiner's patches, or whole images
+WHOLE_IMAGE_SIZE = 256  # default input side of a whole-image classifier
 VALIDATION_FRACTION = 0.1  # share of the training patients carved out to pick the best epoch
 _TUNABLE = {f.name for f in fields(TrainConfig)}
 
 
 def train_params_validate(params: dict[str, Any], dataset: Dataset | None) -> dict[str, Any]:
-    """Clean a train job's params: architecture, epochs, patch_size, weights_file, preset,
-    validation_fraction (of the training patients, to pick the best epoch) and any TrainConfig field."""
+    """Clean a train job's params: input (patches, DeepMiner's, the default for mammograms; or
+    whole_image, the hip-fracture classifier's, the default for hip datasets), architecture, epochs,
+    patch_size (the network input's side), weights_file, preset, validation_fraction (of the training
+    patients, to pick the best epoch) and any TrainConfig field."""
     if dataset is None:
         raise ApplicationError("a training job needs a dataset")
-    if not dataset.images.filter(patches__isnull=False).exists():
+    default_input = WHOLE_IMAGE if dataset.kind == Dataset.Kind.HIP_FRACTURE else PATCHES
+    cleaned: dict[str, Any] = {"input": params.get("input") or default_input}
+    if cleaned["input"] not in (PATCHES, WHOLE_IMAGE):
+        raise ApplicationError(f"input must be {PATCHES} or {WHOLE_IMAGE}")
+    if cleaned["input"] == PATCHES and not dataset.images.filter(patches__isnull=False).exists():
         raise ApplicationError(f"dataset {dataset.name!r} has no patches yet: run patch extraction first")
-    cleaned: dict[str, Any] = {"architecture": params.get("architecture") or "resnet18"}
+    if (
+        cleaned["input"] == WHOLE_IMAGE
+        and not dataset.images.filter(split=TRAIN_SPLIT, label__in=dataset.classes).exists()
+    ):
+        raise ApplicationError(f"dataset {dataset.name!r} has no labelled training images")
+    cleaned["architecture"] = params.get("architecture") or "resnet18"
     if cleaned["architecture"] not in ARCHITECTURES:
         raise ApplicationError(f"architecture must be one of {', '.join(ARCHITECTURES)}")
     weights = (params.get("weights_file") or "").strip()
@@ -90,22 +104,27 @@ def trained_model_train(*, job: Job, progress: ProgressFn, cancelled: CancelFn) 
     assert dataset is not None
     classes = list(dataset.classes)
     torch.set_num_threads(int(os.environ.get("DEEPMINER_TORCH_THREADS", os.cpu_count() or 1)))
-    size = params.get("patch_size")
+    whole = params.get("input") == WHOLE_IMAGE
+    size = params.get("patch_size") or (WHOLE_IMAGE_SIZE if whole else None)
     config = train_config_from(params)
     fraction = float(params.get("validation_fraction", VALIDATION_FRACTION))
-    progress(0, 1, "Loading patches")
-    training_patients = _patients_with_patches(dataset, TRAIN_SPLIT)
+    progress(0, 1, "Loading images" if whole else "Loading patches")
+    training_patients = _training_patients(dataset, TRAIN_SPLIT, classes, whole)
     if len(training_patients) < 2:
         raise ApplicationError(
-            f"dataset {dataset.name!r} has {len(training_patients)} training patient(s) with patches: "
-            "at least 2 are needed to carve out a validation set"
+            f"dataset {dataset.name!r} has {len(training_patients)} training patient(s) with "
+            f"{'labelled images' if whole else 'patches'}: at least 2 are needed to carve out a validation set"
         )
     validation = carve_validation(training_patients, fraction, seed=config.seed)
-    train_split = patch_split_load(
-        dataset=dataset, splits=[TRAIN_SPLIT], classes=classes, size=size, exclude_patients=validation
-    )
-    val_split = patch_split_load(dataset=dataset, splits=[TRAIN_SPLIT], classes=classes, size=size, patients=validation)
-    test_split = patch_split_load(dataset=dataset, splits=[TEST_SPLIT], classes=classes, size=size)
+
+    def load(split: str, **patients: Any) -> PatchSplit | ImageSplit:
+        if whole:
+            return image_split_load(dataset=dataset, splits=[split], classes=classes, size=int(size or 0), **patients)
+        return patch_split_load(dataset=dataset, splits=[split], classes=classes, size=size, **patients)
+
+    train_split = load(TRAIN_SPLIT, exclude_patients=validation)
+    val_split = load(TRAIN_SPLIT, patients=validation)
+    test_split = load(TEST_SPLIT)
     check_cancel(cancelled)
     try:
         network = build_network(params["architecture"], len(classes), params.get("weights_file") or None)
@@ -114,9 +133,9 @@ def trained_model_train(*, job: Job, progress: ProgressFn, cancelled: CancelFn) 
     result = train(
         network.model,
         train_split.crops,
-        torch.from_numpy(train_split.table.labels),
+        torch.from_numpy(train_split.labels),
         val_split.crops,
-        torch.from_numpy(val_split.table.labels),
+        torch.from_numpy(val_split.labels),
         config,
         progress=progress,
         cancelled=cancelled,
@@ -126,7 +145,7 @@ def trained_model_train(*, job: Job, progress: ProgressFn, cancelled: CancelFn) 
     network.model.load_state_dict(result.best_state)
     progress(1, 1, "Evaluating on the test split")
     test_probs = predict(network.model, test_split.crops, batch_size=config.eval_batch_size)
-    metrics = evaluate(test_split.table.labels, test_probs, classes, metadata=test_split.metadata)
+    metrics = evaluate(test_split.labels, test_probs, classes, metadata=test_split.metadata)
     metrics["split"] = TEST_SPLIT
     metrics["splits"] = _splits_record(
         fraction=fraction,
@@ -134,11 +153,17 @@ def trained_model_train(*, job: Job, progress: ProgressFn, cancelled: CancelFn) 
         parts={
             "train": (len(training_patients) - len(validation), train_split),
             "validation": (len(validation), val_split),
-            "test": (len(_patients_with_patches(dataset, TEST_SPLIT)), test_split),
+            "test": (len(_training_patients(dataset, TEST_SPLIT, classes, whole)), test_split),
         },
+        items="images" if whole else "patches",
     )
     check_cancel(cancelled)
-    patch_params = _patch_params(dataset, train_split.crops.shape[-1])
+    patch_params = (
+        # A whole image is one "patch" as wide as the image: the FCN then runs it at the training scale.
+        {"input_size": int(train_split.crops.shape[-1]), "side_fraction": 1.0, "whole_image": True}
+        if whole
+        else _patch_params(dataset, train_split.crops.shape[-1])
+    )
     checkpoint_name = unique_name("checkpoints", f"job{job.pk}-{network.architecture}", ".pt")
     checkpoint_save(
         media_path(checkpoint_name),
@@ -177,15 +202,20 @@ def trained_model_train(*, job: Job, progress: ProgressFn, cancelled: CancelFn) 
     }
 
 
-def _patients_with_patches(dataset: Dataset, split: str) -> list[str]:
-    images = Image.objects.filter(dataset=dataset, split=split, patches__isnull=False)
+def _training_patients(dataset: Dataset, split: str, classes: list[str], whole: bool) -> list[str]:
+    """Patients of ``split`` a model can learn from: with patches, or (whole images) with a labelled image."""
+    images = Image.objects.filter(dataset=dataset, split=split)
+    images = images.filter(label__in=classes) if whole else images.filter(patches__isnull=False)
     return sorted(set(images.values_list("patient_id", flat=True)))
 
 
-def _splits_record(*, fraction: float, seed: int, parts: dict[str, tuple[int, PatchSplit]]) -> dict[str, Any]:
+def _splits_record(
+    *, fraction: float, seed: int, parts: dict[str, tuple[int, PatchSplit | ImageSplit]], items: str = "patches"
+) -> dict[str, Any]:
     """Where each figure of the model comes from, for its page: the best epoch from the validation
-    carve-out, the metrics from test; and how many patients and patches each part holds."""
+    carve-out, the metrics from test; and how many patients and patches (or images) each part holds."""
     return {
+        "items": items,
         "best_epoch": f"validation ({100 * fraction:g}% of training patients)",
         "metrics": TEST_SPLIT,
         "validation_fraction": fraction,

@@ -169,6 +169,7 @@ def test_train_job_fits_on_train_less_a_patient_carve_out_and_never_reads_holdou
     trained = TrainedModel.objects.get(job=job)
     assert trained.metrics["split"] == "test"
     assert trained.metrics["splits"] == {
+        "items": "patches",
         "best_epoch": "validation (20% of training patients)",
         "metrics": "test",
         "validation_fraction": 0.2,

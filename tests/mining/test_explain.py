@@ -164,6 +164,26 @@ def test_a_resnet18_explanation_matches_mining_influence() -> None:
     assert [u.unit for u in result.units] == top_units(influence, 8).tolist()
 
 
+def test_global_pooling_gives_the_whole_image_classifiers_own_output() -> None:
+    """A network trained on whole images decides as it was trained: softmax(fc(avgpool(layer4))), which is
+    exactly what model(x) returns on the image resized to the training input."""
+    from mining.patches import PatchParams
+
+    torch.manual_seed(1)
+    model = build_network("resnet18", 2).model.eval()
+    pixels = np.random.default_rng(1).integers(0, 255, (128, 128), dtype=np.uint8)
+    whole = PatchParams(side_fraction=1.0)
+    result = explain_image(
+        model, pixels, classes=("no_fracture", "fracture"), input_size=64, params=whole, pooling="global"
+    )
+    with torch.no_grad():
+        expected = torch.softmax(model(image_input(pixels, 64, whole)).double(), dim=1)[0].numpy()
+    assert result.input_shape == (64, 64)
+    np.testing.assert_allclose(result.scores, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="pooling"):
+        explain_image(model, pixels, classes=("a", "b"), input_size=64, params=whole, pooling="median")
+
+
 # ------------------------------------------------------------------------------------------------ text
 
 

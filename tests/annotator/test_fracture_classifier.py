@@ -1,0 +1,66 @@
+"""The hip-fracture classifier (issue "Sentences", item 1): a training job on a hip dataset trains a
+whole-image classifier (fracture / no fracture) with the same carve-out, checkpoint, report and model
+page as the mammogram models, and the image page explains a radiograph with it as the classifier decides."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from annotator.demo import demo_fracture_dataset_create
+from annotator.models import Image, Job, TrainedModel
+from annotator.services.explanations import explanation_get
+from annotator.services.job_runs import job_run
+from annotator.services.jobs import job_create
+from mining.networks import checkpoint_load
+
+pytestmark = pytest.mark.django_db
+slow = pytest.mark.slow
+HIPS = int(os.environ.get("FRACTURE_CHECK_IMAGES", "40"))
+# The issue's target, test AUC >= 0.95 on the hip phantoms, is not reached yet (0.36 after 8 epochs on 200
+# phantoms at 256 px from random weights): this test checks the job, not the science.
+
+
+@pytest.fixture
+def hips(tmp_path):
+    dataset, _ = demo_fracture_dataset_create(folder=tmp_path / "hips", n_images=HIPS, seed=0, name="hips")
+    return dataset
+
+
+@slow
+def test_a_hip_training_job_trains_a_whole_image_fracture_classifier(hips, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        job = job_create(kind=Job.Kind.TRAIN, dataset=hips, params={"epochs": 1, "patch_size": 128})
+    assert job.params["input"] == "whole_image"  # the default for a hip dataset: no patches needed
+    assert job_run(job_id=job.pk) == Job.Status.SUCCEEDED, Job.objects.get(pk=job.pk).error
+    trained = TrainedModel.objects.get(job=job)
+    assert trained.classes == ["no_fracture", "fracture"]
+    assert trained.patch_params == {"input_size": 128, "side_fraction": 1.0, "whole_image": True}
+    splits = trained.metrics["splits"]
+    assert splits["items"] == "images" and splits["metrics"] == "test"
+    n_test = Image.objects.filter(dataset=hips, split="test").count()
+    assert trained.metrics["n"] == splits["sizes"]["test"]["patches"] == n_test
+    assert set(trained.metrics["per_class"]) == {"no_fracture", "fracture"}
+    _info, checkpoint = checkpoint_load(trained.checkpoint.path)
+    assert checkpoint["classes"] == trained.classes
+
+    # Explained as the classifier decides: its own (globally pooled) probabilities.
+    image = Image.objects.filter(dataset=hips, split="test").first()
+    explanation = explanation_get(trained=trained, image=image)
+    assert explanation.decided in trained.classes and len(explanation.units) == 8
+    assert sum(explanation.scores.values()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_a_mammogram_training_job_still_needs_patches(tmp_path):
+    from annotator.demo import demo_dataset_create
+    from annotator.errors import ApplicationError
+
+    dataset, _ = demo_dataset_create(folder=tmp_path / "m", n_images=6, seed=1, name="no patches")
+    with pytest.raises(ApplicationError, match="no patches yet"):
+        job_create(kind=Job.Kind.TRAIN, dataset=dataset)
+    with pytest.raises(ApplicationError, match="input must be"):
+        job_create(kind=Job.Kind.TRAIN, dataset=dataset, params={"input": "pixels"})
+    job = job_create(kind=Job.Kind.TRAIN, dataset=dataset, params={"input": "whole_image"})
+    assert job.params["input"] == "whole_image" and np.isfinite(job.params["validation_fraction"])
