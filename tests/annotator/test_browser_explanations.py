@@ -58,9 +58,18 @@ def test_image_page_switches_maps_and_keeps_them_on_the_image(live_server, brows
     assert layer.get_attribute("src").endswith(first.class_map.name)
     assert page.evaluate("document.getElementById('map-layer').naturalWidth") == first.map_size[1]
     # The overlay covers exactly the image as the deep zoom viewer shows it.
-    base = page.evaluate(f"DeepMinerZoom.all[0].pageRect(0, 0, {images[0].width}, {images[0].height})")
-    heat = _box(page, "#map-layer")
+    full = f"DeepMinerZoom.all[0].pageRect(0, 0, {images[0].width}, {images[0].height})"
+    base, heat = page.evaluate(full), _box(page, "#map-layer")
     assert all(abs(base[k] - heat[k]) < 0.5 for k in ("x", "y", "width", "height")), (base, heat)
+    home_width = base["width"]
+    # Zoomed in (keys) it still does, however far the image now reaches past the viewer.
+    page.keyboard.press("+")
+    page.keyboard.press("+")
+    page.wait_for_timeout(600)
+    base, heat = page.evaluate(full), _box(page, "#map-layer")
+    assert base["width"] > 2 * home_width
+    assert all(abs(base[k] - heat[k]) < 0.5 for k in ("x", "y", "width", "height")), (base, heat)
+    page.keyboard.press("0")
     page.locator(".unit-card").nth(1).click()
     assert layer.get_attribute("src").endswith(first.units[1]["map"])
     assert "layer4:" in page.inner_text("#overlay-name")
