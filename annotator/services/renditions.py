@@ -102,16 +102,19 @@ def rendition_name(item: Item) -> str:
 
 
 def renditions_make(
-    *, images: QuerySet[Image], force: bool = False, progress: ProgressFn | None = None
+    *, images: QuerySet[Image], force: bool = False, pyramids: bool = False, progress: ProgressFn | None = None
 ) -> tuple[int, int]:
     """Make the renditions ``images`` lack (all of them with ``force``, replacing the old ones and their
-    pyramids, e.g. after the window changed). Returns (made, kept)."""
+    pyramids, e.g. after the window changed), and with ``pyramids`` their deep zoom pyramids too, so that
+    no first view waits for one. Returns (renditions made, kept)."""
     todo = list(images.order_by("pk").only("pk", "file", "display", "metadata"))
     made = 0
     for done, image in enumerate(todo, start=1):
         if force or not image.display:
             _rendition_replace(image, current=image.display.name or "")
             made += 1
+        if pyramids:
+            deepzoom_ensure(image)
         if progress is not None:
             progress(done, len(todo), f"renditions {done}/{len(todo)}")
     return made, len(todo) - made

@@ -97,6 +97,9 @@ def test_make_renditions_fills_in_missing_ones_and_force_replaces_them_with_thei
     old.refresh_from_db()
     assert old.display.name != first and "1 renditions made" in out.getvalue()
     assert not media_path(first).exists() and not media_path(folder).exists()
+    call_command("make_renditions", "--pyramids", stdout=io.StringIO())  # the new rendition's pyramid, now
+    old.refresh_from_db()
+    assert media_path(f"{deepzoom_folder(old)}/image.dzi").is_file()
 
 
 # ------------------------------------------------------------------ deep zoom files over HTTP
