@@ -28,6 +28,8 @@ ENV_VARS = {
     "CELERY_BROKER_URL": "broker, e.g. redis://host:6379/0 (filesystem broker under var/ when unset)",
     "CELERY_RESULT_BACKEND": "Celery result store (the database when unset)",
     "CELERY_TASK_ALWAYS_EAGER": "run tasks in-process (tests of pure services only)",
+    "CELERY_GPU_QUEUE": "queue for training, mining and batch explanation jobs (workers started with -Q); unset: one queue",
+    "DEEPMINER_DEVICE": "auto (a GPU when the worker has one), cpu or cuda: where a worker computes",
     "MEDIA_ROOT": "where images, patches, masks and checkpoints are written",
     "JOB_HEARTBEAT_TIMEOUT": "seconds without a heartbeat after which a running job counts as dead",
     "MAX_IMAGE_PIXELS": "largest image (in pixels) an import or an upload accepts",
@@ -286,6 +288,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="django-db")
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_GPU_QUEUE = env.str("CELERY_GPU_QUEUE", default="")
+DEEPMINER_DEVICE = env.str("DEEPMINER_DEVICE", default="auto")
 CELERY_TASK_ACKS_LATE = True  # a killed worker's task is not silently lost
 CELERY_TASK_REJECT_ON_WORKER_LOST = False  # ...but not re-run blindly either: the job row says failed
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # long jobs: never hold a second one hostage

@@ -22,6 +22,7 @@ from torch import nn
 from .data import batches, to_input
 from .dissection import ConceptIoUTally
 from .influence import TOP_UNITS_PER_INPUT, InfluenceTally
+from .networks import model_device
 from .progress import CancelFn, ProgressFn, check_cancel, never_cancelled, no_progress
 from .topk import QUANTILE, TOP_N, UnitTopK
 
@@ -105,6 +106,7 @@ def run_mining_pass(
         raise ValueError(f"{len(images)} image indices for {total} patches")
     weight = torch.as_tensor(fc_weight, dtype=torch.float32).detach()
     extractor.eval()
+    device = model_device(extractor)
     topk: UnitTopK | None = None
     influence = InfluenceTally(weight, per_image_top)
     probs: list[torch.Tensor] = []
@@ -114,8 +116,9 @@ def run_mining_pass(
             check_cancel(cancelled)
             if done + len(batch) > total:
                 raise ValueError(f"got more than the {total} patches announced")
-            out = extractor(to_input(batch))
-            features, logits = out["features"], out["logits"]
+            # The network runs on its device (a GPU worker's); the tallies stay on the CPU (a no-op there).
+            out = extractor(to_input(batch).to(device, non_blocking=True))
+            features, logits = out["features"].float().cpu(), out["logits"].cpu()
             if topk is None:  # h and w are only known once the network has run
                 positions = (dataset_size or total) * features.shape[2] * features.shape[3]
                 topk = UnitTopK(features.shape[1], top_n, quantile, total_positions=positions)
@@ -157,11 +160,12 @@ def run_dissection_pass(
         raise ValueError("num_inputs is required when patches is an iterable of batches")
     tally = ConceptIoUTally(thresholds, side)
     extractor.eval()
+    device = model_device(extractor)
     done = 0
     with torch.inference_mode():
         for batch in _uint8_batches(patches, batch_size):
             check_cancel(cancelled)
-            features = extractor(to_input(batch))["features"]
+            features = extractor(to_input(batch).to(device, non_blocking=True))["features"].float().cpu()
             with _one_thread():
                 tally.update(features, concepts(done, done + len(batch)))
             done += len(batch)

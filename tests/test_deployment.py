@@ -23,12 +23,21 @@ def compose() -> dict:
 
 
 def test_compose_runs_web_worker_postgres_and_redis(compose):
-    assert set(compose["services"]) == {"web", "worker", "postgres", "redis"}
+    assert set(compose["services"]) == {"web", "worker", "worker-gpu", "postgres", "redis"}
     assert "gunicorn config.wsgi" in compose["services"]["web"]["command"]
     assert compose["services"]["worker"]["command"].startswith("celery -A config worker")
 
 
-@pytest.mark.parametrize("service", ["web", "worker"])
+def test_the_gpu_worker_serves_the_gpu_queue_on_a_gpu_only_when_asked(compose):
+    gpu = compose["services"]["worker-gpu"]
+    assert gpu["profiles"] == ["gpu"] and gpu["command"].endswith("--queues=gpu")
+    assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    assert gpu["environment"]["DEEPMINER_DEVICE"] == "auto"
+    assert compose["services"]["worker"]["command"].endswith("--queues=celery")
+    assert "CELERY_GPU_QUEUE" in compose["services"]["web"]["environment"]
+
+
+@pytest.mark.parametrize("service", ["web", "worker", "worker-gpu"])
 def test_app_services_set_only_variables_the_settings_read(compose, service):
     environment = compose["services"][service]["environment"]
     assert set(environment) <= set(settings.ENV_VARS), set(environment) - set(settings.ENV_VARS)

@@ -31,6 +31,7 @@ from ..errors import ApplicationError
 from ..files import delete_quietly, read_png, unique_name, write_png_atomic
 from ..models import Explanation, Image, TrainedModel, Unit, UploadedImage
 from ..selectors.explanations import UnitName, unit_names
+from .compute import worker_device
 from .renditions import display_size
 
 __all__ = [
@@ -86,7 +87,13 @@ def network_for(trained: TrainedModel) -> Network:
     input_size = int(trained.patch_params.get("input_size") or 224)
     pooling = "global" if trained.patch_params.get("whole_image") else "local"
     network = Network(
-        info.model.eval(), classes, input_size, _patch_params(trained.patch_params), normal, pooling, threading.Lock()
+        info.model.to(worker_device()).eval(),
+        classes,
+        input_size,
+        _patch_params(trained.patch_params),
+        normal,
+        pooling,
+        threading.Lock(),
     )
     with _networks_lock:
         _networks[key] = network

@@ -15,6 +15,7 @@ from django.db import transaction
 from ..errors import ApplicationError
 from ..models import Dataset, Job
 from ..tasks import run_job
+from .compute import job_queue
 from .job_kinds import JOB_KINDS
 
 __all__ = ["job_create"]
@@ -41,5 +42,8 @@ def job_create(
     )
     job.full_clean()
     job.save()
-    transaction.on_commit(lambda: run_job.apply_async(args=(job.pk,), task_id=job.celery_id))
+    task = run_job.s(job.pk).set(task_id=job.celery_id)
+    if queue := job_queue(kind):  # else Celery's default queue
+        task = task.set(queue=queue)
+    transaction.on_commit(task.apply_async)
     return job

@@ -33,6 +33,7 @@ from mining.topk import UnitTopK
 from ..errors import ApplicationError
 from ..files import delete_quietly, media_path, read_mask, unique_name, write_bytes_atomic, write_png_atomic
 from ..models import Concept, Dataset, Finding, Image, Job, Patch, TopActivation, TrainedModel, Unit
+from .compute import worker_device
 from .job_state import JobReporter, Sharded
 from .patch_data import PatchSplit, patch_split_load
 
@@ -121,7 +122,9 @@ def _load(job: Job, shard: tuple[int, int] | None = None) -> _Loaded:
     )
     final_layer = info.model.get_submodule("fc")  # every supported network is a torchvision ResNet
     assert isinstance(final_layer, torch.nn.Linear)
-    return _Loaded(trained, info.model, feature_extractor(info.model), final_layer.weight.detach().clone(), split)
+    model = info.model.to(worker_device())  # the passes run on its device and tally on the CPU
+    weight = final_layer.weight.detach().cpu().clone()
+    return _Loaded(trained, model, feature_extractor(model), weight, split)
 
 
 def _torch_threads() -> None:

@@ -25,6 +25,7 @@ from mining.training import TrainConfig, predict, train
 from ..errors import ApplicationError
 from ..files import delete_quietly, media_path, unique_name
 from ..models import Dataset, Image, Job, TrainedModel
+from .compute import worker_device
 from .image_data import ImageSplit, image_split_load
 from .job_state import JobReporter
 from .patch_data import PatchSplit, patch_split_load
@@ -130,6 +131,7 @@ def trained_model_train(*, job: Job, progress: ProgressFn, cancelled: CancelFn) 
         network = build_network(params["architecture"], len(classes), params.get("weights_file") or None)
     except ValueError as exc:
         raise ApplicationError(str(exc)) from exc
+    network.model.to(worker_device())  # train() runs where the model's parameters are
     result = train(
         network.model,
         train_split.crops,
