@@ -101,7 +101,9 @@ def _store_files(spec: ImageSpec, max_pixels: int, written: list[str]) -> _Store
         return write_png_atomic(name, array)
 
     image_name = write("images", ".png", loaded.pixels)
-    display_name = rendition_write(stem=spec.stem, pixels=loaded.pixels, voi=loaded.metadata.get("voi"), written=written)
+    display_name = rendition_write(
+        stem=spec.stem, pixels=loaded.pixels, voi=loaded.metadata.get("voi"), written=written
+    )
     thumbnail = thumbnail_uint8(loaded.pixels, THUMBNAIL_SIDE)
     overlay = finding_overlay(
         [(mask, finding.pathology) for mask, finding in zip(masks, spec.findings, strict=True)], thumbnail.shape
