@@ -5,7 +5,7 @@ Regions. The classifier's final activation map (the layer before global pooling:
 DenseNet ``features`` + ReLU) of one image is (D, h, w); :func:`region_features` returns it as C = h x w
 region vectors a(1..C) in R^D, row-major (region c is cell (c // w, c % w)), computed once per image under
 ``torch.inference_mode`` so the caller can cache them; the classifier is never trained here. resnet18 on a
-224-px input gives D = 512, C = 7 x 7 = 49 (the paper's DenseNet: D = 412... as printed, C = 8 x 8).
+224-px input gives D = 512, C = 7 x 7 = 49 (the paper's DenseNet gave C = 8 x 8 regions, D as printed 412).
 
 Model (:class:`Captioner`), for t = 1..T with y(0) = <start>, zero initial states h0,0 = h1,0 = 0 (cells too)::
 
