@@ -1,4 +1,4 @@
-"""Display renditions made at import (8-bit and 16-bit PNG, MONOCHROME1 and windowed DICOM), by the
+"""Display renditions and tiles made at import (8-bit and 16-bit PNG, MONOCHROME1 and windowed DICOM), by the
 make_renditions command for images stored before, and the deep zoom files served from them: descriptor
 and tiles to signed-in users, pixel for pixel the windowed original, outlines to those who see the truth."""
 
@@ -70,6 +70,11 @@ def test_import_writes_a_windowed_rendition_beside_each_original(imported: Datas
         assert original.shape == (H, W)
         loaded = read_image(folder / source, max_pixels=10**8)
         np.testing.assert_array_equal(display, display_pixels(loaded.pixels, voi=loaded.metadata.get("voi")))
+        # Its full-resolution tiles are the same window at full size (JPEG: a few grey levels off).
+        tile = media_path(f"{deepzoom_ensure(image)}/image_files/11/1_1.jpg")
+        full = display_uint8(loaded.pixels, loaded.metadata.get("voi")).astype(np.int32)
+        got = np.asarray(PILImage.open(tile)).astype(np.int32)
+        assert got.shape == (258, 258) and np.abs(got - full[255:513, 255:513]).max() <= 4, source
     # 8-bit: as stored (resized only); MONOCHROME1: bright = dense, so the high stored corner is dark.
     _, eight = _display(imported, "eight.png")
     assert eight[0, 0] == 0 and eight[-1, -1] == 255
