@@ -10,7 +10,7 @@ import numpy as np
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from mining.imaging import finding_overlay, read_image, read_mask, thumbnail_uint8
+from mining.imaging import display_uint8, finding_overlay, read_image, read_mask, thumbnail_uint8
 from mining.progress import ProgressFn
 
 from ..errors import ApplicationError
@@ -101,10 +101,10 @@ def _store_files(spec: ImageSpec, max_pixels: int, written: list[str]) -> _Store
         return write_png_atomic(name, array)
 
     image_name = write("images", ".png", loaded.pixels)
-    display_name = rendition_write(
-        stem=spec.stem, pixels=loaded.pixels, voi=loaded.metadata.get("voi"), written=written
-    )
-    thumbnail = thumbnail_uint8(loaded.pixels, THUMBNAIL_SIDE)
+    voi = loaded.metadata.get("voi")
+    display_name = rendition_write(stem=spec.stem, pixels=loaded.pixels, voi=voi, written=written)
+    # The thumbnail in the same window as the rendition and the tiles, so the dataset page matches them.
+    thumbnail = thumbnail_uint8(display_uint8(loaded.pixels, voi), THUMBNAIL_SIDE)
     overlay = finding_overlay(
         [(mask, finding.pathology) for mask, finding in zip(masks, spec.findings, strict=True)], thumbnail.shape
     )

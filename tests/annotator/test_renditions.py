@@ -22,7 +22,7 @@ from annotator.services.renditions import (
     display_pixels,
     display_size,
 )
-from mining.imaging import display_uint8, read_image
+from mining.imaging import display_uint8, read_image, thumbnail_uint8
 from tests.annotator.test_import_dataset import write_manifest
 from tests.factories import DatasetFactory, FindingFactory, ImageFactory
 from tests.mining.test_imaging import write_dicom
@@ -72,7 +72,9 @@ def test_import_writes_a_windowed_rendition_beside_each_original(imported: Datas
         np.testing.assert_array_equal(display, display_pixels(loaded.pixels, voi=loaded.metadata.get("voi")))
         # Its full-resolution tiles are the same window at full size (JPEG: a few grey levels off).
         tile = media_path(f"{deepzoom_ensure(image)}/image_files/11/1_1.jpg")
-        full = display_uint8(loaded.pixels, loaded.metadata.get("voi")).astype(np.int32)
+        windowed = display_uint8(loaded.pixels, loaded.metadata.get("voi"))
+        np.testing.assert_array_equal(read_png(image.thumbnail.name), thumbnail_uint8(windowed))  # same window
+        full = windowed.astype(np.int32)
         got = np.asarray(PILImage.open(tile)).astype(np.int32)
         assert got.shape == (258, 258) and np.abs(got - full[255:513, 255:513]).max() <= 4, source
     # 8-bit: as stored (resized only); MONOCHROME1: bright = dense, so the high stored corner is dark.
