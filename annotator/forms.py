@@ -52,6 +52,17 @@ class JobStartForm(forms.Form):
         required=False,
         help_text="batch explanation: the split to explain (hold-out is where explanations are evaluated)",
     )
+    source = forms.ChoiceField(
+        choices=[
+            ("auto", "auto: expert labels, else import descriptors, else reports"),
+            ("labels", "the experts' fracture labels"),
+            ("import", "the descriptor columns of the import"),
+            ("report", "a free-text report column"),
+        ],
+        initial="auto",
+        required=False,
+        help_text="sentence generator only: its training sentences",
+    )
     method = forms.ChoiceField(
         choices=Explanation.Method.choices, initial=Explanation.Method.CAM, required=False, help_text="class map"
     )
@@ -65,10 +76,12 @@ class JobStartForm(forms.Form):
             keys = ["shards"]
         elif kind == Job.Kind.EXPLAIN:
             keys = ["split", "method"]
+        elif kind == Job.Kind.CAPTION:
+            keys = ["epochs", "source"]
         else:
             keys = []
         params = {key: data[key] for key in keys if data.get(key) not in (None, "")}
-        if kind in (Job.Kind.MINE, Job.Kind.EXPLAIN):
+        if kind in (Job.Kind.MINE, Job.Kind.EXPLAIN, Job.Kind.CAPTION):
             params["model"] = data["model"].pk if data.get("model") else None
         return params
 

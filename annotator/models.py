@@ -126,6 +126,7 @@ class Job(models.Model):
         TRAIN = "train", "Training"
         MINE = "mine", "Unit mining"
         EXPLAIN = "explain", "Batch explanation"
+        CAPTION = "caption", "Sentence generator training"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -457,3 +458,28 @@ class Explanation(models.Model):
 
     def __str__(self) -> str:
         return f"explanation #{self.pk} ({self.method}, {self.decided})"
+
+
+class SentenceModel(models.Model):
+    """A sentence generator (the hip-fracture paper's captioner) trained by a `caption` job on the frozen
+    final activation map of a whole-image classifier, with its vocabulary, curves and text metrics."""
+
+    job = models.OneToOneField(Job, related_name="sentence_model", on_delete=models.CASCADE)
+    classifier = models.ForeignKey(TrainedModel, related_name="sentence_models", on_delete=models.CASCADE)
+    dataset = models.ForeignKey(Dataset, related_name="sentence_models", on_delete=models.CASCADE)
+    checkpoint = models.FileField(upload_to="checkpoints/")
+    source = models.CharField(
+        max_length=16, help_text="where its training sentences came from: labels, import or report"
+    )
+    vocabulary = models.JSONField(default=list)
+    config = models.JSONField(default=dict)
+    history = models.JSONField(default=list, help_text="per epoch: train / validation loss, seconds")
+    best_epoch = models.PositiveIntegerField(default=0)
+    metrics = models.JSONField(default=dict, help_text="BLEU-1..4 and content correctness on the test split")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"sentence generator #{self.pk} on {self.classifier}"

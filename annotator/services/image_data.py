@@ -12,13 +12,13 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from mining.data import to_uint8
+from mining.data import to_input, to_uint8
 
 from ..errors import ApplicationError
 from ..files import read_png
 from ..models import Dataset, Image
 
-__all__ = ["ImageSplit", "image_split_load"]
+__all__ = ["ImageSplit", "image_input", "image_split_load", "resized"]
 
 
 @dataclass
@@ -35,7 +35,7 @@ class ImageSplit:
         return len(self.image_ids)
 
 
-def _resized(pixels: np.ndarray, size: int) -> torch.Tensor:
+def resized(pixels: np.ndarray, size: int) -> torch.Tensor:
     """uint8 (size, size): antialiased bilinear, as patches are resized (an image that is not square is
     squeezed; radiographs of one kind share an aspect ratio)."""
     image = torch.from_numpy(np.ascontiguousarray(to_uint8(pixels))).to(torch.float32)[None, None]
@@ -68,10 +68,15 @@ def image_split_load(
     index = {name: i for i, name in enumerate(classes)}
     crops = torch.empty((len(images), size, size), dtype=torch.uint8)
     for row, image in enumerate(images):
-        crops[row] = _resized(read_png(image.file.name), size)
+        crops[row] = resized(read_png(image.file.name), size)
     return ImageSplit(
         crops=crops,
         labels=np.array([index[image.label] for image in images], dtype=np.int64),
         image_ids=[image.pk for image in images],
         metadata=[{"view": image.view, "laterality": image.laterality, **image.metadata} for image in images],
     )
+
+
+def image_input(pixels: np.ndarray, size: int) -> torch.Tensor:
+    """One image as a whole-image classifier's network input: float32 (1, 3, size, size)."""
+    return to_input(resized(pixels, size)[None])

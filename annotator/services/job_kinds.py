@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..models import Dataset, Job
+from .captioning import caption_params_validate, run_caption
 from .explanation_batch import explain_params_validate, run_explain
 from .job_state import JobReporter, Sharded
 from .mining import mine_params_validate, run_mine
@@ -33,4 +34,5 @@ JOB_KINDS: dict[str, JobKind] = {
     Job.Kind.TRAIN: JobKind(run=run_train, validate=train_params_validate),
     Job.Kind.MINE: JobKind(run=run_mine, validate=mine_params_validate),
     Job.Kind.EXPLAIN: JobKind(run=run_explain, validate=explain_params_validate),
+    Job.Kind.CAPTION: JobKind(run=run_caption, validate=caption_params_validate),
 }

@@ -9,6 +9,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, Stream
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 
+from mining.sentence_parse import sentence_from_tokens
+
 from ..api.inputs import EXPORT_FORMATS
 from ..errors import ApplicationError
 from ..forms import UploadForm
@@ -16,6 +18,7 @@ from ..models import Explanation, FractureDescriptor, Image, TrainedModel
 from ..permissions import truth_hidden_kinds, user_sees_others_labels, user_sees_truth
 from ..selectors import explanations as selectors
 from ..selectors import trained_model_get, trained_model_list
+from ..services.captioning import image_sentence
 from ..services.explanations import explanation_get
 from ..services.renditions import rendition_name
 from ..services.uploads import upload_create
@@ -57,8 +60,23 @@ def _explained(request: HttpRequest, *, models: Any, **target: Any) -> dict[str,
         text=selectors.viewer_text(explanation=explanation, units=units),
         scores=[(name, explanation.scores[name]) for name in trained.classes],
         decided_score=explanation.scores[explanation.decided],
+        whole_image=bool(trained.patch_params.get("whole_image")),
     )
+    context.update(_generated(trained, **target))
     return context
+
+
+def _generated(trained: TrainedModel, **target: Any) -> dict[str, Any]:
+    """The newest sentence generator on ``trained``'s features, and its sentence for the image, if any."""
+    sentence_model = trained.sentence_models.order_by("-created_at", "-id").first()
+    if sentence_model is None:
+        return {}
+    item = target.get("image") or target["upload"]
+    try:
+        caption = image_sentence(model=sentence_model, image=item)
+    except (OSError, ValueError) as exc:  # a checkpoint gone or unreadable: say so, keep the page
+        return {"sentence_model": sentence_model, "sentence_error": f"no sentence: {exc}"}
+    return {"sentence_model": sentence_model, "generated": sentence_from_tokens(caption.tokens)}
 
 
 def image_detail(request: HttpRequest, pk: int) -> HttpResponse:

@@ -8,17 +8,20 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from annotator.demo import DEMO_MAMMOGRAM_DATASET
+from annotator.demo import DEMO_FRACTURE_DATASET, DEMO_MAMMOGRAM_DATASET
 from annotator.models import Dataset, Image, Job, TrainedModel
 from annotator.selectors import job_list
 from annotator.services.jobs import job_create
+
+HIP_EPOCHS, HIP_INPUT = 4, 128  # the demo hip classifier: a couple of minutes on 2 cores
 
 
 class Command(BaseCommand):
     help = (
         "Run the demo pipeline on the demo dataset through the Celery worker: patch extraction, training, "
         "unit mining, then batch explanations of the test split (image-level AUC) and the hold-out split (the "
-        "explanations' evaluation). Steps already done are skipped."
+        "explanations' evaluation); on the demo hips a whole-image fracture classifier and a sentence generator. "
+        "Steps already done are skipped."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -47,12 +50,28 @@ class Command(BaseCommand):
             if trained is not None and split not in trained.explanations:
                 job = job_create(kind=Job.Kind.EXPLAIN, dataset=dataset, params={"model": trained.pk, "split": split})
                 self._follow(job, options["timeout"])
+        self._hips(options["timeout"])
         self.stdout.write(
             self.style.SUCCESS(
                 "Demo pipeline done: the trained model's units are ready to annotate, and its test and hold-out "
                 "images are explained (open any image of the dataset)."
             )
         )
+
+    def _hips(self, timeout: float) -> None:
+        """The demo hips: a whole-image fracture classifier, then a sentence generator on its features
+        (trained on the sentences the phantoms' descriptor columns give, as no expert has labelled yet)."""
+        hips = Dataset.objects.filter(name=DEMO_FRACTURE_DATASET).first()
+        if hips is None:
+            return
+        classifier = TrainedModel.objects.filter(dataset=hips).order_by("-created_at").first()
+        if classifier is None:
+            params = {"input": "whole_image", "epochs": HIP_EPOCHS, "patch_size": HIP_INPUT}
+            self._follow(job_create(kind=Job.Kind.TRAIN, dataset=hips, params=params), timeout)
+            classifier = TrainedModel.objects.filter(dataset=hips).order_by("-created_at").first()
+        if classifier is not None and not classifier.sentence_models.exists():
+            job = job_create(kind=Job.Kind.CAPTION, dataset=hips, params={"model": classifier.pk})
+            self._follow(job, timeout)
 
     def _follow(self, job: Job, timeout: float) -> None:
         """Draw a progress bar until the job ends; fail loudly if no worker picks it up."""
