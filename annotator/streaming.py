@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from django.http import StreamingHttpResponse
 
-__all__ = ["csv_cell", "csv_lines", "json_array_chunks", "stream_csv", "stream_json"]
+__all__ = ["csv_cell", "csv_lines", "json_array_chunks", "stream_csv", "stream_export", "stream_json"]
 
 # OWASP's CSV injection rule: a text cell that starts with one of these is read as a formula by spreadsheets.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -65,3 +65,17 @@ def stream_csv(header: Sequence[str], rows: Iterable[Sequence[Any]], filename: s
 
 def stream_json(items: Iterable[Any], filename: str) -> StreamingHttpResponse:
     return _attachment(StreamingHttpResponse(json_array_chunks(items), content_type="application/json"), filename)
+
+
+def stream_export(
+    fmt: str,
+    records: Iterable[dict[str, Any]],
+    stem: str,
+    header: Sequence[str],
+    to_rows: Callable[[Iterable[dict[str, Any]]], Iterable[Sequence[Any]]],
+) -> StreamingHttpResponse:
+    """A model's export as ``<stem>.json`` (the records as they are) or ``<stem>.csv`` (``header`` and
+    ``to_rows(records)``), the one shape of every ``export.<fmt>`` download."""
+    if fmt == "json":
+        return stream_json(records, f"{stem}.json")
+    return stream_csv(header, to_rows(records), f"{stem}.csv")

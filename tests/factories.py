@@ -244,3 +244,40 @@ def mined_unit(
     unit.heat_sprite = _png(mask_sprite(np.stack(heats)), f"model{model.pk}-unit{unit.pk}-heat", "masks")
     unit.save(update_fields=["mask_sprite", "heat_sprite"])
     return unit
+
+
+def random_model(
+    *,
+    dataset: Dataset,
+    patch_params: dict[str, Any] | None = None,
+    seed: int = 0,
+    metrics: dict[str, Any] | None = None,
+) -> TrainedModel:
+    """A model of ``dataset`` (its classes) with a real checkpoint of a seeded, randomly initialised
+    ResNet-18 on disk: for what needs weights, not skill (explaining, mining, captioning, cancelling)."""
+    import torch
+
+    from annotator.files import media_path
+    from mining.networks import build_network, checkpoint_save
+
+    torch.manual_seed(seed)
+    classes = list(dataset.classes)
+    network = build_network("resnet18", len(classes))
+    patch_params = patch_params or {"input_size": 64}
+    name = unique_name("checkpoints", f"random-resnet18-{seed}", ".pt")
+    media_path(name).parent.mkdir(parents=True, exist_ok=True)
+    checkpoint_save(
+        media_path(name),
+        model=network.model,
+        architecture="resnet18",
+        classes=classes,
+        patch_params=patch_params,
+        epoch=1,
+        metrics={},
+        history=[],
+        config={},
+    )
+    extra = {} if metrics is None else {"metrics": metrics}
+    return TrainedModelFactory(
+        dataset=dataset, job__dataset=dataset, checkpoint=name, classes=classes, patch_params=patch_params, **extra
+    )

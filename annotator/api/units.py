@@ -31,7 +31,7 @@ from ..serializers.units import (
     UnitSerializer,
 )
 from ..services.annotations import unit_annotation_save, unit_consensus_clear, unit_consensus_save
-from ..streaming import stream_csv, stream_json
+from ..streaming import stream_export
 from .inputs import EXPORT_FORMAT, export_format, signed_in_user, validated_input
 
 __all__ = [
@@ -203,11 +203,11 @@ def unit_export_response(*, trained: TrainedModel, user: Any, fmt: str, everythi
             "Exports hold every expert's answers; experts cannot download them while the survey is blind.", status=403
         )
     export_format(fmt)
-    records = unit_selectors.unit_export_rows(trained=trained, everything=everything)
-    stem = f"units-model{trained.pk}"
-    if fmt == "json":
-        return stream_json(records, f"{stem}.json")
     classes = list(trained.classes)
-    return stream_csv(
-        unit_selectors.export_csv_header(classes), unit_selectors.export_csv_rows(records, classes), f"{stem}.csv"
+    return stream_export(
+        fmt,
+        unit_selectors.unit_export_rows(trained=trained, everything=everything),
+        f"units-model{trained.pk}",
+        unit_selectors.export_csv_header(classes),
+        lambda records: unit_selectors.export_csv_rows(records, classes),
     )

@@ -12,7 +12,7 @@ A unit's name (DeepMiner section 2.3: explanations are worded with the experts' 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -229,7 +229,7 @@ def explanation_csv_header(classes: list[str]) -> list[str]:
     ]
 
 
-def explanation_csv_rows(records: Iterator[dict[str, Any]], classes: list[str]) -> Iterator[list[Any]]:
+def explanation_csv_rows(records: Iterable[dict[str, Any]], classes: list[str]) -> Iterator[list[Any]]:
     for record in records:
         units = (record["units"] + [{}] * 8)[:8]
         evaluation = record["evaluation"] or {}

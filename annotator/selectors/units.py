@@ -7,7 +7,7 @@ researchers see everyone's (researchers read and export, they never annotate).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, QuerySet, When
@@ -457,7 +457,7 @@ def export_csv_header(classes: list[str]) -> list[str]:
     ]
 
 
-def export_csv_rows(records: Iterator[dict[str, Any]], classes: list[str]) -> Iterator[list[Any]]:
+def export_csv_rows(records: Iterable[dict[str, Any]], classes: list[str]) -> Iterator[list[Any]]:
     """Long format, as statistics packages like it: one row per unit and expert (one row if nobody answered);
     several phenomena of one answer are joined with " | "."""
     for record in records:

@@ -22,7 +22,7 @@ from ..services.captioning import image_sentence
 from ..services.explanations import explanation_get
 from ..services.renditions import rendition_name
 from ..services.uploads import upload_create
-from ..streaming import stream_csv, stream_json
+from ..streaming import stream_export
 from .deepzoom import deepzoom_urls
 
 REPORT_LIMIT = 200  # images per printed report
@@ -137,13 +137,13 @@ def explanation_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse 
     rows = selectors.explanations_of(
         trained=trained, split=request.GET.get("split", ""), method=request.GET.get("method", "")
     )
-    records = selectors.explanation_export_rows(rows=rows)
-    filename = f"explanations-model{trained.pk}"
-    if fmt == "json":
-        return stream_json(records, f"{filename}.json")
     classes = list(trained.classes)
-    return stream_csv(
-        selectors.explanation_csv_header(classes), selectors.explanation_csv_rows(records, classes), f"{filename}.csv"
+    return stream_export(
+        fmt,
+        selectors.explanation_export_rows(rows=rows),
+        f"explanations-model{trained.pk}",
+        selectors.explanation_csv_header(classes),
+        lambda records: selectors.explanation_csv_rows(records, classes),
     )
 
 

@@ -15,8 +15,8 @@ from annotator.models import Concept, Explanation, Unit, UnitConsensus
 from annotator.services.explanations import explanation_get
 from mining.phantoms import generate_mammogram_phantoms
 from tests.annotator.test_browser_dashboard import sign_in
-from tests.annotator.test_explanations import CLASSES, _checkpoint
-from tests.factories import DatasetFactory, ImageFactory, TrainedModelFactory
+from tests.annotator.test_explanations import CLASSES
+from tests.factories import DatasetFactory, ImageFactory, random_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -26,9 +26,7 @@ ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", Path(__file__).resolve().paren
 @pytest.fixture
 def model_and_images(media_root: Path):
     dataset = DatasetFactory(classes=CLASSES, name="Explained phantoms")
-    trained = TrainedModelFactory(
-        dataset=dataset, job__dataset=dataset, checkpoint=_checkpoint(media_root), patch_params={"input_size": 64}
-    )
+    trained = random_model(dataset=dataset)
     Unit.objects.bulk_create(Unit(model=trained, layer="layer4", channel=c) for c in range(512))
     images = [
         ImageFactory(dataset=dataset, pixels=p.pixels, label=p.label, split="holdout", source_name=f"phantom-{i}.png")

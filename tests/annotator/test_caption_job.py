@@ -5,7 +5,6 @@ phantoms carry them), evaluated with BLEU and the grammar's content check, and a
 from __future__ import annotations
 
 import pytest
-import torch
 from django.urls import reverse
 
 from annotator.demo import demo_fracture_dataset_create
@@ -14,9 +13,8 @@ from annotator.models import FractureDescriptor, Image, Job, SentenceModel
 from annotator.services.captioning import image_sentence
 from annotator.services.job_runs import job_run
 from annotator.services.jobs import job_create
-from mining.networks import build_network, checkpoint_save
 from mining.sentences import FractureDescriptors, fracture_sentence
-from tests.factories import TrainedModelFactory, UserFactory, client_for
+from tests.factories import TrainedModelFactory, UserFactory, client_for, random_model
 
 pytestmark = pytest.mark.django_db
 CLASSES = ["no_fracture", "fracture"]
@@ -25,25 +23,8 @@ CLASSES = ["no_fracture", "fracture"]
 @pytest.fixture
 def classifier(tmp_path, media_root):
     dataset, _ = demo_fracture_dataset_create(folder=tmp_path / "hips", n_images=30, seed=2, name="caption-hips")
-    torch.manual_seed(0)
-    network = build_network("resnet18", 2)
-    name = "checkpoints/hip-classifier.pt"
     patch_params = {"input_size": 64, "side_fraction": 1.0, "whole_image": True}
-    (media_root / "checkpoints").mkdir(exist_ok=True)
-    checkpoint_save(
-        media_root / name,
-        model=network.model,
-        architecture="resnet18",
-        classes=CLASSES,
-        patch_params=patch_params,
-        epoch=1,
-        metrics={},
-        history=[],
-        config={},
-    )
-    return TrainedModelFactory(
-        dataset=dataset, job__dataset=dataset, checkpoint=name, classes=CLASSES, patch_params=patch_params, metrics={}
-    )
+    return random_model(dataset=dataset, patch_params=patch_params, metrics={})
 
 
 def test_a_caption_job_trains_evaluates_and_stores_a_sentence_generator(classifier, django_capture_on_commit_callbacks):

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from django.urls import reverse
 
 from annotator.models import Concept, Explanation, Job, TrainedModel, Unit, UnitConsensus, UploadedImage
@@ -22,7 +21,6 @@ from annotator.services.explanations import explanation_get
 from annotator.services.job_runs import job_run
 from annotator.services.jobs import job_create
 from annotator.services.renditions import display_size
-from mining.networks import build_network, checkpoint_save
 from mining.phantoms import generate_mammogram_phantoms
 from tests.factories import (
     DatasetFactory,
@@ -32,38 +30,18 @@ from tests.factories import (
     UnitAnnotationFactory,
     UserFactory,
     client_for,
+    random_model,
 )
 
 pytestmark = pytest.mark.django_db
 CLASSES = ["normal", "benign", "malignant"]
 
 
-def _checkpoint(media_root: Path, seed: int = 0) -> str:
-    torch.manual_seed(seed)
-    info = build_network("resnet18", len(CLASSES))
-    name = f"checkpoints/explain-{seed}.pt"
-    (media_root / "checkpoints").mkdir(parents=True, exist_ok=True)
-    checkpoint_save(
-        media_root / name,
-        model=info.model,
-        architecture="resnet18",
-        classes=CLASSES,
-        patch_params={"input_size": 64},
-        epoch=1,
-        metrics={},
-        history=[],
-        config={},
-    )
-    return name
-
-
 @pytest.fixture
 def explained(media_root: Path) -> dict:
     """A dataset of 6 hold-out phantoms (findings with concepts), a model with all 512 units stored."""
     dataset = DatasetFactory(classes=CLASSES)
-    trained = TrainedModelFactory(
-        dataset=dataset, job__dataset=dataset, checkpoint=_checkpoint(media_root), patch_params={"input_size": 64}
-    )
+    trained = random_model(dataset=dataset)
     Unit.objects.bulk_create(Unit(model=trained, layer="layer4", channel=c) for c in range(512))
     spiculated = Concept.objects.get(code="mass_margin.spiculated")
     images = []

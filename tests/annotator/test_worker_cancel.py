@@ -17,10 +17,9 @@ from annotator.models import Dataset, Image, Job, Patch, TopActivation, TrainedM
 from annotator.services.job_runs import job_run
 from annotator.services.job_state import job_cancel
 from annotator.services.jobs import job_create
-from mining.networks import build_network, checkpoint_save
 from tests.annotator.test_import_dataset import media_files
 from tests.annotator.test_worker_integration import wait_for
-from tests.factories import TrainedModelFactory
+from tests.factories import random_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -39,23 +38,7 @@ def phantoms(tmp_path: Path) -> Dataset:
 
 def _random_model(dataset: Dataset) -> TrainedModel:
     """A model with a real checkpoint of a randomly initialised ResNet-18: mining needs weights, not skill."""
-    network = build_network("resnet18", len(dataset.classes))
-    name = "checkpoints/random-resnet18.pt"
-    patch_params = {"input_size": PATCH_SIZE}
-    checkpoint_save(
-        media_path(name),
-        model=network.model,
-        architecture="resnet18",
-        classes=dataset.classes,
-        patch_params=patch_params,
-        epoch=1,
-        metrics={},
-        history=[],
-        config={},
-    )
-    return TrainedModelFactory(
-        job__dataset=dataset, dataset=dataset, checkpoint=name, classes=dataset.classes, patch_params=patch_params
-    )
+    return random_model(dataset=dataset, patch_params={"input_size": PATCH_SIZE})
 
 
 def _cancel_mid_run(job: Job) -> float:

@@ -13,9 +13,9 @@ from annotator.models import Explanation, Job
 from annotator.services.job_state import job_cancel
 from annotator.services.jobs import job_create
 from mining.phantoms import generate_mammogram_phantoms
-from tests.annotator.test_explanations import CLASSES, _checkpoint
+from tests.annotator.test_explanations import CLASSES
 from tests.annotator.test_worker_integration import wait_for
-from tests.factories import DatasetFactory, ImageFactory, TrainedModelFactory
+from tests.factories import DatasetFactory, ImageFactory, random_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -23,9 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def model_and_split(media_root):
     dataset = DatasetFactory(classes=CLASSES, name="worker-explain")
-    trained = TrainedModelFactory(
-        dataset=dataset, job__dataset=dataset, checkpoint=_checkpoint(media_root), patch_params={"input_size": 64}
-    )
+    trained = random_model(dataset=dataset)
     for index, phantom in enumerate(generate_mammogram_phantoms(24, seed=8)):
         ImageFactory(dataset=dataset, pixels=phantom.pixels, label=phantom.label, split="test", source_name=f"{index}")
     return dataset, trained
