@@ -88,6 +88,11 @@ def test_image_page_switches_maps_and_keeps_them_on_the_image(live_server, brows
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.goto(f"{live_server.url}/images/{images[0].pk}/")
     page.wait_for_selector("#map-layer")
+    page.wait_for_load_state("networkidle")
+    # The viewer sizes itself from its column and never pushes the page wider than the window.
+    assert page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]
+    viewer = _box(page, "#viewer")
+    assert viewer["x"] + viewer["width"] <= _box(page, ".decision-card")["x"]
     page.screenshot(path=str(ARTIFACTS / "image_page.png"), full_page=True)
 
 
