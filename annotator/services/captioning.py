@@ -15,6 +15,7 @@ split's fracture cases, and the content read back by the grammar (location and c
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import asdict
 from typing import Any
@@ -27,6 +28,7 @@ from mining.caption_training import CaptionTrainConfig, caption_features, train_
 from mining.captioner import (
     Captioner,
     CaptionerConfig,
+    Vocabulary,
     build_vocabulary,
     captioner_load,
     captioner_save,
@@ -44,6 +46,7 @@ from ..errors import ApplicationError
 from ..files import delete_quietly, media_path, read_png, unique_name
 from ..models import Dataset, FractureDescriptor, Image, Job, SentenceModel, TrainedModel, UploadedImage
 from .compute import worker_device
+from .explanations import network_for
 from .image_data import image_input, image_split_load
 from .job_state import JobReporter
 
@@ -224,11 +227,19 @@ def _evaluate(
 def image_sentence(*, model: SentenceModel, image: Image | UploadedImage) -> Caption:
     """A sentence for one image or upload from ``model`` (beam search with its width), with each word's
     attention over the classifier's regions."""
-    info, _ = checkpoint_load(model.classifier.checkpoint.path)
-    captioner, vocabulary, _extra = captioner_load(media_path(model.checkpoint.name))
-    x = image_input(read_png(image.file.name), int(model.classifier.patch_params["input_size"]))
-    features = region_features(info.model.eval(), x)
-    return beam_search(captioner.eval(), features, vocabulary, width=int(model.config.get("beam_width", 3)))[0]
+    classifier = network_for(model.classifier)  # loaded once per process, as the image page's explanation
+    captioner, vocabulary = _generator(model.pk, model.checkpoint.name)
+    x = image_input(read_png(image.file.name), classifier.input_size)
+    with classifier.lock:
+        features = region_features(classifier.model, x)
+    return beam_search(captioner, features, vocabulary, width=int(model.config.get("beam_width", 3)))[0]
+
+
+@functools.lru_cache(maxsize=2)
+def _generator(pk: int, checkpoint: str) -> tuple[Captioner, Vocabulary]:
+    """A stored sentence generator, loaded once per process (keyed by its checkpoint: a retrained one reloads)."""
+    captioner, vocabulary, _extra = captioner_load(media_path(checkpoint))
+    return captioner.eval(), vocabulary
 
 
 def run_caption(job: Job, reporter: JobReporter) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from ..files import delete_quietly, read_png, unique_name, write_png_atomic
 from ..models import Explanation, Image, TrainedModel, Unit, UploadedImage
 from ..selectors.explanations import UnitName, unit_names
 from .compute import worker_device
+from .patches import patch_params_from
 from .renditions import display_size
 
 __all__ = [
@@ -66,11 +67,6 @@ _networks: OrderedDict[tuple[int, str], Network] = OrderedDict()
 _networks_lock = threading.Lock()
 
 
-def _patch_params(stored: dict[str, Any]) -> PatchParams:
-    known = {f.name for f in fields(PatchParams)}
-    return PatchParams(**{k: float(v) for k, v in stored.items() if k in known})
-
-
 def network_for(trained: TrainedModel) -> Network:
     """The model behind ``trained``, loaded once per process (the last few are kept)."""
     key = (trained.pk, trained.checkpoint.name)
@@ -90,7 +86,7 @@ def network_for(trained: TrainedModel) -> Network:
         info.model.to(worker_device()).eval(),
         classes,
         input_size,
-        _patch_params(trained.patch_params),
+        patch_params_from(trained.patch_params),
         normal,
         pooling,
         threading.Lock(),
