@@ -44,11 +44,12 @@ worker: migrate
 serve: migrate
 	$(BIN)/gunicorn config.wsgi --bind $(HOST):$(PORT) --workers 2 --threads 4 --access-logfile -
 
-# Debian's Chromium drives the browser tests (no browser download); installed when missing and we are root.
+# Debian's Chromium drives the browser tests (no browser download) and Debian's Node.js runs the page's
+# sentence grammar against Python's; both installed when missing and we are root.
 browser:
-	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
-	  apt-get install -y -qq --no-install-recommends chromium chromium-driver; } || \
-	  { echo "Chromium is needed for the browser tests: apt-get install chromium chromium-driver"; exit 1; }
+	@{ command -v chromium && command -v node; } >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  apt-get install -y -qq --no-install-recommends chromium chromium-driver nodejs; } || \
+	  { echo "Chromium and Node.js are needed for the tests: apt-get install chromium chromium-driver nodejs"; exit 1; }
 
 # The README's second command: the whole suite, end-to-end tests included. Uses var/test, never the demo's data.
 test: venv browser

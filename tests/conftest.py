@@ -19,6 +19,17 @@ from tests.factories import UserFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# pytest-timeout: a hung test fails with a traceback instead of stalling CI. pyproject's default (120 s,
+# ~9x the slowest fast test on a loaded machine) is for tests without a worker or a browser; end-to-end tests
+# (marked slow: a worker process, Chromium, the science check's training) get this much unless they say.
+SLOW_TEST_TIMEOUT_S = 900
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TEST_TIMEOUT_S))
+
 
 @pytest.fixture(autouse=True)
 def media_root(tmp_path_factory: pytest.TempPathFactory, settings) -> Path:
@@ -95,19 +106,24 @@ def _purge_broker() -> None:
         app.control.purge()
 
 
+def worker_environment(media_root: Path) -> dict[str, str]:
+    """The environment of a worker process on the tests' database, broker and `media_root`."""
+    return {
+        **os.environ,
+        "DATABASE_URL": _database_url_for_subprocess(),
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "MEDIA_ROOT": str(media_root),
+        "DEEPMINER_VAR_DIR": str(settings.VAR_DIR),
+        "JOB_HEARTBEAT_TIMEOUT": str(settings.JOB_HEARTBEAT_TIMEOUT),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
 class WorkerProcess:
     """A real `celery worker` subprocess on the tests' database, broker and media folder."""
 
     def __init__(self, media_root: Path, log_path: Path, name: str = "w1") -> None:
-        env = {
-            **os.environ,
-            "DATABASE_URL": _database_url_for_subprocess(),
-            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-            "MEDIA_ROOT": str(media_root),
-            "DEEPMINER_VAR_DIR": str(settings.VAR_DIR),
-            "JOB_HEARTBEAT_TIMEOUT": str(settings.JOB_HEARTBEAT_TIMEOUT),
-            "PYTHONUNBUFFERED": "1",
-        }
+        env = worker_environment(media_root)
         self.log_path = log_path
         self._log = log_path.open("w")
         self.process = subprocess.Popen(

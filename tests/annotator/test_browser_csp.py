@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+from playwright.sync_api import expect
 
 from annotator.models import Dataset, Job
 from tests.annotator.test_browser_dashboard import sign_in
@@ -60,4 +61,4 @@ def test_key_pages_load_with_zero_csp_violations(live_server, browser_page, admi
     # The survey's keyboard-driven form still works under the policy (its script is a file of its own).
     page.goto(f"{live_server.url}/units/{unit.pk}/")
     page.keyboard.press("?")
-    assert page.locator("#help").is_visible()
+    expect(page.locator("#help")).to_be_visible()  # waits for the key to be handled

@@ -6,10 +6,12 @@ change what the canvas shows and nothing else; no page breaks the Content-Securi
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
 from PIL import Image as PILImage
+from playwright.sync_api import expect
 
 from annotator.models import Patch, TopActivation
 from tests.annotator.test_browser_dashboard import ARTIFACTS, sign_in
@@ -112,7 +114,7 @@ def test_red_patch_box_stays_on_the_patch_at_every_zoom_and_window_level_works(
     assert page.evaluate("DeepMinerZoom.all[0].osd.drawer.canvas.style.filter").startswith("url(")
     assert page.evaluate("getComputedStyle(document.getElementById('context-box')).filter") == "none"
     page.keyboard.press("\\")
-    assert page.get_attribute("#context-stack", "data-window").endswith(",1")
+    expect(page.locator("#context-stack")).to_have_attribute("data-window", re.compile(r",1$"))  # waits for it
     page.keyboard.press("0")
     page.wait_for_timeout(400)
     assert page.get_attribute("#context-stack", "data-window") == "0.500,1.000,0"

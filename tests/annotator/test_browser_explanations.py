@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image as PILImage
+from playwright.sync_api import expect
 
 from annotator.models import Concept, Explanation, Unit, UnitConsensus
 from annotator.services.explanations import explanation_get
@@ -21,6 +23,11 @@ from tests.factories import DatasetFactory, ImageFactory, random_model
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "var" / "test-artifacts"))
+
+
+def ends_with(text: str) -> re.Pattern[str]:
+    """An attribute value ending in ``text``, for expect's retrying attribute check."""
+    return re.compile(re.escape(text) + "$")
 
 
 @pytest.fixture
@@ -69,17 +76,18 @@ def test_image_page_switches_maps_and_keeps_them_on_the_image(live_server, brows
     assert all(abs(base[k] - heat[k]) < 0.5 for k in ("x", "y", "width", "height")), (base, heat)
     page.keyboard.press("0")
     page.locator(".unit-card").nth(1).click()
-    assert layer.get_attribute("src").endswith(first.units[1]["map"])
-    assert "layer4:" in page.inner_text("#overlay-name")
+    expect(layer).to_have_attribute("src", ends_with(first.units[1]["map"]))
+    expect(page.locator("#overlay-name")).to_contain_text("layer4:", use_inner_text=True)
+    # After a key, wait for the page to act on it (expect retries) rather than read the DOM at once.
     page.keyboard.press("1")
-    assert layer.get_attribute("src").endswith(first.units[0]["map"])
+    expect(layer).to_have_attribute("src", ends_with(first.units[0]["map"]))
     page.keyboard.press("c")
-    assert layer.get_attribute("src").endswith(first.class_map.name)
+    expect(layer).to_have_attribute("src", ends_with(first.class_map.name))
     page.keyboard.press("m")
-    assert layer.is_hidden()
+    expect(layer).to_be_hidden()
     page.keyboard.press("m")
     page.keyboard.press("[")
-    assert page.input_value("#map-opacity") == "70"
+    expect(page.locator("#map-opacity")).to_have_value("70")
     # Another method, chosen on the page.
     page.click("button[name=method][value=gradcam]")
     page.wait_for_url("**method=gradcam**")

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from annotator.demo import demo_fracture_dataset_create
 from annotator.models import FractureDescriptor
@@ -65,22 +66,22 @@ def test_keyboard_only_labelling_round_trip(live_server, browser_page, hips, exp
         " return performance.getEntriesByType('resource').some((e) => e.name.endsWith(next)); }"
     )
 
+    # After a key, wait for the page to act on it (expect retries) rather than read the DOM at once.
     page.keyboard.press("?")
-    assert page.locator("#fx-help").is_visible()
+    expect(page.locator("#fx-help")).to_be_visible()
     page.screenshot(path=str(artifacts() / "fracture-shortcuts.png"))
     page.keyboard.press("Escape")
-    assert page.locator("#fx-help").is_hidden()
+    expect(page.locator("#fx-help")).to_be_hidden()
 
     page.keyboard.press("f")
-    assert (
-        page.locator("#fx-hint").inner_text() == "To save, choose a displacement (1\u20134) and a location (s t b r u)."
-    )
+    hint = "To save, choose a displacement (1\u20134) and a location (s t b r u)."
+    expect(page.locator("#fx-hint")).to_have_text(hint, use_inner_text=True)
     page.keyboard.press("Enter")  # incomplete: refused in the page, nothing sent
-    assert "Not saved: choose a displacement" in page.locator("#fx-message").inner_text()
+    expect(page.locator("#fx-message")).to_contain_text("Not saved: choose a displacement", use_inner_text=True)
     for key in ("3", "c", "s"):
         page.keyboard.press(key)
-    assert page.locator("#fx-sentence").inner_text() == SENTENCE
-    assert page.locator("#fx-status").inner_text() == "Unsaved changes"
+    expect(page.locator("#fx-sentence")).to_have_text(SENTENCE, use_inner_text=True)
+    expect(page.locator("#fx-status")).to_have_text("Unsaved changes", use_inner_text=True)
     page.screenshot(path=str(artifacts() / "fracture-labelling.png"))
 
     page.keyboard.press("Enter")  # save and go to the next unlabelled image
@@ -226,7 +227,7 @@ def test_live_sentence_matches_python_for_every_combination(live_server, browser
         typed += [keys[name] for name in ("comminuted", "impacted", "avulsed_fragment") if getattr(d, name)]
         for key in typed:
             page.keyboard.press(key)
-        assert sentence.inner_text() == fracture_sentence(d), typed
+        expect(sentence, f"typed {typed}").to_have_text(fracture_sentence(d), use_inner_text=True)
     assert not FractureDescriptor.objects.exists()  # typing alone never saves
 
 

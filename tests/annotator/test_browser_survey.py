@@ -5,6 +5,7 @@ admin's consensus save shows a refused body and a conflict the same way."""
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from annotator.models import AnnotationChange, UnitAnnotation, UnitConsensus
 from annotator.services.annotations import unit_consensus_save
@@ -47,7 +48,7 @@ def test_expert_annotates_a_unit_with_the_keyboard_only(live_server, browser_pag
     _wait_saved(page)
     assert page.locator("#save-state").inner_text().startswith("Saved")
     page.keyboard.press("?")
-    assert page.locator("#help").is_visible()
+    expect(page.locator("#help")).to_be_visible()  # waits for the key to be handled
     page.screenshot(path=str(ARTIFACTS / "survey-help.png"))
     page.keyboard.press("?")
     page.locator(".tile").nth(9).hover()

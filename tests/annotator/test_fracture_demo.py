@@ -12,7 +12,8 @@ from django.core.management import call_command
 from annotator.demo import DEMO_FRACTURE_DATASET, DEMO_MAMMOGRAM_DATASET, demo_fracture_dataset_create
 from annotator.models import AnnotationChange, Dataset, FractureDescriptor
 from annotator.selectors.fractures import fracture_next_image, fracture_progress, fracture_truth
-from mining.sentences import FractureDescriptors, fracture_sentence
+from mining.sentence_parse import parse_sentence
+from mining.sentences import FractureDescriptors
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +29,7 @@ def test_demo_fracture_dataset_is_imported_with_its_truth_and_queued(tmp_path, e
     for image in images:
         truth = FractureDescriptors.from_dict(image.metadata)  # JSON booleans, not the CSV's text
         assert image.label == ("fracture" if truth.fracture else "no_fracture")
-        assert image.metadata["report"] == fracture_sentence(truth)
+        assert parse_sentence(image.metadata["report"]) == truth  # read back by the parser, not rewritten
         assert not truth.validate()
         assert (image.modality, image.view) == ("DX", "AP") and image.laterality in ("L", "R")
         assert image.thumbnail.name and image.width == image.height == 512

@@ -8,7 +8,6 @@ from annotator.demo import demo_dataset_create
 from annotator.models import Job, Patch, TopActivation, TrainedModel, Unit
 from annotator.services.job_runs import job_run
 from annotator.services.jobs import job_create
-from annotator.services.patch_data import shard_bounds
 from tests.annotator.test_worker_integration import wait_for
 from tests.conftest import WorkerProcess, _purge_broker
 
@@ -69,10 +68,3 @@ def test_two_workers_sharded_result_equals_single_pass(media_root, tmp_path):
     # The shards wrote crops of all their candidates; the merge kept those of the patches units show.
     shown = Patch.objects.filter(top_activations__unit__model=trained).distinct()
     assert shown.exists() and all((media_root / patch.crop.name).is_file() for patch in shown)
-
-
-def test_shards_are_runs_of_whole_images_with_about_equal_patch_counts():
-    assert shard_bounds([10] * 10, 2) == [0, 5, 10]
-    assert shard_bounds([30] + [3] * 10, 2) == [0, 1, 11]  # 30 patches each, not 5 images each
-    assert shard_bounds([100, 1, 1], 3) == [0, 1, 2, 3]  # every shard gets an image
-    assert shard_bounds([5, 5, 5], 1) == [0, 3]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -158,11 +157,20 @@ def test_partial_auc_reference_rule_is_the_trapezoid_over_the_vertices_at_or_abo
     assert exact is not None and reference is not None and exact > reference  # 0.1066 vs 0.0983 here
 
 
+def brute_force_roc(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(FPR, TPR) at every distinct score used as the threshold ``s >= t``, highest first, from (0, 0)."""
+    y = np.asarray(y, dtype=bool)
+    thresholds = np.r_[np.inf, np.unique(s)[::-1]]
+    tpr = np.array([(s[y] >= t).mean() for t in thresholds])
+    fpr = np.array([(s[~y] >= t).mean() for t in thresholds])
+    return fpr, tpr
+
+
 def test_partial_auc_agrees_with_numerical_integration_on_random_scores() -> None:
     rng = np.random.default_rng(4)
     y = rng.random(400) < 0.4
     s = np.round(rng.normal(size=400) + y, 1)  # rounding makes ties, i.e. diagonal ROC segments
-    fpr, tpr, _ = roc_curve(y, s)
+    fpr, tpr = brute_force_roc(y, s)  # every threshold, not the sklearn call the product makes
     grid = np.linspace(0, 1, 400_001)
     # np.interp picks one end of a vertical segment, which changes nothing under the integral; the step of
     # the indicator at the crossing costs at most one grid cell (2.5e-6).
@@ -217,9 +225,9 @@ def test_partial_auc_is_none_for_one_class_and_rejects_bad_input() -> None:
 
 def test_roc_points_keep_a_short_curve_as_sklearn_gives_it() -> None:
     y, s = [1, 1, 1, 1, 0, 0], [0.9, 0.8, 0.7, 0.5, 0.5, 0.1]
-    fpr, tpr, _ = roc_curve(y, s)
-    assert roc_points(y, s) == {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
-    assert roc_points(y, s)["fpr"][-2:] == [0.5, 1.0] and roc_points(y, s)["tpr"][-3:] == [0.75, 1.0, 1.0]
+    # By hand: thresholds 0.9, 0.8, 0.7 add positives on the FPR-0 axis (sklearn drops the middle one of
+    # those collinear vertices), the tie at 0.5 adds a positive and a negative at once, 0.1 the last negative.
+    assert roc_points(y, s) == {"fpr": [0.0, 0.0, 0.0, 0.5, 1.0], "tpr": [0.0, 0.25, 0.75, 1.0, 1.0]}
 
 
 def test_roc_points_thin_a_long_curve_keeping_both_ends_and_order() -> None:
@@ -272,13 +280,11 @@ def test_vectorised_bootstrap_equals_sklearn_on_the_same_resamples() -> None:
         assert fast[b] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
 
 
-def test_auc_ci_brackets_the_auc_is_seeded_and_fast_on_5k_samples() -> None:
+def test_auc_ci_brackets_the_auc_and_is_seeded_on_5k_samples() -> None:
     rng = np.random.default_rng(0)
     y = rng.random(5000) < 0.3
     s = rng.normal(size=5000) + y
-    start = time.perf_counter()
-    low, high = auc_ci(y, s, n_boot=500, seed=0)
-    assert time.perf_counter() - start < 2.0
+    low, high = auc_ci(y, s, n_boot=500, seed=0)  # its speed is timed in bench/generators.py
     auc = roc_auc_score(y, s)
     assert low is not None and high is not None
     assert low < auc < high
@@ -427,7 +433,6 @@ def test_evaluate_synthetic_report_is_internally_consistent_and_json_ready() -> 
     assert cm.sum() == report["n"] == 300
     assert cm.sum(axis=1).tolist() == list(report["class_counts"].values())
     assert report["accuracy"] == approx(np.trace(cm) / cm.sum())
-    aucs = one_vs_rest_auc(y, probs, CLASSES)
     for c, name in enumerate(CLASSES):
         section = report["per_class"][name]
         tp, fn, fp = cm[c, c], cm[c].sum() - cm[c, c], cm[:, c].sum() - cm[c, c]
@@ -435,7 +440,7 @@ def test_evaluate_synthetic_report_is_internally_consistent_and_json_ready() -> 
         assert section["tn"] == cm.sum() - tp - fn - fp
         assert section["sensitivity"] == approx(tp / (tp + fn))
         assert section["ppv"] == approx(tp / (tp + fp))
-        assert section["auc"] == aucs[name]
+        assert section["auc"] == approx(roc_auc_score(np.asarray(y) == c, np.asarray(probs)[:, c]))
         assert section["auc_ci_low"] < section["auc"] < section["auc_ci_high"]
         assert 0.0 < section["pauc_above"] < section["pauc"] < 0.2
         assert section["roc"]["fpr"][0] == 0.0 and section["roc"]["tpr"][-1] == 1.0
@@ -446,7 +451,9 @@ def test_evaluate_synthetic_report_is_internally_consistent_and_json_ready() -> 
     views = report["breakdown"]["view"]
     assert list(views) == ["CC", "MLO", "unknown"]
     assert sum(g["n"] for g in views.values()) == 300
-    assert views["unknown"] == {"n": 1, "accuracy": views["unknown"]["accuracy"], "auc": dict.fromkeys(CLASSES)}
+    # The one image without a view: accuracy 1 or 0 as its argmax is right, and no AUC from a single case.
+    alone = float(np.argmax(probs[0]) == y[0])
+    assert views["unknown"] == {"n": 1, "accuracy": alone, "auc": dict.fromkeys(CLASSES)}
     bands = report["breakdown"]["age_band"]
     assert list(bands) == ["<40", "40-49", "50-59", "60-69", "70+", "unknown"]
     assert all("age_band" not in m for m in metadata)  # derived on copies
@@ -476,7 +483,8 @@ def test_evaluate_with_an_absent_class_and_a_threshold_decision() -> None:
     benign = report["per_class"]["benign"]
     assert (benign["tp"], benign["fp"]) == (2, 0)  # 0.6 and 0.35 pass the threshold; argmax would take one
     assert report["breakdown"] == {
-        "view": {"CC": {"n": 4, "accuracy": 0.75, "auc": one_vs_rest_auc(y, probs, CLASSES)}}
+        # Every normal and benign positive outscores every negative of its class; no malignant case at all.
+        "view": {"CC": {"n": 4, "accuracy": 0.75, "auc": {"normal": 1.0, "benign": 1.0, "malignant": None}}}
     }
     assert "age_band" not in report["breakdown"]
 

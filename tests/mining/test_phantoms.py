@@ -4,7 +4,6 @@ and that the findings are really in the pixels."""
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from itertools import pairwise
 
@@ -368,10 +367,3 @@ def test_denser_breasts_are_brighter() -> None:
     present = sorted(means)
     assert len(present) >= 3
     assert all(means[a] < means[b] for a, b in pairwise(present))
-
-
-def test_generation_is_fast() -> None:
-    start = time.perf_counter()
-    list(generate_mammogram_phantoms(10, seed=1))
-    per_image = (time.perf_counter() - start) / 10
-    assert per_image < 0.5  # target 0.1 s; loose, as test machines are noisy
