@@ -35,7 +35,7 @@ class DatasetDetailApi(generics.RetrieveAPIView):
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         dataset = self.get_object()
         data = dict(self.get_serializer(dataset).data)
-        data["summary"] = selectors.dataset_summary(dataset=dataset)
+        data["summary"] = selectors.dataset_summary(dataset=dataset, user=request.user)
         return Response(data)
 
 

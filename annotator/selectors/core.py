@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404
 from mining.dissection import INTERPRETABLE_IOU
 
 from ..models import Dataset, Finding, Image, Job, Patch, TopActivation, TrainedModel, Unit
+from ..permissions import user_sees_truth
 from ..plots import line_chart
 from ..services.job_state import jobs_fail_stale
 
@@ -76,8 +77,11 @@ def patch_counts(*, dataset: Dataset) -> dict[str, dict[str, int]]:
     return counts
 
 
-def dataset_summary(*, dataset: Dataset) -> dict[str, Any]:
-    """Images per split and label, findings per pathology, for the dataset page."""
+def dataset_summary(*, dataset: Dataset, user: Any) -> dict[str, Any]:
+    """Images per split and label, findings per pathology, for the dataset page and API. The label and
+    finding counts are the images' truth: empty for a user the truth rule hides it from (in a small
+    dataset or split they would tell each image's label)."""
+    sees_truth = user_sees_truth(user, dataset)
     per_split = dataset.images.values("split").annotate(n=Count("id"), patients=Count("patient_id", distinct=True))
     per_label = dataset.images.values("label").annotate(n=Count("id"))
     findings = (
@@ -100,8 +104,8 @@ def dataset_summary(*, dataset: Dataset) -> dict[str, Any]:
     return {
         "splits": splits,
         "split_rows": split_rows,
-        "labels": {row["label"]: row["n"] for row in per_label},
-        "findings": {row["pathology"]: row["n"] for row in findings},
+        "labels": {row["label"]: row["n"] for row in per_label} if sees_truth else {},
+        "findings": {row["pathology"]: row["n"] for row in findings} if sees_truth else {},
         "patches": patches,
     }
 

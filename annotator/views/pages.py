@@ -85,7 +85,7 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "annotator/dataset_detail.html",
         {
             "dataset": dataset,
-            "summary": selectors.dataset_summary(dataset=dataset),
+            "summary": selectors.dataset_summary(dataset=dataset, user=request.user),
             "page": page.get_page(request.GET.get("page")),
             "split": split,
             "label": label,
