@@ -4,6 +4,7 @@ from django.urls import URLPattern, URLResolver, include, path
 
 from ..api import core as api
 from ..views import pages as views
+from ..views.media import media
 
 # Under /api/jobs/.
 _job_api_urlpatterns: list[URLPattern] = [
@@ -28,6 +29,6 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("jobs/new/", views.job_new, name="job-new"),
     path("jobs/<int:pk>/cancel/", views.job_cancel_view, name="job-cancel"),
     path("models/<int:pk>/", views.model_detail, name="model-detail"),
-    path("media/<path:path>", views.media, name="media"),
+    path("media/<path:path>", media, name="media"),
     path("healthz", views.healthz, name="healthz"),
 ]

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import mimetypes
-from pathlib import Path
-
-from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseForbidden
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from .. import selectors
@@ -21,6 +15,7 @@ from ..models import Dataset, Image, Job
 from ..permissions import truth_hidden_kinds, user_is_admin, user_sees_truth
 from ..services.job_state import job_cancel
 from ..services.jobs import job_create
+from .redirects import next_page
 
 IMAGES_PER_PAGE = 48
 
@@ -104,7 +99,7 @@ def dataset_extract_patches(request: HttpRequest, pk: int) -> HttpResponse:
     dataset = get_object_or_404(Dataset, pk=pk)
     job = job_create(kind=Job.Kind.EXTRACT_PATCHES, dataset=dataset, created_by=request.user)
     messages.success(request, f"Patch extraction for {dataset.name} queued as job #{job.pk}.")
-    return redirect(_next_page(request))
+    return redirect(next_page(request))
 
 
 @require_POST
@@ -115,30 +110,7 @@ def job_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
         job_cancel(job=get_object_or_404(Job, pk=pk))
     except ApplicationError as exc:
         messages.error(request, exc.message)
-    return redirect(_next_page(request))
-
-
-def _next_page(request: HttpRequest) -> str:
-    """The form's `next` if it is a page of this site (never another host: no open redirect), else the dashboard."""
-    wanted = request.POST.get("next") or ""
-    safe = url_has_allowed_host_and_scheme(
-        wanted, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    )
-    return wanted if wanted and safe else reverse("dashboard")
-
-
-def media(request: HttpRequest, path: str) -> FileResponse:
-    """Serve a stored file to signed-in users only (patient images never leave without a session)."""
-    root = Path(settings.MEDIA_ROOT).resolve()
-    target = (root / path).resolve()
-    if root not in target.parents or not target.is_file():
-        raise Http404("no such file")
-    if target.relative_to(root).parts[0] == "deepzoom":
-        raise Http404("no such file")  # pyramids and outlines go through their own views' permission checks
-    content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-    response = FileResponse(target.open("rb"), content_type=content_type)
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
+    return redirect(next_page(request))
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
