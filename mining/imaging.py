@@ -8,13 +8,20 @@ claims 50 000 x 50 000 pixels (a decompression bomb) is refused without allocati
 other failure -- truncated, corrupt, unsupported -- becomes one ``ImageReadError`` whose message
 can be shown to the user as is.
 
-DICOM intensities: stored values pass through the modality rescale (slope / intercept) and are
-then mapped linearly from the full range the header allows (``BitsStored``, signed or not) onto
-uint16 (uint8 when ``BitsStored <= 8``). Because the rescale is linear, only its sign changes the
-pixels; its effect is kept in ``metadata["value_range"]`` = the physical values of pixel 0 and of
-the largest pixel value, so ``physical = lo + pixel / max * (hi - lo)``. Nothing is clipped or
-windowed, and the same stored value gives the same pixel in every image of a scanner.
-MONOCHROME1 images are inverted so bright = dense, like MONOCHROME2.
+DICOM transfer syntaxes: pixel data is decoded by pydicom's decoder for the file's syntax:
+uncompressed (little / big endian, deflated) and RLE natively, JPEG baseline / extended / lossless and
+JPEG-LS through ``pylibjpeg-libjpeg``, JPEG 2000 and HTJ2K through ``pylibjpeg-openjpeg`` (Pillow too for
+JPEG baseline and JPEG 2000). A syntax no installed decoder handles is an ``UnsupportedTransferSyntaxError``
+naming it and what to install or convert to, raised before any pixel is decoded.
+
+DICOM intensities: stored values pass through the modality LUT and are then mapped linearly onto
+uint16 (uint8 when 8 bits or fewer). The usual modality LUT is the rescale (slope / intercept): the
+stored range the header allows (``BitsStored``, signed or not) is mapped, and because the rescale is
+linear only its sign changes the pixels. A Modality LUT Sequence is applied as a table, its output
+range (its bits per entry) mapped. Either way ``metadata["value_range"]`` = the modality output
+(physical values) of pixel 0 and of the largest pixel value, so ``physical = lo + pixel / max * (hi - lo)``.
+Nothing is clipped or windowed, and the same stored value gives the same pixel in every image of a
+scanner. MONOCHROME1 images are inverted so bright = dense, like MONOCHROME2.
 
 Display: a DICOM's own VOI (Window Center / Width with its VOI LUT Function, else the first VOI LUT
 Sequence item) is kept in ``metadata["voi"]`` as a curve over *pixel* values (``{"x": [...], "y": [...]}``,
@@ -33,6 +40,7 @@ from typing import Any
 import numpy as np
 import pydicom
 import pydicom.pixels
+import pydicom.uid
 from PIL import Image as PILImage
 from scipy import ndimage
 
@@ -42,6 +50,7 @@ __all__ = [
     "ImageReadError",
     "ImageTooLargeError",
     "LoadedImage",
+    "UnsupportedTransferSyntaxError",
     "VoiCurve",
     "display_uint8",
     "finding_overlay",
@@ -69,6 +78,12 @@ _TISSUE_PERCENTILES = (0.005, 0.995)
 _MIN_TISSUE_SHARE = 0.01
 # ITU-R 601-2 luma, the weights Pillow's convert("L") uses, so RGB DICOM and RGB PNG agree.
 _LUMA = np.array([0.299, 0.587, 0.114])
+# The pip packages whose pydicom plugin decodes a compressed transfer syntax (pinned in requirements.txt).
+_PLUGIN_PACKAGES = {
+    **dict.fromkeys(pydicom.uid.JPEGTransferSyntaxes, "pylibjpeg pylibjpeg-libjpeg"),
+    **dict.fromkeys(pydicom.uid.JPEGLSTransferSyntaxes, "pylibjpeg pylibjpeg-libjpeg"),
+    **dict.fromkeys(pydicom.uid.JPEG2000TransferSyntaxes, "pylibjpeg pylibjpeg-openjpeg"),
+}
 
 
 class ImageReadError(Exception):
@@ -77,6 +92,10 @@ class ImageReadError(Exception):
 
 class ImageTooLargeError(ImageReadError):
     """The header announces more pixels than allowed; nothing was decoded."""
+
+
+class UnsupportedTransferSyntaxError(ImageReadError):
+    """No installed decoder handles the DICOM file's transfer syntax; nothing was decoded."""
 
 
 VoiCurve = dict[str, list[float]]  # {"x": pixel values, increasing; "y": display brightness 0..1}
@@ -327,22 +346,57 @@ def _read_dicom(path: Path, max_pixels: int) -> LoadedImage:
 
 
 def _dicom_raw_frame(path: Path, max_pixels: int) -> tuple[np.ndarray, pydicom.Dataset]:
-    """Stored values of the first frame, after checking the header's size against ``max_pixels``."""
-    header = pydicom.dcmread(path, stop_before_pixels=True)
-    if "Rows" not in header or "Columns" not in header:
+    """Stored values of the first frame (colour as RGB), decoded by pydicom's decoder for the file's
+    transfer syntax after checking the header's size against ``max_pixels`` and that a decoder is installed.
+
+    The whole file is parsed first (compressed pixel data stays encoded until decoded): reading from the
+    path frame by frame does not inflate a deflated file and trips over some encapsulated ones.
+    """
+    dataset = pydicom.dcmread(path)
+    if "Rows" not in dataset or "Columns" not in dataset:
         raise ImageReadError("corrupt or unreadable image: DICOM file has no image (Rows/Columns missing)")
-    rows, cols = int(header.Rows), int(header.Columns)
-    frames = int(header.get("NumberOfFrames", 1) or 1)
+    rows, cols = int(dataset.Rows), int(dataset.Columns)
+    frames = int(dataset.get("NumberOfFrames", 1) or 1)
     _check_size(rows * cols * frames, max_pixels, f"{cols}x{rows}" + (f"x{frames} frames" if frames > 1 else ""))
-    # Decode only the first frame straight from the file; a mammogram has one.
-    raw = pydicom.pixels.pixel_array(path, index=0 if frames > 1 else None)
+    _check_decoder(dataset)
+    # Decode only the first frame; a mammogram has one.
+    raw = pydicom.pixels.pixel_array(dataset, index=0 if frames > 1 else None)
     if raw.shape[:2] != (rows, cols):
         raise ImageReadError(f"corrupt or unreadable image: pixel data is {raw.shape}, header says {rows}x{cols}")
-    return raw, header
+    return raw, dataset
+
+
+def _check_decoder(dataset: pydicom.Dataset) -> None:
+    """UnsupportedTransferSyntaxError unless an installed decoder handles the file's transfer syntax (a
+    file without one is left to pydicom, whose own error then says so)."""
+    uid = dataset.get("file_meta", pydicom.Dataset()).get("TransferSyntaxUID")
+    if not uid or "PixelData" not in dataset:
+        return
+    uid = pydicom.uid.UID(str(uid))
+    named = f"{uid.name} ({uid})" if uid.name != str(uid) else str(uid)
+    try:
+        decoder = pydicom.pixels.get_decoder(uid)
+    except NotImplementedError:
+        raise UnsupportedTransferSyntaxError(
+            f"unsupported DICOM transfer syntax {named}: neither pydicom nor an installed plugin decodes it; "
+            "convert the file to an uncompressed transfer syntax first (e.g. gdcmconv --raw in.dcm out.dcm)"
+        ) from None
+    if not decoder.is_available:
+        packages = _PLUGIN_PACKAGES.get(uid)
+        remedy = (
+            f"pip install {packages} (pinned in requirements.txt)"
+            if packages
+            else "; ".join(decoder.missing_dependencies)
+        )
+        raise UnsupportedTransferSyntaxError(
+            f"DICOM transfer syntax {named} needs a decoder that is not installed here: {remedy}"
+        )
 
 
 def _dicom_gray(raw: np.ndarray, header: pydicom.Dataset) -> tuple[np.ndarray, tuple[float, float]]:
     """Map stored values onto uint16 (uint8 for <= 8 bits stored), bright = dense."""
+    if header.get("ModalityLUTSequence"):
+        return _dicom_lut_gray(raw, header)
     bits = int(header.get("BitsStored", raw.dtype.itemsize * 8) or raw.dtype.itemsize * 8)
     signed = int(header.get("PixelRepresentation", 0) or 0) == 1
     stored_lo, stored_hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
@@ -367,6 +421,23 @@ def _dicom_gray(raw: np.ndarray, header: pydicom.Dataset) -> tuple[np.ndarray, t
     ends = (stored_hi, stored_lo) if reverse else (stored_lo, stored_hi)
     value_range = (float(ends[0] * slope + intercept), float(ends[1] * slope + intercept))
     return pixels, value_range
+
+
+def _dicom_lut_gray(raw: np.ndarray, header: pydicom.Dataset) -> tuple[np.ndarray, tuple[float, float]]:
+    """Stored values through the first Modality LUT Sequence item (pydicom's ``apply_modality_lut``, which
+    clamps values outside the table to its ends), the table's output range mapped onto uint16 (uint8 for
+    8-bit entries), bright = dense."""
+    descriptor = [int(v) for v in header.ModalityLUTSequence[0].get("LUTDescriptor", [])]
+    if len(descriptor) != 3 or not 1 <= descriptor[2] <= 16:
+        raise ImageReadError(f"corrupt or unreadable image: bad Modality LUT Descriptor {descriptor}")
+    top = (1 << descriptor[2]) - 1
+    out_max = 255 if descriptor[2] <= 8 else 65535
+    values = np.clip(pydicom.pixels.apply_modality_lut(raw, header).astype(np.float64), 0, top)
+    reverse = str(header.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1"
+    if reverse:
+        values = top - values
+    pixels = np.rint(values * (out_max / top)).astype(np.uint8 if out_max == 255 else np.uint16)
+    return pixels, ((float(top), 0.0) if reverse else (0.0, float(top)))
 
 
 def _dicom_metadata(header: pydicom.Dataset) -> dict[str, Any]:
