@@ -5,16 +5,26 @@ The one blindness rule, for survey answers and fracture labels alike: while a da
 default) an expert sees only their own labels; admins and researchers (who read and export, never label)
 see everyone's, and so does everybody once an admin opens the dataset.
 
-The truth rule: the ground truth of an image (its class label, findings and metadata such as the report
-or the known fracture descriptors) is hidden from experts wherever they label the image itself -- hip
-radiographs -- by every page, filter, API and export; admins and researchers always see it. Mammogram
-experts label units, not images, and see the images' labels and findings as the survey's context.
+The truth rule, one per dataset: the ground truth of an image -- its class label, its findings (outlines,
+masks, pathology, lesion type, concepts, descriptions), its metadata (a report, the known fracture
+descriptors) and every count or summary of those (label and finding counts, patch labels) -- is hidden from
+an expert on a dataset that is blind (``annotation_blind``, the default), and always on a hip-fracture
+dataset, whose images the experts label themselves; by every page, filter, API, export, deep-zoom outline
+and error message. Once an admin opens a mammogram dataset its experts see the truth (the survey's context
+outlines and labels); admins and researchers always see it. ``user_sees_truth`` asks it of one dataset,
+``truth_hidden_q`` is the same rule as a queryset filter; nothing else decides it.
+
+Not truth, so visible to everyone who sees the page: the pixels (the unit's top patches, the context image,
+thumbnails without their outlines), and what a model says -- its decisions, maps and evaluation on a split,
+and mining's suggested concept for a unit (Network Dissection matches the unit's masks against the findings'
+concept masks, but the name it suggests is the model's output about a unit, not any image's truth).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Q
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from .models import Dataset
@@ -25,7 +35,7 @@ __all__ = [
     "RESEARCHER_GROUP",
     "CanAnnotate",
     "IsAdminRole",
-    "truth_hidden_kinds",
+    "truth_hidden_q",
     "user_can_annotate",
     "user_is_admin",
     "user_roles",
@@ -36,16 +46,27 @@ __all__ = [
 ADMIN_GROUP, EXPERT_GROUP, RESEARCHER_GROUP = "admin", "expert", "researcher"
 
 
+def _group_names(user: Any) -> frozenset[str]:
+    """The user's group names, read once per user object and kept on it (as Django's ModelBackend keeps
+    permissions): a page asks several role questions about the request's user, one query answers them all.
+    A user object whose groups change afterwards must be fetched again to see the change."""
+    names = getattr(user, "_group_names_cache", None)
+    if names is None:
+        names = frozenset(user.groups.values_list("name", flat=True))
+        user._group_names_cache = names
+    return names
+
+
 def user_is_admin(user: Any) -> bool:
     if not user or not user.is_authenticated:
         return False
-    return bool(user.is_superuser or user.is_staff or user.groups.filter(name=ADMIN_GROUP).exists())
+    return bool(user.is_superuser or user.is_staff or ADMIN_GROUP in _group_names(user))
 
 
 def user_roles(user: Any) -> list[str]:
-    roles = list(user.groups.values_list("name", flat=True)) if user.is_authenticated else []
-    if user_is_admin(user) and ADMIN_GROUP not in roles:
-        roles.append(ADMIN_GROUP)
+    roles = set(_group_names(user)) if user.is_authenticated else set()
+    if user_is_admin(user):
+        roles.add(ADMIN_GROUP)
     return sorted(roles)
 
 
@@ -53,26 +74,42 @@ def user_can_annotate(user: Any) -> bool:
     """Experts and admins answer surveys and label images; researchers only read and export."""
     if not user or not user.is_authenticated:
         return False
-    return user_is_admin(user) or user.groups.filter(name=EXPERT_GROUP).exists()
+    return user_is_admin(user) or EXPERT_GROUP in _group_names(user)
+
+
+def _is_researcher(user: Any) -> bool:
+    return bool(user.is_authenticated and RESEARCHER_GROUP in _group_names(user))
 
 
 def user_sees_others_labels(user: Any, dataset: Dataset) -> bool:
     """Whether ``user`` sees other experts' answers, labels, history and agreement on ``dataset``."""
     if user_is_admin(user) or not dataset.annotation_blind:
         return True
-    return bool(user.is_authenticated and user.groups.filter(name=RESEARCHER_GROUP).exists())
+    return _is_researcher(user)
 
 
-def truth_hidden_kinds(user: Any) -> list[str]:
-    """The dataset kinds whose images' ground truth ``user`` must not see (the truth rule above)."""
-    if user_is_admin(user) or (user.is_authenticated and user.groups.filter(name=RESEARCHER_GROUP).exists()):
-        return []
-    return [Dataset.Kind.HIP_FRACTURE]
+# Kinds whose images the experts label themselves: their truth stays hidden from experts, blind or not.
+TRUTH_ALWAYS_HIDDEN_KINDS = (Dataset.Kind.HIP_FRACTURE,)
+
+
+def _sees_all_truth(user: Any) -> bool:
+    return user_is_admin(user) or _is_researcher(user)
 
 
 def user_sees_truth(user: Any, dataset: Dataset) -> bool:
-    """Whether ``user`` may see the ground truth of ``dataset``'s images."""
-    return dataset.kind not in truth_hidden_kinds(user)
+    """Whether ``user`` may see the ground truth of ``dataset``'s images (the truth rule above)."""
+    if _sees_all_truth(user):
+        return True
+    return not (dataset.annotation_blind or dataset.kind in TRUTH_ALWAYS_HIDDEN_KINDS)
+
+
+def truth_hidden_q(user: Any, *, dataset: str = "dataset") -> Q:
+    """The truth rule as a filter: the rows whose dataset (reached by the lookup ``dataset``, e.g.
+    ``"image__dataset"``) hides its images' truth from ``user``; matches no row for admins and researchers.
+    ``exclude`` it to keep what ``user`` may see the truth of. Agrees with ``user_sees_truth``."""
+    if _sees_all_truth(user):
+        return Q(pk__in=[])
+    return Q(**{f"{dataset}__annotation_blind": True}) | Q(**{f"{dataset}__kind__in": TRUTH_ALWAYS_HIDDEN_KINDS})
 
 
 class IsAdminRole(BasePermission):

@@ -220,10 +220,11 @@ def unit_survey(*, unit: Unit, user: Any, top: int = 64) -> dict[str, Any]:
         )
         .order_by("rank")[:top]
     )
-    answers = list(_unit_answers(unit))
-    mine = next((a for a in answers if a.expert_id == user.pk), None)
     sees_all = user_sees_others_labels(user, trained.dataset)
-    others = [a for a in answers if a.expert_id != user.pk] if sees_all else []
+    # A blind expert's page reads only their own answer, not every expert's (50 rows on a well-answered unit).
+    answers = list(unit_annotations_visible(unit=unit, user=user))
+    mine = next((a for a in answers if a.expert_id == user.pk), None)
+    others = [a for a in answers if a.expert_id != user.pk]
     consensus = UnitConsensus.objects.filter(unit=unit).select_related("concept", "set_by").first()
     return {
         "unit": unit,
