@@ -290,11 +290,18 @@ def serve(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    for _ in range(120):
+    wait_healthy(server, base)
+    return server, base
+
+
+def wait_healthy(server: subprocess.Popen[bytes], base: str, seconds: float = 60) -> None:
+    """Wait until the server at ``base`` answers /healthz; kill it and raise if it exits or takes too long."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and server.poll() is None:
         try:
             with urllib.request.urlopen(f"{base}/healthz", timeout=2) as answer:
                 if answer.status == 200:
-                    return server, base
+                    return
         except OSError:
             time.sleep(0.5)
     server.kill()
