@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from .. import selectors
 from ..models import Dataset, Image, Job
-from ..permissions import IsAdminRole, truth_hidden_kinds
+from ..permissions import IsAdminRole, truth_hidden_q
 from ..serializers.core import DatasetSerializer, ImageSerializer, JobCreateSerializer, JobSerializer
 from ..services.job_state import job_cancel
 from ..services.jobs import job_create
@@ -47,14 +47,10 @@ class DatasetDetailApi(generics.RetrieveAPIView):
     ]
 )
 class _ImagesApi(generics.GenericAPIView):
-    """Images with their ground truth only for users the truth rule lets see it."""
+    """Images with their ground truth only where the truth rule lets the user see it (the serializer asks it
+    of each image's dataset)."""
 
     serializer_class = ImageSerializer
-
-    def get_serializer_context(self) -> dict[str, Any]:
-        context = super().get_serializer_context()
-        context["truth_hidden_kinds"] = truth_hidden_kinds(self.request.user)
-        return context
 
 
 class ImageListApi(_ImagesApi, generics.ListAPIView):
@@ -67,7 +63,7 @@ class ImageListApi(_ImagesApi, generics.ListAPIView):
             dataset = generics.get_object_or_404(Dataset, pk=params["dataset"])
         images = selectors.image_list(dataset=dataset, split=params.get("split"), label=params.get("label"))
         if params.get("label"):  # filtering by label would tell the label: only where the truth is visible
-            images = images.exclude(dataset__kind__in=truth_hidden_kinds(self.request.user))
+            images = images.exclude(truth_hidden_q(self.request.user))
         return images
 
 
@@ -94,7 +90,7 @@ class JobCreateApi(APIView):
     @extend_schema(request=JobCreateSerializer, responses={201: JobSerializer})
     def post(self, request: Request) -> Response:
         job = job_create(created_by=request.user, **validated_input(JobCreateSerializer, request.data))
-        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
+        return Response(JobSerializer(job, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 
 class JobDetailApi(generics.RetrieveAPIView):
@@ -113,4 +109,4 @@ class JobCancelApi(APIView):
     )
     def post(self, request: Request, pk: int) -> Response:
         job = generics.get_object_or_404(Job, pk=pk)
-        return Response(JobSerializer(job_cancel(job=job)).data)
+        return Response(JobSerializer(job_cancel(job=job), context={"request": request}).data)

@@ -78,9 +78,10 @@ def patch_counts(*, dataset: Dataset) -> dict[str, dict[str, int]]:
 
 
 def dataset_summary(*, dataset: Dataset, user: Any) -> dict[str, Any]:
-    """Images per split and label, findings per pathology, for the dataset page and API. The label and
-    finding counts are the images' truth: empty for a user the truth rule hides it from (in a small
-    dataset or split they would tell each image's label)."""
+    """Images per split and label, findings per pathology, patches per split and label, for the dataset page
+    and API. The label, finding and per-label patch counts are the images' truth (a patch's label is its
+    finding's pathology): for a user the truth rule hides it from, labels and findings are empty and patches
+    counted per split only, under "all" (in a small dataset or split they would tell each image's label)."""
     sees_truth = user_sees_truth(user, dataset)
     per_split = dataset.images.values("split").annotate(n=Count("id"), patients=Count("patient_id", distinct=True))
     per_label = dataset.images.values("label").annotate(n=Count("id"))
@@ -91,13 +92,16 @@ def dataset_summary(*, dataset: Dataset, user: Any) -> dict[str, Any]:
     )
     splits = {row["split"]: {"images": row["n"], "patients": row["patients"]} for row in per_split}
     patches = patch_counts(dataset=dataset)
+    if not sees_truth:
+        patches = {split: {"all": sum(counts.values())} for split, counts in patches.items()}
     split_rows = [
         {
             "key": key,
             "label": text,
             "images": splits.get(key, {}).get("images", 0),
             "patients": splits.get(key, {}).get("patients", 0),
-            "patches": [patches.get(key, {}).get(name, 0) for name in dataset.classes],
+            "patches": [patches.get(key, {}).get(name, 0) for name in dataset.classes] if sees_truth else [],
+            "patch_total": sum(patches.get(key, {}).values()),
         }
         for key, text in Image.Split.choices
     ]

@@ -10,6 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..models import Concept, Dataset, Finding, Image, Job
+from ..permissions import user_sees_truth
 
 __all__ = [
     "DatasetSerializer",
@@ -49,12 +50,13 @@ class FindingSerializer(serializers.ModelSerializer):
         fields = ["id", "pathology", "lesion_type", "concepts", "description", "area", "bbox", "mask_url"]
 
 
-HIDDEN_TRUTH = "for a user who may not see the ground truth (experts labelling hip radiographs blind)"
+HIDDEN_TRUTH = "for a user who may not see the ground truth (experts, on a blind dataset and on hip radiographs)"
 
 
 class ImageSerializer(serializers.ModelSerializer):
     """An image; its ground truth (label, metadata, findings) comes back empty for a user who may not see
-    it (permissions' truth rule; the view passes ``truth_hidden_kinds`` in the context, hidden if absent)."""
+    it on the image's dataset (permissions' truth rule, asked of the context's request user; hidden when the
+    context has no request)."""
 
     findings = FindingSerializer(many=True, read_only=True, help_text=f"[] {HIDDEN_TRUTH}")
     file_url = MediaUrlField("file")
@@ -89,7 +91,8 @@ class ImageSerializer(serializers.ModelSerializer):
 
     def to_representation(self, instance: Image) -> dict[str, Any]:
         data: dict[str, Any] = super().to_representation(instance)
-        if instance.dataset.kind in self.context.get("truth_hidden_kinds", [Dataset.Kind.HIP_FRACTURE]):
+        request = self.context.get("request")
+        if request is None or not user_sees_truth(request.user, instance.dataset):
             data.update(label="", metadata={}, findings=[])
         return data
 
@@ -142,6 +145,19 @@ class JobSerializer(serializers.ModelSerializer):
             "heartbeat_at",
         ]
         read_only_fields = fields
+
+    def to_representation(self, instance: Job) -> dict[str, Any]:
+        """A patch extraction's patches per split and label are its dataset's truth (a patch's label is its
+        finding's pathology): per split only, under "all", for a user who may not see it (hidden when the
+        context has no request), as on the dataset page."""
+        data: dict[str, Any] = super().to_representation(instance)
+        result = data.get("result")
+        if isinstance(result, dict) and isinstance(result.get("by_split"), dict) and instance.dataset is not None:
+            request = self.context.get("request")
+            if request is None or not user_sees_truth(request.user, instance.dataset):
+                by_split = {split: {"all": sum(counts.values())} for split, counts in result["by_split"].items()}
+                data["result"] = {**result, "by_split": by_split}
+        return data
 
 
 class JobCreateSerializer(serializers.Serializer):

@@ -15,7 +15,7 @@ from ..api.inputs import EXPORT_FORMATS
 from ..errors import ApplicationError
 from ..forms import UploadForm
 from ..models import Explanation, FractureDescriptor, Image, TrainedModel
-from ..permissions import truth_hidden_kinds, user_sees_others_labels, user_sees_truth
+from ..permissions import user_sees_others_labels, user_sees_truth
 from ..selectors import explanations as selectors
 from ..selectors import trained_model_get, trained_model_list
 from ..services.captioning import image_sentence
@@ -122,16 +122,17 @@ def explain_upload(request: HttpRequest) -> HttpResponse:
     return render(request, "annotator/explain_upload.html", {"form": form, "uploads": uploads}, status=status)
 
 
-def _export_allowed(request: HttpRequest) -> bool:
-    # Exports and reports carry every image's truth and the experts' names: admins and researchers only,
-    # who are exactly the users the truth rule hides nothing from.
-    return not truth_hidden_kinds(request.user)
+def explanations_exportable(user: Any, trained: TrainedModel) -> bool:
+    """Whether ``user`` may export or print ``trained``'s explanations: they carry every image's truth and the
+    units' names as all the experts gave them, so only where both rules show ``user`` both on the model's
+    dataset (admins and researchers always; experts never on hip radiographs, on mammograms once opened)."""
+    return user_sees_truth(user, trained.dataset) and user_sees_others_labels(user, trained.dataset)
 
 
 def explanation_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse | StreamingHttpResponse:
     trained = trained_model_get(pk=pk)
-    if not _export_allowed(request):
-        return HttpResponseForbidden("Only admins and researchers can export explanations.")
+    if not explanations_exportable(request.user, trained):
+        return HttpResponseForbidden("Only admins and researchers can export explanations of a blind dataset.")
     if fmt not in EXPORT_FORMATS:
         return HttpResponse("the format must be csv or json", status=400, content_type="text/plain")
     rows = selectors.explanations_of(
@@ -150,8 +151,8 @@ def explanation_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse 
 def explanation_report(request: HttpRequest, pk: int) -> HttpResponse:
     """The printable report: one explained image per page (print stylesheet)."""
     trained = trained_model_get(pk=pk)
-    if not _export_allowed(request):
-        return HttpResponseForbidden("Only admins and researchers can print explanation reports.")
+    if not explanations_exportable(request.user, trained):
+        return HttpResponseForbidden("Only admins and researchers can print explanation reports of a blind dataset.")
     split = request.GET.get("split", Image.Split.HOLDOUT)
     method = request.GET.get("method", Explanation.Method.CAM)
     rows = list(selectors.explanations_of(trained=trained, split=split, method=method)[:REPORT_LIMIT])

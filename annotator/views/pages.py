@@ -12,9 +12,10 @@ from .. import selectors
 from ..errors import ApplicationError
 from ..forms import JobStartForm
 from ..models import Dataset, Image, Job
-from ..permissions import truth_hidden_kinds, user_is_admin, user_sees_truth
+from ..permissions import user_is_admin, user_sees_truth
 from ..services.job_state import job_cancel
 from ..services.jobs import job_create
+from .explanations import explanations_exportable
 from .redirects import next_page
 
 IMAGES_PER_PAGE = 48
@@ -64,7 +65,8 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "model": trained,
             "report": selectors.model_report(trained=trained),
             "is_admin": user_is_admin(request.user),
-            "can_export": not truth_hidden_kinds(request.user),  # explanation exports carry the truth
+            "can_export": explanations_exportable(request.user, trained),  # exports carry the truth
+            "sees_truth": user_sees_truth(request.user, trained.dataset),  # the sentence examples' truth
         },
     )
 

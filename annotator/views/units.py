@@ -64,7 +64,7 @@ def unit_survey(request: HttpRequest, pk: int) -> HttpResponse:
     unit = unit_selectors.unit_get(pk=pk)
     survey = unit_selectors.unit_survey(unit=unit, user=request.user)
     sees_truth = user_sees_truth(request.user, unit.model.dataset)
-    for top in survey["activations"]:  # the context image is the image's deep zoom pyramid
+    for top in survey["activations"]:  # the context image is the image's deep zoom pyramid, outlined if allowed
         top.zoom = deepzoom_urls(top.image, outlines=sees_truth)
     mine = survey["mine"]
     boot = {
@@ -92,6 +92,7 @@ def unit_survey(request: HttpRequest, pk: int) -> HttpResponse:
             "classes": list(unit.model.classes),
             "can_annotate": boot["canAnnotate"],
             "is_admin": boot["isAdmin"],
+            "sees_truth": sees_truth,  # the context images' labels and the patches' (finding) labels
         },
     )
 

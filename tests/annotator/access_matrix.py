@@ -11,7 +11,8 @@ template over the world's ids (``{unit}``, ``{hip}``, ...) and the outcome for a
 and admin, in that order. An outcome is a status code, or ``login`` (a redirect to the sign-in page).
 ``body`` is sent as JSON to the API and as a form to pages; a value ``"{png}"`` is a freshly uploaded PNG file.
 
-The world (see there): every dataset is blind, so the expert column is a blind expert's. ``unit`` was answered
+The world (see there): every dataset is blind, so the expert column is a blind expert's, who sees neither
+the hip images' truth nor the mammograms' (``overlay`` / ``mask``: the mammogram's finding outlines and mask). ``unit`` was answered
 by another expert only, ``unit2`` by the expert too; ``hip`` was labelled by another expert only, ``hip2`` by
 the expert too; ``label_other`` / ``label_mine`` are those fracture labels; the upload is the expert's.
 """
@@ -65,7 +66,11 @@ MATRIX: dict[tuple[str, str], tuple[Probe, ...]] = {
     ("jobs/<int:pk>/cancel/", "GET"): (P("/jobs/{job}/cancel/", POST_ONLY_PAGE),),
     ("jobs/<int:pk>/cancel/", "POST"): (P("/jobs/{job}/cancel/", ADMINS_ONLY_PAGE),),
     ("models/<int:pk>/", "GET"): (P("/models/{model}/", EVERY_ROLE_READS_PAGE),),
-    ("media/<path:path>", "GET"): (P("/media/{media}", EVERY_ROLE_READS_PAGE),),
+    ("media/<path:path>", "GET"): (
+        P("/media/{media}", EVERY_ROLE_READS_PAGE),
+        P("/media/{overlay}", "login 200 404 200"),  # the mammogram's finding outlines: truth, blind
+        P("/media/{mask}", "login 200 404 200"),  # its finding's mask
+    ),
     # -- unit pages ---------------------------------------------------------------------------------------
     ("models/<int:pk>/units/", "GET"): (P("/models/{model}/units/", EVERY_ROLE_READS_PAGE),),
     ("models/<int:pk>/units/next/", "GET"): (P("/models/{model}/units/next/", "login 302 302 302"),),
@@ -96,7 +101,7 @@ MATRIX: dict[tuple[str, str], tuple[Probe, ...]] = {
         P(f"/images/{{image}}/{TILE}", EVERY_ROLE_READS_PAGE),
     ),
     ("images/<int:pk>/outlines.png", "GET"): (
-        P("/images/{image}/outlines.png", EVERY_ROLE_READS_PAGE),
+        P("/images/{image}/outlines.png", "login 200 404 200"),  # the truth of a blind dataset
         P("/images/{hip}/outlines.png", "login 200 404 200"),  # the truth of what the expert labels
     ),
     ("explain/<int:pk>/deepzoom.dzi", "GET"): (P("/explain/{upload}/deepzoom.dzi", OWNER_AND_ADMINS_PAGE),),

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from django.urls import reverse
 
-from annotator.models import Concept, Explanation, Job, TrainedModel, Unit, UnitConsensus, UploadedImage
+from annotator.models import Concept, Dataset, Explanation, Job, TrainedModel, Unit, UnitConsensus, UploadedImage
 from annotator.selectors.explanations import unit_names
 from annotator.services.explanations import explanation_get
 from annotator.services.job_runs import job_run
@@ -305,3 +305,8 @@ def test_exports_and_report_are_for_admins_and_researchers(explained, expert_use
     assert client_for(researcher_user).get(reverse("explanation-export", args=[trained.pk, "xml"])).status_code == 400
     report = client_for(researcher_user).get(report_url)
     assert report.status_code == 200 and report.content.decode().count('class="report-page"') == 3
+    # They carry the truth and every expert's names: an expert exports once an admin opens the dataset, when
+    # both rules show them both.
+    Dataset.objects.filter(pk=trained.dataset_id).update(annotation_blind=False)
+    assert client_for(expert_user).get(csv_url).status_code == 200
+    assert client_for(expert_user).get(report_url).status_code == 200

@@ -164,3 +164,63 @@ def test_media_never_serves_a_file_outside_the_media_root(client, expert_user, m
         response = client.get(path)
         assert response.status_code == 404, path
         assert b"patient list" not in b"".join(getattr(response, "streaming_content", [response.content]))
+
+
+def _outlined_mammogram():
+    """A mammogram (its dataset blind, the default) with a finding: outlines on disk and a mask."""
+    import numpy as np
+
+    from annotator.files import write_png_atomic
+    from tests.factories import FindingFactory
+
+    image = ImageFactory(dataset=DatasetFactory(name="Blind cohort"), label="malignant")
+    image.overlay = write_png_atomic("overlays/outlines-p1.png", np.zeros((image.height, image.width, 4), np.uint8))
+    image.save()
+    return image, FindingFactory(image=image)
+
+
+def test_a_blind_expert_sees_mammograms_without_labels_or_outlines_until_an_admin_opens_them(
+    client, expert_user, researcher_user
+):
+    image, finding = _outlined_mammogram()
+    page_url, overlay = f"/datasets/{image.dataset.pk}/", f"/media/{image.overlay.name}"
+    client.force_login(researcher_user)  # researchers always see the truth
+    page = client.get(page_url).content.decode()
+    assert overlay in page and 'class="badge label-malignant"' in page and "toggle-outlines" in page
+    assert client.get(overlay).status_code == 200 and client.get(f"/media/{finding.mask.name}").status_code == 200
+    client.force_login(expert_user)
+    page = client.get(page_url).content.decode()
+    assert image.patient_id in page  # the thumbnail itself is no truth
+    assert overlay not in page and 'class="badge label-malignant"' not in page and "toggle-outlines" not in page
+    assert "hidden from experts while the dataset is blind" in page
+    # The files are no key: their names, however spelled, are refused as if they did not exist.
+    for name in (image.overlay.name, image.overlay.name.replace("/", "/./"), finding.mask.name):
+        assert client.get(f"/media/{name}").status_code == 404, name
+    assert client.get(f"/media/{image.file.name}").status_code == 200  # the pixels are no truth
+    image.dataset.annotation_blind = False
+    image.dataset.save()
+    page = client.get(page_url).content.decode()
+    assert overlay in page and 'class="badge label-malignant"' in page
+    assert client.get(overlay).status_code == 200 and client.get(f"/media/{finding.mask.name}").status_code == 200
+
+
+def test_the_model_page_shows_the_sentence_examples_truth_only_to_who_sees_it(client, expert_user, admin_user):
+    from annotator.models import Dataset, SentenceModel
+    from tests.factories import JobFactory, TrainedModelFactory
+
+    hips = DatasetFactory(kind=Dataset.Kind.HIP_FRACTURE, classes=["no_fracture", "fracture"], annotation_blind=False)
+    hip = ImageFactory(dataset=hips, split="test")
+    trained = TrainedModelFactory(dataset=hips, patch_params={"whole_image": True})
+    example = {"image": hip.pk, "generated": "zz generated sentence", "truth": "zz truth sentence"}
+    SentenceModel.objects.create(
+        job=JobFactory(kind=Job.Kind.CAPTION, dataset=hips),
+        classifier=trained,
+        dataset=hips,
+        checkpoint="checkpoints/none.pt",
+        metrics={"examples": [example]},
+    )
+    client.force_login(admin_user)
+    assert "zz truth sentence" in client.get(f"/models/{trained.pk}/").content.decode()
+    client.force_login(expert_user)  # hip truth stays hidden from experts, open dataset or not
+    page = client.get(f"/models/{trained.pk}/").content.decode()
+    assert "zz generated sentence" in page and "zz truth sentence" not in page

@@ -6,8 +6,9 @@ The table cannot fall behind the code: the routes come from the URL conf and the
 the API serves, and a route or operation without a row fails, as does a row for a route that is gone. The
 blindness scan is generated from the same table: every response a blind expert gets, whatever the route,
 the method and the status (a 409's message included), is searched for markers planted in another expert's
-answers, labels and name and in the truth of the hip images; each marker is first shown to reach an admin,
-so its absence for the expert means something.
+answers, labels and name and in the truth of the hip images and of the (blind) mammograms; each marker is
+first shown to reach an admin, so its absence for the expert means something. Once an admin opens the
+mammogram dataset the same expert reads every mammogram marker, and still no hip truth.
 """
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pytest
 from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 
-from annotator.files import media_path
-from annotator.models import Dataset, Explanation, Unit
+from annotator.files import media_path, write_png_atomic
+from annotator.models import Concept, Dataset, Explanation, Finding, Image, Unit
+from annotator.permissions import truth_hidden_q, user_sees_truth
 from annotator.services.annotations import unit_annotation_save, unit_consensus_save
 from annotator.services.fractures import fracture_descriptor_save
 from annotator.services.uploads import upload_create
@@ -47,9 +50,8 @@ USERS = {"anonymous": None, "researcher": "researcher_user", "expert": "expert_u
 API_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 SCHEMA_ROUTES = ("api/schema/", "api/docs/")  # the API routes its schema leaves out: the schema and its page
 
-# What a blind expert must never read: another expert's name and answers, and the truth of the hip images they
-# label. The mammograms' labels and findings are no markers: experts see them as the survey's context
-# (permissions' truth rule).
+# What a blind expert must never read: another expert's name and answers, the truth of the hip images they
+# label, and the truth of the mammograms while their dataset is blind (permissions' truth rule).
 OTHER_EXPERT = "zz-other-expert-7q"
 OTHER_ANSWER = "zz-other-answer-desc-3k"  # the other expert's description of a unit: its majority name too
 OTHER_NOTES = "zz-other-notes-8w"
@@ -62,17 +64,43 @@ OTHER_LABEL_SENTENCE = (  # the other expert's hip labels, as their sentence
     "There is a severely displaced, comminuted, impacted fracture of the subtrochanteric region of the femur "
     "with an avulsed fragment."
 )
-MARKERS = (
-    OTHER_EXPERT,
-    OTHER_ANSWER,
-    OTHER_NOTES,
-    TRUTH_LABEL,
-    TRUTH_REPORT,
-    TRUTH_DISPLACEMENT,
-    TRUTH_LOCATION,
-    TRUTH_FINDING,
-    OTHER_LABEL_SENTENCE,
+# The mammograms' truth. Class names are in every class list, so an image's label is planted as a value of
+# its own; a finding's pathology and concept are words every page has (the lexicon, the legend), so their
+# markers are the shapes only a finding gives them: the API's finding object and the image page's list.
+MAMMO_LABEL = "zz-mammo-label-4r"
+MAMMO_REPORT = "zz-mammo-report-1x"  # the image's metadata
+MAMMO_FINDING = "zz-mammo-finding-desc-6t"
+MAMMO_LESION = "zz-mammo-lesion-2g"
+MAMMO_CONCEPT = "zz_mammo.concept_5u"  # in the lexicon for everyone; a finding naming it is the truth
+MAMMO_CONCEPT_TERM = "zz-mammo-term-3b"
+MAMMO_PATCH_LABEL = "zz-mammo-patch-label-9e"  # per-label patch counts in the patch job's result
+FINDING_PATHOLOGY = '"pathology":"malignant"'  # the mammogram's finding in the API (the hip one is benign)
+HIP_PATHOLOGY = '"pathology":"benign"'
+FINDING_CONCEPT_JSON = f'"concepts":["{MAMMO_CONCEPT}"]'
+FINDING_CONCEPT_PAGE = f"\u00b7 {MAMMO_CONCEPT_TERM}</li>"
+PATCH_LABEL = "\u00b7 patch label "  # the survey's caption of a top patch, its label (a finding's pathology)
+OTHERS = (OTHER_EXPERT, OTHER_ANSWER, OTHER_NOTES, OTHER_LABEL_SENTENCE)
+HIP_TRUTH = (TRUTH_LABEL, TRUTH_REPORT, TRUTH_DISPLACEMENT, TRUTH_LOCATION, TRUTH_FINDING, HIP_PATHOLOGY)
+MAMMO_TRUTH = (
+    MAMMO_LABEL,
+    MAMMO_REPORT,
+    MAMMO_FINDING,
+    MAMMO_LESION,
+    MAMMO_PATCH_LABEL,
+    FINDING_PATHOLOGY,
+    FINDING_CONCEPT_JSON,
+    FINDING_CONCEPT_PAGE,
+    PATCH_LABEL,
 )
+
+
+def markers(world: dict[str, Any], *groups: tuple[str, ...]) -> tuple[str, ...]:
+    """The markers of ``groups``; with MAMMO_TRUTH also the world's mammogram outline and mask names and
+    the image's deep-zoom outline URL, which only a user who sees the truth is given."""
+    found = tuple(marker for group in groups for marker in group)
+    if MAMMO_TRUTH in groups:
+        found += (world["overlay"], world["mask"], f"/images/{world['image']}/outlines.png")
+    return found
 
 
 # -- the routes and operations the code has ---------------------------------------------------------------
@@ -190,7 +218,20 @@ def world(admin_user, expert_user, researcher_user) -> dict[str, Any]:
     unit_annotation_save(unit=unit2, expert=expert_user, version=0, recognizable="unsure", notes="my own note")
     unit_consensus_save(unit=unit2, admin=admin_user, version=0, recognizable="unsure")
     image = mammo.images.order_by("pk").first()
-    FindingFactory(image=image, pathology="malignant")
+    outlines = np.zeros((image.height, image.width, 4), dtype=np.uint8)
+    outlines[5:20, 5:20] = (255, 0, 0, 255)
+    image.label, image.metadata = MAMMO_LABEL, {"report": MAMMO_REPORT}
+    image.overlay = write_png_atomic("overlays/zz-mammo-outlines-7k.png", outlines)
+    image.save()
+    concept = Concept.objects.create(
+        code=MAMMO_CONCEPT, category="zz", category_label="zz", term=MAMMO_CONCEPT_TERM, association="suspicious"
+    )
+    mask = np.zeros((image.height, image.width), dtype=bool)
+    mask[5:20, 5:20] = True
+    finding = FindingFactory(
+        image=image, pathology="malignant", description=MAMMO_FINDING, lesion_type=MAMMO_LESION, mask_array=mask
+    )
+    finding.concepts.add(concept)
     upload = upload_create(owner=expert_user, uploaded=_png_file(image.file.name))
     for target in ({"image": image}, {"upload": upload}):
         _explanation(trained, [unit, unit2], **target)
@@ -198,7 +239,7 @@ def world(admin_user, expert_user, researcher_user) -> dict[str, Any]:
     hips = DatasetFactory(kind=Dataset.Kind.HIP_FRACTURE, classes=["no_fracture", "fracture"])
     truth = {"fracture": True, "displacement": TRUTH_DISPLACEMENT, "location": TRUTH_LOCATION, "report": TRUTH_REPORT}
     hip, hip2 = (ImageFactory(dataset=hips, label=TRUTH_LABEL, metadata=truth, split="test") for _ in range(2))
-    FindingFactory(image=hip, pathology="malignant", description=TRUTH_FINDING)
+    FindingFactory(image=hip, pathology="benign", description=TRUTH_FINDING)
     severe = {
         "fracture": True,
         "displacement": "severely displaced",
@@ -218,8 +259,10 @@ def world(admin_user, expert_user, researcher_user) -> dict[str, Any]:
         "unit2": unit2.pk,
         "image": image.pk,
         "media": image.file.name,
+        "overlay": image.overlay.name,
+        "mask": finding.mask.name,
         "upload": upload.pk,
-        "job": JobFactory(dataset=mammo).pk,
+        "job": JobFactory(dataset=mammo, result={"patches": 3, "by_split": {"test": {MAMMO_PATCH_LABEL: 3}}}).pk,
         "hips": hips.pk,
         "hip": hip.pk,
         "hip2": hip2.pk,
@@ -358,18 +401,56 @@ def test_every_api_method_the_schema_does_not_document_is_refused(admin_user, sc
     assert not answered
 
 
-def test_a_blind_expert_never_reads_another_experts_answer_or_name_or_the_truth(expert_user, admin_user, world):
-    seen_by_admin = b"".join(answer.body for _, _, answer in every_answer(admin_user, world))
-    unreachable = [marker for marker in MARKERS if marker.encode() not in seen_by_admin]
-    assert not unreachable, f"markers no route shows even an admin (the scan would prove nothing): {unreachable}"
-    leaks, read = [], set()
-    for key, _, answer in every_answer(expert_user, world):
+def _reads(user: Any, world: dict[str, Any], watched: tuple[str, ...]) -> tuple[set[str], list[str], set[Any]]:
+    """(the markers of ``watched`` some answer to ``user`` carries, where each was, the rows read with 200)."""
+    seen, where, read = set(), [], set()
+    for key, _, answer in every_answer(user, world):
         if answer.status == 200:
             read.add(key)
-        found = [marker for marker in MARKERS if marker.encode() in answer.body]
+        found = [marker for marker in watched if marker.encode() in answer.body]
         if found:
-            leaks.append(f"{answer.method} {answer.url} ({answer.status}): {found}")
+            seen.update(found)
+            where.append(f"{answer.method} {answer.url} ({answer.status}): {found}")
+    return seen, where, read
+
+
+def test_a_blind_expert_never_reads_another_experts_answer_or_name_or_the_truth(expert_user, admin_user, world):
+    watched = markers(world, OTHERS, HIP_TRUTH, MAMMO_TRUTH)
+    seen_by_admin, _, _ = _reads(admin_user, world, watched)
+    unreachable = [marker for marker in watched if marker not in seen_by_admin]
+    assert not unreachable, f"markers no route shows even an admin (the scan would prove nothing): {unreachable}"
+    _, leaks, read = _reads(expert_user, world, watched)
     assert not leaks, "a blind expert reads what they must not:\n" + "\n".join(leaks)
     # The scan covered every route the table says the expert reads, not a hand-picked few.
     expert = ROLES.index("expert")
     assert read == {key for key, probes in MATRIX.items() if any(p.expect.split()[expert] == "200" for p in probes)}
+
+
+def test_once_the_mammograms_are_opened_the_expert_reads_their_truth_and_still_no_hip_truth(expert_user, world):
+    Dataset.objects.filter(pk=world["mammo"]).update(annotation_blind=False)
+    mammo_truth = markers(world, MAMMO_TRUTH)
+    seen, where, _ = _reads(expert_user, world, mammo_truth + HIP_TRUTH + (OTHER_LABEL_SENTENCE,))
+    assert not [marker for marker in mammo_truth if marker not in seen], "the opened mammograms' truth is hidden"
+    hidden = (*HIP_TRUTH, OTHER_LABEL_SENTENCE)  # the hip dataset is still blind, and hip truth always hidden
+    assert not seen & set(hidden), "\n".join(line for line in where if any(m in line for m in hidden))
+
+
+@pytest.mark.parametrize("kind", Dataset.Kind.values)
+@pytest.mark.parametrize("blind", [True, False])
+def test_the_truth_rule_of_one_dataset_and_its_queryset_filter_agree(
+    kind, blind, expert_user, researcher_user, admin_user
+):
+    image = ImageFactory(dataset=DatasetFactory(kind=kind, annotation_blind=blind))
+    finding = FindingFactory(image=image)
+    expert_sees = kind == Dataset.Kind.MAMMOGRAM and not blind  # hip truth: hidden from experts, open or not
+    for user, sees in (
+        (expert_user, expert_sees),
+        (UserFactory(), expert_sees),
+        (researcher_user, True),
+        (admin_user, True),
+    ):
+        assert user_sees_truth(user, image.dataset) == sees
+        images = Image.objects.filter(pk=image.pk)
+        assert images.exclude(truth_hidden_q(user)).exists() == sees != images.filter(truth_hidden_q(user)).exists()
+        findings = Finding.objects.filter(pk=finding.pk).exclude(truth_hidden_q(user, dataset="image__dataset"))
+        assert findings.exists() == sees
