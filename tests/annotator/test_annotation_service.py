@@ -127,6 +127,17 @@ def test_a_409_names_whoever_made_this_label_kind_s_version_not_another_kind_wit
     assert admin.username not in refused.value.message
 
 
+def test_a_409_names_whoever_made_this_row_s_version_not_another_row_of_the_same_kind(expert_user):
+    """Another expert's annotation of another unit, logged first with the same version: not this row's author."""
+    other = UserFactory(groups=["expert"], username="other-expert")
+    unit_annotation_save(unit=UnitFactory(), expert=other, version=0, recognizable="no")
+    unit = UnitFactory()
+    unit_annotation_save(unit=unit, expert=expert_user, version=0, recognizable="yes")
+    with pytest.raises(ApplicationError) as refused:
+        unit_annotation_save(unit=unit, expert=expert_user, version=0, recognizable="no")
+    assert "changed in another tab or window since you opened it" in refused.value.message
+
+
 def test_a_blind_expert_is_told_no_other_name_in_a_409(expert_user):
     """Should anyone else have made the current version, a blind expert learns neither the name nor more."""
     admin, other = UserFactory(groups=["admin"]), UserFactory(groups=["expert"], username="other-expert")

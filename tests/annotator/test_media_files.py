@@ -12,7 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annotator.files import media_path, write_bytes_atomic, write_png_atomic, write_tree_atomic
+from annotator.files import (
+    delete_quietly,
+    delete_tree_quietly,
+    media_path,
+    write_bytes_atomic,
+    write_png_atomic,
+    write_tree_atomic,
+)
 
 
 @pytest.fixture
@@ -61,3 +68,16 @@ def test_a_folder_written_whole_keeps_the_first_writer_and_leaves_no_staging(med
     with pytest.raises(OSError):
         write_tree_atomic("deepzoom/y", failing())
     assert sorted(p.name for p in media_path("deepzoom").iterdir()) == ["x"]  # no .tmp-* left behind
+
+
+def test_clean_up_removes_what_was_written_ignores_what_is_gone_and_never_the_media_root(media_root: Path) -> None:
+    kept = write_bytes_atomic("kept/a.bin", b"a")
+    write_tree_atomic("deepzoom/7", [("a.dzi", b"<Image/>"), ("a_files/0/0_0.png", b"png")])
+    written = write_bytes_atomic("rolled-back/b.bin", b"b")
+    delete_quietly([written, "rolled-back/never-written.bin", ""])
+    delete_tree_quietly("deepzoom/7")
+    delete_tree_quietly("deepzoom/never-written")  # a step that failed before writing its folder
+    for nothing in ("", "/"):  # an empty name must not mean the whole media root
+        delete_tree_quietly(nothing)
+    assert not media_path(written).exists() and not media_path("deepzoom/7").exists()
+    assert media_path(kept).read_bytes() == b"a"

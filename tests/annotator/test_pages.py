@@ -135,6 +135,7 @@ def test_model_page_names_the_split_of_each_figure(client, expert_user):
     ("next_url", "lands_on"),
     [
         ("/datasets/1/", "/datasets/1/"),  # a page of this site: followed
+        ("http://testserver/jobs/new/", "http://testserver/jobs/new/"),  # this host spelled out: followed too
         ("https://evil.example/", "/"),  # another host: never (open redirect)
         ("//evil.example/path", "/"),  # scheme-relative: another host too
         ("javascript:alert(1)", "/"),
@@ -149,7 +150,8 @@ def test_job_cancel_is_admin_only_and_follows_only_same_site_next(client, expert
     client.force_login(admin_user)
     response = client.post(f"/jobs/{job.pk}/cancel/", {"next": next_url})
     assert response.status_code == 302 and response["Location"] == lands_on
-    assert Job.objects.get(pk=job.pk).status == Job.Status.CANCELLED
+    job.refresh_from_db()
+    assert (job.status, job.message) == (Job.Status.CANCELLED, "Cancelled before it started")
 
 
 def test_media_never_serves_a_file_outside_the_media_root(client, expert_user, media_root):
