@@ -48,7 +48,7 @@ from ..models import Dataset, FractureDescriptor, Image, Job, SentenceModel, Tra
 from .compute import worker_device
 from .explanations import network_for
 from .image_data import image_input, image_split_load
-from .job_state import JobReporter
+from .job_state import JobReporter, job_finish_succeeded
 
 __all__ = ["CAPTION_DEFAULTS", "caption_params_validate", "image_sentence", "run_caption", "sentence_models_train"]
 
@@ -179,7 +179,7 @@ def sentence_models_train(*, job: Job, progress: ProgressFn, cancelled: CancelFn
     name = unique_name("checkpoints", f"job{job.pk}-captioner", ".pt")
     captioner_save(media_path(name), captioner, vocabulary, config=asdict(config), source=source)
     try:
-        with transaction.atomic():
+        with transaction.atomic():  # the generator and its job's success commit together (see training)
             SentenceModel.objects.filter(job=job).delete()
             model = SentenceModel.objects.create(
                 job=job,
@@ -193,10 +193,17 @@ def sentence_models_train(*, job: Job, progress: ProgressFn, cancelled: CancelFn
                 best_epoch=result.best_epoch,
                 metrics=metrics,
             )
+            summary = {
+                "sentence_model": model.pk,
+                "source": source,
+                "bleu": metrics["bleu"],
+                "content": metrics["content"],
+            }
+            job_finish_succeeded(job_id=job.pk, result=summary)
     except BaseException:
         delete_quietly([name])
         raise
-    return {"sentence_model": model.pk, "source": source, "bleu": metrics["bleu"], "content": metrics["content"]}
+    return summary
 
 
 def _evaluate(

@@ -87,6 +87,9 @@ def _shard(job_id: int, label: str, work: ShardWork) -> str:
     """
     job = Job.objects.filter(pk=job_id).first()
     if job is None or job.status != Job.Status.RUNNING:
+        # A shard left queued by a job that ended without it (its worker was killed and the stale sweep
+        # failed the job): the files the job's finished shards wrote go, as no merge will read them.
+        units_mine_discard(job_id=job_id)
         raise RuntimeError(f"job {job_id} is not running; {label} skipped")
     reporter = _ShardReporter(job_id, label)
     try:

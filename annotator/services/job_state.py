@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import Error, connection, transaction
 from django.utils import timezone
 
 from ..errors import ApplicationError
@@ -130,8 +130,9 @@ class _Heartbeat:
             while not self._stop.wait(self.interval):
                 try:
                     Job.objects.filter(pk=self.job_id, status=Job.Status.RUNNING).update(heartbeat_at=timezone.now())
-                except DatabaseError as exc:  # e.g. SQLite busy: try again next beat, never kill the job
+                except Error as exc:  # SQLite busy, a restarted server: try again next beat, never kill the job
                     logger.warning("heartbeat for job %s skipped: %s", self.job_id, exc)
+                    connection.close()  # a connection the server dropped (restart) is never usable again
         finally:
             connection.close()  # this thread's own connection
 
@@ -152,8 +153,24 @@ def job_claim(*, job_id: int) -> Job | None:
     return job
 
 
+FINISH_RETRY_SECONDS = 60  # how long a job's end waits for a database that dropped its connection
+
+
 def _finish(job_id: int, **fields: Any) -> None:
-    Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(finished_at=timezone.now(), **fields)
+    """End a running job. A database that dropped the connection (restarted mid-job, and often the cause of
+    the failure being recorded) is reconnected to until it answers, so the job ends with its own outcome
+    instead of going stale and being reported as a lost worker."""
+    deadline = time.monotonic() + FINISH_RETRY_SECONDS
+    while True:
+        try:
+            Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(finished_at=timezone.now(), **fields)
+            return
+        except Error as exc:  # OperationalError, or InterfaceError on a connection the server closed
+            if connection.in_atomic_block or time.monotonic() > deadline:
+                raise
+            logger.warning("ending job %s: %s; reconnecting", job_id, exc)
+            connection.close()
+            time.sleep(1)
 
 
 @dataclass(frozen=True)
@@ -165,6 +182,8 @@ class Sharded:
 
 
 def job_finish_succeeded(*, job_id: int, result: dict[str, Any]) -> str:
+    """A runner may call it inside the transaction that stores its results, so both commit together; the
+    call `job_run` makes after the runner returned then changes nothing (the job is no longer running)."""
     _finish(job_id, status=Job.Status.SUCCEEDED, progress=1.0, result=result, message="Done")
     return Job.Status.SUCCEEDED
 

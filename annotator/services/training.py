@@ -27,7 +27,7 @@ from ..files import delete_quietly, media_path, unique_name
 from ..models import Dataset, Image, Job, TrainedModel
 from .compute import worker_device
 from .image_data import ImageSplit, image_split_load
-from .job_state import JobReporter
+from .job_state import JobReporter, job_finish_succeeded
 from .patch_data import PatchSplit, patch_split_load
 
 __all__ = ["run_train", "train_config_from", "train_params_validate", "trained_model_train"]
@@ -179,29 +179,34 @@ def trained_model_train(*, job: Job, progress: ProgressFn, cancelled: CancelFn) 
         config=asdict(config),
     )
     try:
-        trained = _store(
-            job,
-            network.architecture,
-            network.initialisation,
-            classes,
-            checkpoint_name,
-            patch_params,
-            asdict(config),
-            result,
-            metrics,
-        )
+        # The model and its job's success commit together: a worker killed in between would leave a model of
+        # a failed job, and its re-run a second one.
+        with transaction.atomic():
+            trained = _store(
+                job,
+                network.architecture,
+                network.initialisation,
+                classes,
+                checkpoint_name,
+                patch_params,
+                asdict(config),
+                result,
+                metrics,
+            )
+            summary = {
+                "trained_model": trained.pk,
+                "initialisation": network.initialisation,
+                "best_epoch": result.best_epoch,
+                "best_val_auc": result.best_val_auc,
+                "test_auc": {name: metrics["per_class"][name]["auc"] for name in classes},
+                "patches": {name: part["patches"] for name, part in metrics["splits"]["sizes"].items()},
+                "patients": {name: part["patients"] for name, part in metrics["splits"]["sizes"].items()},
+            }
+            job_finish_succeeded(job_id=job.pk, result=summary)
     except BaseException:
         delete_quietly([checkpoint_name])
         raise
-    return {
-        "trained_model": trained.pk,
-        "initialisation": network.initialisation,
-        "best_epoch": result.best_epoch,
-        "best_val_auc": result.best_val_auc,
-        "test_auc": {name: metrics["per_class"][name]["auc"] for name in classes},
-        "patches": {name: part["patches"] for name, part in metrics["splits"]["sizes"].items()},
-        "patients": {name: part["patients"] for name, part in metrics["splits"]["sizes"].items()},
-    }
+    return summary
 
 
 def _training_patients(dataset: Dataset, split: str, classes: list[str], whole: bool) -> list[str]:

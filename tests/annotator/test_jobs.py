@@ -217,6 +217,51 @@ def test_once_its_heartbeat_stops_a_running_job_is_swept_as_failed(settings):
     assert job.status == Job.Status.FAILED and "stopped responding" in job.error
 
 
+@pytest.mark.django_db(transaction=True)  # ending the job reconnects, which a test's transaction forbids
+def test_a_job_whose_database_dropped_the_connection_ends_with_its_own_error(monkeypatch):
+    """A database restarted mid-job breaks the worker's connection: the runner fails, and recording that
+    failure reconnects instead of leaving the job to go stale and be reported as a lost worker."""
+    from django.db import InterfaceError, OperationalError
+    from django.db.models import QuerySet
+
+    from annotator.services import job_state
+
+    def restarted_database(job: Job, reporter: JobReporter) -> dict:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setitem(JOB_KINDS, "extract_patches", JobKind(run=restarted_database, validate=lambda p, d: p))
+    update, dropped = QuerySet.update, []
+
+    def update_on_a_dropped_connection(self, **fields):
+        if self.model is Job and "error" in fields and not dropped:  # the first try at recording the failure
+            dropped.append(fields)
+            raise InterfaceError("connection already closed")  # what psycopg says after the server went
+        return update(self, **fields)
+
+    monkeypatch.setattr(QuerySet, "update", update_on_a_dropped_connection)
+    monkeypatch.setattr(job_state.time, "sleep", lambda seconds: None)
+    job = JobFactory()
+    assert job_run(job_id=job.pk) == Job.Status.FAILED
+    job.refresh_from_db()
+    assert dropped and job.status == Job.Status.FAILED
+    assert job.message == "Failed: OperationalError: server closed the connection unexpectedly"
+
+
+def test_a_shard_left_queued_by_a_dead_job_deletes_the_files_of_its_finished_shards():
+    """A sharded mining job whose worker was killed is failed by the sweep; the shard tasks still queued
+    then delete the state files (and the crops they list) of the shards that finished, which no merge reads."""
+    from annotator.files import media_path, write_bytes_atomic
+    from annotator.services.job_runs import shard_run
+    from annotator.services.mining import _save_state
+
+    job = JobFactory(kind=Job.Kind.MINE, status=Job.Status.FAILED)
+    crop = write_bytes_atomic("patches/patch1-candidate.png", b"png")
+    state = _save_state({"patches": {"crops": [crop]}}, f"job{job.pk}-shard0")
+    with pytest.raises(RuntimeError, match="is not running"):
+        shard_run(job_id=job.pk, shard=1, shards=2)
+    assert not media_path(state).exists() and not media_path(crop).exists()
+
+
 def test_progress_writes_are_throttled_but_the_last_one_always_lands(dataset_with_lesion):
     job = JobFactory(dataset=dataset_with_lesion, status=Job.Status.RUNNING)
     reporter = JobReporter(job_id=job.pk, min_interval=3600)
