@@ -127,6 +127,32 @@ def test_a_409_names_whoever_made_this_label_kind_s_version_not_another_kind_wit
     assert admin.username not in refused.value.message
 
 
+def test_a_save_changes_only_its_own_row_whatever_version_other_rows_have(expert_user):
+    """The conditional update is on this row (its lookup) and its version, never on every row at that version."""
+    other = UserFactory(groups=["expert"])
+    unit = UnitFactory()
+    mine = unit_annotation_save(unit=unit, expert=expert_user, version=0, recognizable="yes")
+    theirs = unit_annotation_save(unit=unit, expert=other, version=0, recognizable="yes")
+    elsewhere = unit_annotation_save(unit=UnitFactory(), expert=expert_user, version=0, recognizable="yes")
+    unit_annotation_save(unit=unit, expert=expert_user, version=1, recognizable="no")
+    for row, expected in ((mine, (2, "no")), (theirs, (1, "yes")), (elsewhere, (1, "yes"))):
+        row.refresh_from_db()
+        assert (row.version, row.recognizable) == expected
+
+
+def test_a_save_of_a_label_cleared_meanwhile_is_a_409_with_no_current_answer(admin_user):
+    """Another admin cleared the consensus this admin had open at version 1: refused, current version 0."""
+    unit = UnitFactory()
+    unit_consensus_save(unit=unit, admin=admin_user, version=0, recognizable="yes")
+    unit_consensus_clear(unit=unit, admin=UserFactory(groups=["admin"]))
+    with pytest.raises(ApplicationError) as refused:
+        unit_consensus_save(unit=unit, admin=admin_user, version=1, recognizable="no")
+    assert refused.value.status == 409
+    assert refused.value.extra == {"version": 0, "current": None}
+    assert "you had version 1, it is now version 0" in refused.value.message
+    assert not UnitConsensus.objects.filter(unit=unit).exists()
+
+
 def test_a_409_names_whoever_made_this_row_s_version_not_another_row_of_the_same_kind(expert_user):
     """Another expert's annotation of another unit, logged first with the same version: not this row's author."""
     other = UserFactory(groups=["expert"], username="other-expert")

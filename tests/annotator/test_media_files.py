@@ -81,3 +81,8 @@ def test_clean_up_removes_what_was_written_ignores_what_is_gone_and_never_the_me
         delete_tree_quietly(nothing)
     assert not media_path(written).exists() and not media_path("deepzoom/7").exists()
     assert media_path(kept).read_bytes() == b"a"
+
+
+def test_a_folder_written_whole_may_sit_under_folders_that_do_not_exist_yet(media_root: Path) -> None:
+    assert write_tree_atomic("deepzoom/12/level", [("a.dzi", b"<Image/>")])
+    assert media_path("deepzoom/12/level/a.dzi").read_bytes() == b"<Image/>"

@@ -33,6 +33,7 @@ def test_dataset_page_and_its_media(client, admin_user):
     assert "Cohort A" in page and image.patient_id in page
     media = client.get(f"/media/{image.file.name}")
     assert media.status_code == 200 and media["Content-Type"] == "image/png"
+    assert media["Cache-Control"] == "private, max-age=3600"  # a patient's image: never in a shared cache
     assert client.get("/media/../config/settings.py").status_code == 404
 
 
