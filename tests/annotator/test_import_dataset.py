@@ -127,6 +127,7 @@ def folder(tmp_path: Path) -> Path:
 def test_good_manifest_imports_every_image_and_finding(folder: Path) -> None:
     dataset = dataset_import(name="mammo", folder=folder)
     assert dataset.classes == ["normal", "benign", "malignant"] and dataset.source == "manifest"
+    assert dataset.description == f"Imported from {folder.name} (manifest), 100 images."
     assert dataset.images.count() == 100
     assert Counter(dataset.images.values_list("label", flat=True)) == {"normal": 54, "benign": 26, "malignant": 20}
     findings = Finding.objects.filter(image__dataset=dataset)
@@ -149,6 +150,7 @@ def test_good_manifest_imports_every_image_and_finding(folder: Path) -> None:
 def test_stored_files_are_lossless_with_thumbnail_overlay_and_masks(folder: Path, media_root: Path) -> None:
     dataset = dataset_import(name="mammo", folder=folder)
     image = dataset.images.get(source_name="img/p000_CC.png")
+    assert image.file.name.startswith("images/") and image.file.name.endswith(".png")
     np.testing.assert_array_equal(np.asarray(PILImage.open(media_path(image.file.name))), _pixels(0))
     thumbnail = PILImage.open(media_path(image.thumbnail.name))
     assert thumbnail.mode == "L" and thumbnail.size == (W, H)  # small images are not enlarged
