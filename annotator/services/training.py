@@ -127,6 +127,8 @@ def trained_model_train(*, job: Job, progress: ProgressFn, cancelled: CancelFn) 
     val_split = load(TRAIN_SPLIT, patients=validation)
     test_split = load(TEST_SPLIT)
     check_cancel(cancelled)
+    # A seeded training is the same model whatever the worker ran before: the random initial weights too.
+    torch.manual_seed(config.seed)
     try:
         network = build_network(params["architecture"], len(classes), params.get("weights_file") or None)
     except ValueError as exc:

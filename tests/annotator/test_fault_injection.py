@@ -21,7 +21,8 @@ machine, is tried again at half the delay); and each time:
 Media files the killed job wrote that no row references (the checkpoint of a training killed before its
 row, crops and sprites of a mining killed before its transaction) are visible to nobody; the table each
 test prints counts them per kill, and how many are still there once the re-run succeeded (a sharded
-job's leftover shard tasks delete its state files and crops: `job_runs._shard`).
+job's shard tasks still queued delete the finished shards' files, `job_runs._shard`; a kill in its merge,
+the last task, or in a single-pass mining's writing leaves its crops and sprites: nothing sweeps them).
 
 Each kind's inputs are tiny (12 phantoms with 85 training patches, 6 explained phantoms, 30 hips for the
 sentence generator), so a run takes a second to a few on two free cores. Workers are forked from one warm
@@ -30,9 +31,11 @@ parent (`tests.worker_fork`) that imported torch and the services once: each is 
 
 Kill points per kind: 10 (the issue's) for patch extraction and batch explanation, 5 for training,
 mining, sharded mining and the sentence generator, whose every point costs a worker start, a kill, a
-sweep and a whole re-run of a job of several seconds (its mining stores 512 units): 10 of each would
-take the module well past its budget of ~8 minutes on two cores. DEEPMINER_FAULT_POINTS=10 sets every
-kind's count (the whole issue, ~15 minutes on two free cores); DEEPMINER_FAULT_SEED (default 12) the draw.
+sweep and a whole re-run of a job of several seconds (mining stores 512 units and checks the selected
+ones causally). With these counts the module took 22 minutes on SQLite on a two-core machine shared with
+other test runs (load 5 to 9; mining 6 minutes of it); 10 points of every kind would double the mining
+tests. DEEPMINER_FAULT_POINTS sets every kind's count (10: the whole issue); DEEPMINER_FAULT_SEED
+(default 12) the draw.
 
 The PostgreSQL and Redis restarts run only on the deployment configuration (DATABASE_URL postgres,
 CELERY_BROKER_URL redis): a training job in a real worker while the server restarts ends, within a bounded
@@ -314,10 +317,14 @@ def _run(scenario: Scenario, reference: Any = None) -> Job:
     return job
 
 
-def _kill_during(scenario: Scenario, worker: ForkedWorker, delay: float, reference: Any) -> tuple[Job, float, int]:
-    """Start the job and SIGKILL its worker `delay` seconds after the job started running.
-    Returns (job, seconds after its start, tries the job outran: they must have succeeded)."""
+def _kill_during(
+    scenario: Scenario, worker: ForkedWorker, delay: float, reference: Any
+) -> tuple[Job, float, int, Any, set[str]]:
+    """Start the job and SIGKILL its worker `delay` seconds after the job started running. Returns (job,
+    seconds after its start, tries the job outran (they must have succeeded), what readers saw and the
+    media files there were just before it)."""
     for late in range(LATE_TRIES + 1):
+        before, (files_before, _) = scenario.visible(), _media_files()
         job = scenario.create()
         claimed = Job.objects.filter(pk=job.pk).exclude(status=Job.Status.QUEUED)
         wait_for(claimed.exists, 60, 0.01)
@@ -329,7 +336,7 @@ def _kill_during(scenario: Scenario, worker: ForkedWorker, delay: float, referen
             worker.kill()
             job.refresh_from_db()
             if job.status == Job.Status.RUNNING:
-                return job, at, late
+                return job, at, late, before, files_before
             raise _Outran(job)  # it ended between the look and the kill: a new worker is needed
         assert job.status == Job.Status.SUCCEEDED, job.error
         assert scenario.outcome(job) == reference
@@ -361,9 +368,8 @@ def _inject(scenario: Scenario, workers: Workers, points_default: int = SLOW_POI
     points: list[Point] = []
     for _ in range(kill_points):
         fraction = rng.uniform(0.02, 0.98)
-        before, (files_before, _) = scenario.visible(), _media_files()
         try:
-            job, at, late = _kill_during(scenario, worker, fraction * duration, reference)
+            job, at, late, before, files_before = _kill_during(scenario, worker, fraction * duration, reference)
         except _Outran as outran:
             assert outran.job.status == Job.Status.SUCCEEDED and scenario.outcome(outran.job) == reference
             worker = workers.start()
