@@ -35,7 +35,8 @@ sweep and a whole re-run of a job of several seconds (mining stores 512 units an
 ones causally). With these counts the module took 22 minutes on SQLite on a two-core machine shared with
 other test runs (load 5 to 9; mining 6 minutes of it); 10 points of every kind would double the mining
 tests. DEEPMINER_FAULT_POINTS sets every kind's count (10: the whole issue); DEEPMINER_FAULT_SEED
-(default 12) the draw.
+(default 12) the draw. CI runs the kill points in its PostgreSQL + Redis pass only (about 14 minutes there);
+DEEPMINER_FAULT_INJECTION=1 runs them on SQLite and the filesystem broker as well.
 
 The PostgreSQL and Redis restarts run only on the deployment configuration (DATABASE_URL postgres,
 CELERY_BROKER_URL redis): a training job in a real worker while the server restarts ends, within a bounded
@@ -82,6 +83,16 @@ from tests.conftest import ROOT, _purge_broker, worker_environment
 from tests.factories import DatasetFactory, ImageFactory, random_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+DEPLOYMENT = settings.DATABASES["default"]["ENGINE"].endswith("postgresql") and settings.CELERY_BROKER_URL.startswith(
+    "redis://"
+)
+# The kill points take about 15 minutes on two cores, so CI runs them in one of its two passes: the deployment
+# configuration (PostgreSQL + Redis). DEEPMINER_FAULT_INJECTION=1 runs them on the embedded default too.
+KILLS = pytest.mark.skipif(
+    not (DEPLOYMENT or os.environ.get("DEEPMINER_FAULT_INJECTION")),
+    reason="kill points run on PostgreSQL + Redis (CI's deployment pass); DEEPMINER_FAULT_INJECTION=1 runs them here",
+)
 
 # Kill points per kind: the issue's 10 where a run takes about a second, 5 where it takes several (each
 # point is a worker start, a kill, a sweep and a whole re-run); DEEPMINER_FAULT_POINTS sets every kind's.
@@ -427,6 +438,7 @@ def test_every_job_kind_has_a_fault_injection_test():
     assert set(JOB_KINDS) == KINDS_TESTED, "a new job kind needs its fault-injection test here"
 
 
+@KILLS
 def test_patch_extraction_killed_anywhere(workers):
     dataset = _dataset(30)
 
@@ -454,6 +466,7 @@ def phantoms(tmp_path: Path) -> Dataset:
     return dataset
 
 
+@KILLS
 def test_training_killed_anywhere(phantoms, workers):
     def visible() -> Any:
         return sorted(TrainedModel.objects.filter(dataset=phantoms).values_list("pk", flat=True))
@@ -487,14 +500,17 @@ def _mining(phantoms: Dataset, shards: int) -> Scenario:
     return Scenario(Job.Kind.MINE, phantoms, params, visible=visible, outcome=outcome, label=label)
 
 
+@KILLS
 def test_mining_killed_anywhere(phantoms, workers):
     _inject(_mining(phantoms, shards=1), workers)
 
 
+@KILLS
 def test_sharded_mining_killed_anywhere(phantoms, workers):
     _inject(_mining(phantoms, shards=2), workers)
 
 
+@KILLS
 def test_batch_explanation_killed_anywhere(workers):
     dataset = DatasetFactory(classes=CLASSES, name="fault-injection-explain")
     trained = random_model(dataset=dataset)
@@ -517,6 +533,7 @@ def test_batch_explanation_killed_anywhere(workers):
     _inject(scenario, workers, QUICK_POINTS)
 
 
+@KILLS
 def test_sentence_generator_killed_anywhere(classifier, workers):  # noqa: F811
     def visible() -> Any:
         return sorted(SentenceModel.objects.filter(classifier=classifier).values_list("pk", flat=True))
@@ -539,9 +556,6 @@ def test_sentence_generator_killed_anywhere(classifier, workers):  # noqa: F811
 
 # --- The deployment's servers restarted mid-job -------------------------------------------------
 
-DEPLOYMENT = settings.DATABASES["default"]["ENGINE"].endswith("postgresql") and settings.CELERY_BROKER_URL.startswith(
-    "redis://"
-)
 RESTART_BOUND = 120  # seconds from the restart to the job's end, at most
 RESTART_HEARTBEAT_TIMEOUT = 30
 
