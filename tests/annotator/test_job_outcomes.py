@@ -11,7 +11,7 @@ import pytest
 
 from annotator.errors import ApplicationError
 from annotator.models import Job
-from annotator.services.job_state import job_finish_cancelled, job_finish_failed
+from annotator.services.job_state import JobReporter, job_cancel, job_finish_cancelled, job_finish_failed
 
 pytestmark = pytest.mark.django_db
 
@@ -68,3 +68,12 @@ def test_a_cancelled_job_says_so() -> None:
     job.refresh_from_db()
     assert (job.status, job.message) == (Job.Status.CANCELLED, "Cancelled")
     assert job.finished_at is not None
+
+
+def test_a_running_job_sees_its_own_cancel_request_and_no_other_job_s() -> None:
+    mine, other = _running(), _running()
+    reporter = JobReporter(job_id=mine.pk, min_interval=0.0)
+    job_cancel(job=other)
+    assert not reporter.cancelled()  # another job's cancel is not this one's
+    job_cancel(job=mine)
+    assert reporter.cancelled()

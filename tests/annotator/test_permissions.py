@@ -69,3 +69,11 @@ def test_who_may_annotate_and_who_may_only_read(users, method):
 def test_only_admins_pass_the_admin_permission(users):
     allowed = {name for name, user in users.items() if IsAdminRole().has_permission(_request("POST", user), None)}
     assert allowed == {"admin", "superuser", "staff"}
+
+
+def test_a_page_s_role_questions_about_one_user_cost_one_query(django_assert_num_queries, expert_user):
+    user = type(expert_user).objects.get(pk=expert_user.pk)  # fresh: nothing read about its groups yet
+    with django_assert_num_queries(1):
+        assert not user_is_admin(user)
+        assert user_can_annotate(user)
+        assert user_roles(user) == ["expert"]
