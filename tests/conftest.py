@@ -25,10 +25,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SLOW_TEST_TIMEOUT_S = 900
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-randomly has shuffled
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(SLOW_TEST_TIMEOUT_S))
+    # Tests that restart PostgreSQL or Redis run last, whatever the shuffle: a connection opened before the
+    # restart in a context the test cannot reach (the browser tests' Playwright greenlet) would fail later.
+    items.sort(key=lambda item: item.get_closest_marker("restarts_servers") is not None)
 
 
 @pytest.fixture(autouse=True)

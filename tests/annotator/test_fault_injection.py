@@ -625,6 +625,7 @@ def _ended(job_id: int) -> Job | None:
 
 
 @pytest.mark.skipif(not DEPLOYMENT, reason="the deployment configuration only (PostgreSQL and Redis)")
+@pytest.mark.restarts_servers
 @pytest.mark.parametrize("restartable", ["postgresql", "redis"], indirect=True)
 def test_a_server_restarted_mid_job_ends_the_job_failed_or_succeeded_never_hung(
     restartable, phantoms, workers, settings
