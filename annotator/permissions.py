@@ -35,6 +35,7 @@ __all__ = [
     "RESEARCHER_GROUP",
     "CanAnnotate",
     "IsAdminRole",
+    "patch_counts_seen",
     "truth_hidden_q",
     "user_can_annotate",
     "user_is_admin",
@@ -101,6 +102,14 @@ def user_sees_truth(user: Any, dataset: Dataset) -> bool:
     if _sees_all_truth(user):
         return True
     return not (dataset.annotation_blind or dataset.kind in TRUTH_ALWAYS_HIDDEN_KINDS)
+
+
+def patch_counts_seen(user: Any, dataset: Dataset, by_split: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """Patches per split and label as ``user`` may see them: a patch's label is its finding's pathology, so
+    for a user the truth rule hides ``dataset``'s truth from, per split only, under "all"."""
+    if user_sees_truth(user, dataset):
+        return by_split
+    return {split: {"all": sum(counts.values())} for split, counts in by_split.items()}
 
 
 def truth_hidden_q(user: Any, *, dataset: str = "dataset") -> Q:

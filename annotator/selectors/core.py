@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404
 from mining.dissection import INTERPRETABLE_IOU
 
 from ..models import Dataset, Finding, Image, Job, Patch, TopActivation, TrainedModel, Unit
-from ..permissions import user_sees_truth
+from ..permissions import patch_counts_seen, user_sees_truth
 from ..plots import line_chart
 from ..services.job_state import jobs_fail_stale
 
@@ -91,9 +91,7 @@ def dataset_summary(*, dataset: Dataset, user: Any) -> dict[str, Any]:
         .annotate(n=Count("id"), abnormal=Count("id", filter=~Q(pathology="normal")))
     )
     splits = {row["split"]: {"images": row["n"], "patients": row["patients"]} for row in per_split}
-    patches = patch_counts(dataset=dataset)
-    if not sees_truth:
-        patches = {split: {"all": sum(counts.values())} for split, counts in patches.items()}
+    patches = patch_counts_seen(user, dataset, patch_counts(dataset=dataset))
     split_rows = [
         {
             "key": key,

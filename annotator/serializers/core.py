@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import AnonymousUser
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..models import Concept, Dataset, Finding, Image, Job
-from ..permissions import user_sees_truth
+from ..permissions import patch_counts_seen, user_sees_truth
 
 __all__ = [
     "DatasetSerializer",
@@ -154,9 +155,8 @@ class JobSerializer(serializers.ModelSerializer):
         result = data.get("result")
         if isinstance(result, dict) and isinstance(result.get("by_split"), dict) and instance.dataset is not None:
             request = self.context.get("request")
-            if request is None or not user_sees_truth(request.user, instance.dataset):
-                by_split = {split: {"all": sum(counts.values())} for split, counts in result["by_split"].items()}
-                data["result"] = {**result, "by_split": by_split}
+            user = request.user if request is not None else AnonymousUser()  # no request: hidden
+            data["result"] = {**result, "by_split": patch_counts_seen(user, instance.dataset, result["by_split"])}
         return data
 
 
