@@ -148,6 +148,8 @@ class Job(models.Model):
     cancel_requested = models.BooleanField(default=False)
     celery_id = models.CharField(max_length=64, blank=True)
     worker = models.CharField(max_length=200, blank=True, help_text="hostname and pid of the worker running it")
+    device = models.CharField(max_length=32, blank=True, help_text="where the worker computed: cpu, cuda:0, ...")
+    log = models.TextField(blank=True, help_text="the last lines the job logged, newest last")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
