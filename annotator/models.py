@@ -485,3 +485,83 @@ class SentenceModel(models.Model):
 
     def __str__(self) -> str:
         return f"sentence generator #{self.pk} on {self.classifier}"
+
+
+class ReaderStudy(models.Model):
+    """A blinded reader study (the hip-fracture paper's section 3.3, the chest X-ray paper's blind scoring):
+    experts rate explanations of a set of images, each (image, arm) once, without being told their source.
+
+    ``arms`` lists the ``Arm`` values chosen; ``selection`` says how the images were chosen (a split, a
+    seeded sample of one, or a list) and ``skipped`` which images an arm left out and why (an image with
+    no expert-written sentence has no comparison item)."""
+
+    class Arm(models.TextChoices):
+        SALIENCY = "saliency", "Saliency map alone"
+        SENTENCE = "sentence", "Generated sentence alone"
+        BOTH = "both", "Saliency map and sentence"
+        COMPARISON = "comparison", "Generated vs expert-written sentence"
+
+    name = models.CharField(max_length=200, unique=True)
+    dataset = models.ForeignKey(Dataset, related_name="reader_studies", on_delete=models.CASCADE)
+    classifier = models.ForeignKey(TrainedModel, related_name="reader_studies", on_delete=models.CASCADE)
+    sentence_model = models.ForeignKey(
+        SentenceModel, null=True, blank=True, related_name="reader_studies", on_delete=models.CASCADE
+    )
+    arms = models.JSONField(default=list)
+    selection = models.JSONField(default=dict)
+    skipped = models.JSONField(default=dict, blank=True, help_text="arm -> image ids left out, with the reason")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class StudyItem(models.Model):
+    """One (image, arm) of a study as its readers see it: ``key`` is the only id a reader is given,
+    ``content`` what is shown (a picture's media name, one or two sentences) and ``sources`` what only
+    the results know: who produced each shown sentence, in the order shown."""
+
+    study = models.ForeignKey(ReaderStudy, related_name="items", on_delete=models.CASCADE)
+    key = models.CharField(max_length=32, unique=True)
+    image = models.ForeignKey(Image, related_name="study_items", on_delete=models.CASCADE)
+    arm = models.CharField(max_length=16, choices=ReaderStudy.Arm.choices)
+    content = models.JSONField(default=dict)
+    sources = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["study", "id"]
+        constraints = [models.UniqueConstraint(fields=["study", "image", "arm"], name="study_item_unique_arm")]
+
+    def __str__(self) -> str:
+        return f"{self.arm} of image {self.image_id} in study {self.study_id}"
+
+
+class StudyAssignment(models.Model):
+    """A reader of a study; ``seed`` shuffles the study's items into this reader's own order."""
+
+    study = models.ForeignKey(ReaderStudy, related_name="assignments", on_delete=models.CASCADE)
+    reader = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="study_assignments", on_delete=models.CASCADE)
+    seed = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["study", "reader"]
+        constraints = [models.UniqueConstraint(fields=["study", "reader"], name="study_assignment_one_per_reader")]
+
+
+class StudyRating(models.Model):
+    """One reader's score of one item; a comparison item has a score per shown sentence (left, right)."""
+
+    item = models.ForeignKey(StudyItem, related_name="ratings", on_delete=models.CASCADE)
+    reader = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="study_ratings", on_delete=models.CASCADE)
+    score = models.PositiveSmallIntegerField()
+    second_score = models.PositiveSmallIntegerField(null=True, blank=True, help_text="the right-hand sentence's")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["item", "reader"]
+        constraints = [models.UniqueConstraint(fields=["item", "reader"], name="study_rating_one_per_reader")]
