@@ -11,6 +11,8 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -31,6 +33,16 @@ ENV_VARS = {
     "CELERY_GPU_QUEUE": "queue for training, mining and batch explanation jobs (workers started with -Q); unset: one queue",
     "DEEPMINER_DEVICE": "auto (a GPU when the worker has one), cpu or cuda: where a worker computes",
     "MEDIA_ROOT": "where images, patches, masks and checkpoints are written",
+    "DEEPMINER_S3_BUCKET": "media in this S3-compatible bucket instead of MEDIA_ROOT (unset: the filesystem)",
+    "AWS_S3_ENDPOINT_URL": "the bucket's S3 endpoint, e.g. http://minio:9000 (unset: AWS)",
+    "AWS_S3_REGION_NAME": "the bucket's region",
+    "AWS_ACCESS_KEY_ID": "the bucket's access key (unset: boto3's own chain, e.g. an instance role)",
+    "AWS_SECRET_ACCESS_KEY": "the bucket's secret key",
+    "AWS_S3_ADDRESSING_STYLE": "path or virtual bucket addressing (unset: boto3's choice)",
+    "DEEPMINER_MEDIA_REDIRECT": "on a bucket, send signed-in users to presigned URLs instead of streaming media (default on)",
+    "DEEPMINER_MEDIA_URL_SECONDS": "lifetime of a presigned media URL, in seconds",
+    "MEDIA_CACHE_DIR": "local copies of bucket objects a worker needs as files (checkpoints)",
+    "MEDIA_CACHE_MAX_MB": "most megabytes that local cache holds (least recently used copies go first)",
     "JOB_HEARTBEAT_TIMEOUT": "seconds without a heartbeat after which a running job counts as dead",
     "MAX_IMAGE_PIXELS": "largest image (in pixels) an import or an upload accepts",
     "UPLOAD_MAX_BYTES": "largest image file (in bytes) the explain-an-image upload accepts",
@@ -205,10 +217,48 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on a missing 
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 MEDIA_ROOT.mkdir(parents=True, exist_ok=True)
-STORAGES = {
+STORAGES: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+# Media in an S3-compatible bucket when DEEPMINER_S3_BUCKET is set (django-storages; annotator.files writes
+# every object whole). Private objects, overwritten in place (a renamed object would orphan its row), served
+# to signed-in users by the media view: a redirect to a short-lived presigned URL, or streamed by the app.
+S3_MEDIA_BUCKET = env.str("DEEPMINER_S3_BUCKET", default="")
+
+
+def _bucket_origins(*, bucket_name: str, endpoint_url: str | None, region_name: str | None, **_: object) -> list[str]:
+    """The origins presigned URLs of ``bucket_name`` can have (path or virtual-host addressing)."""
+    if endpoint_url:
+        parts = urlsplit(endpoint_url)
+        return [f"{parts.scheme}://{parts.netloc}", f"{parts.scheme}://{bucket_name}.{parts.netloc}"]
+    hosts = ["s3.amazonaws.com", *([f"s3.{region_name}.amazonaws.com"] if region_name else [])]
+    return [f"https://{prefix}{host}" for host in hosts for prefix in ("", f"{bucket_name}.")]
+
+
+MEDIA_REDIRECT = env.bool("DEEPMINER_MEDIA_REDIRECT", default=True)
+MEDIA_URL_SECONDS = env.int("DEEPMINER_MEDIA_URL_SECONDS", default=300)
+if S3_MEDIA_BUCKET:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": S3_MEDIA_BUCKET,
+            "endpoint_url": env.str("AWS_S3_ENDPOINT_URL", default="") or None,
+            "region_name": env.str("AWS_S3_REGION_NAME", default="") or None,
+            "access_key": env.str("AWS_ACCESS_KEY_ID", default="") or None,
+            "secret_key": env.str("AWS_SECRET_ACCESS_KEY", default="") or None,
+            "addressing_style": env.str("AWS_S3_ADDRESSING_STYLE", default="") or None,
+            "signature_version": "s3v4",
+            "default_acl": None,
+            "querystring_auth": True,
+            "querystring_expire": MEDIA_URL_SECONDS,
+            "file_overwrite": True,
+        },
+    }
+    if MEDIA_REDIRECT:  # the pages' <img> then load from the bucket's origin
+        CONTENT_SECURITY_POLICY["DIRECTIVES"]["img-src"] += _bucket_origins(**STORAGES["default"]["OPTIONS"])
+MEDIA_CACHE_DIR = Path(env.str("MEDIA_CACHE_DIR", default=str(VAR_DIR / "media-cache")))
+MEDIA_CACHE_MAX_BYTES = env.int("MEDIA_CACHE_MAX_MB", default=4096) * 1024 * 1024
 # Serve static files straight from the source folders; no collectstatic step for `make demo`.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG

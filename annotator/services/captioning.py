@@ -43,7 +43,7 @@ from mining.splits import carve_validation
 from mining.textmetrics import bleu_scores, tokenize_caption
 
 from ..errors import ApplicationError
-from ..files import delete_quietly, media_path, read_png, unique_name
+from ..files import delete_quietly, media_local_file, read_png, unique_name, write_local_file_atomic
 from ..models import Dataset, FractureDescriptor, Image, Job, SentenceModel, TrainedModel, UploadedImage
 from .compute import worker_device
 from .explanations import network_for
@@ -128,7 +128,7 @@ def sentence_models_train(*, job: Job, progress: ProgressFn, cancelled: CancelFn
     params = job.params
     trained = TrainedModel.objects.select_related("dataset").get(pk=params["model"])
     dataset = trained.dataset
-    info, _ = checkpoint_load(trained.checkpoint.path)
+    info, _ = checkpoint_load(media_local_file(trained.checkpoint.name))
     classifier = info.model.to(worker_device()).eval()
     size = int(trained.patch_params["input_size"])
     images = list(Image.objects.filter(dataset=dataset))
@@ -177,7 +177,8 @@ def sentence_models_train(*, job: Job, progress: ProgressFn, cancelled: CancelFn
     decoded = beam_search(captioner.eval(), test_x[:, 0], vocabulary, width=params["beam_width"])
     metrics = _evaluate(Image.objects.in_bulk(test_ids), test_ids, decoded, tokens, source)
     name = unique_name("checkpoints", f"job{job.pk}-captioner", ".pt")
-    captioner_save(media_path(name), captioner, vocabulary, config=asdict(config), source=source)
+    with write_local_file_atomic(name) as checkpoint_file:
+        captioner_save(checkpoint_file, captioner, vocabulary, config=asdict(config), source=source)
     try:
         with transaction.atomic():  # the generator and its job's success commit together (see training)
             SentenceModel.objects.filter(job=job).delete()
@@ -245,7 +246,7 @@ def image_sentence(*, model: SentenceModel, image: Image | UploadedImage) -> Cap
 @functools.lru_cache(maxsize=2)
 def _generator(pk: int, checkpoint: str) -> tuple[Captioner, Vocabulary]:
     """A stored sentence generator, loaded once per process (keyed by its checkpoint: a retrained one reloads)."""
-    captioner, vocabulary, _extra = captioner_load(media_path(checkpoint))
+    captioner, vocabulary, _extra = captioner_load(media_local_file(checkpoint))
     return captioner.eval(), vocabulary
 
 

@@ -28,7 +28,7 @@ from mining.networks import checkpoint_load
 from mining.patches import PatchParams, tissue_mask
 
 from ..errors import ApplicationError
-from ..files import delete_quietly, read_png, unique_name, write_png_atomic
+from ..files import delete_quietly, media_local_file, read_png, unique_name, write_png_atomic
 from ..models import Explanation, Image, TrainedModel, Unit, UploadedImage
 from ..selectors.explanations import UnitName, unit_names
 from .compute import worker_device
@@ -75,7 +75,7 @@ def network_for(trained: TrainedModel) -> Network:
             _networks.move_to_end(key)
             return _networks[key]
     try:
-        info, _ = checkpoint_load(trained.checkpoint.path)
+        info, _ = checkpoint_load(media_local_file(trained.checkpoint.name))
     except (OSError, ValueError) as exc:
         raise ApplicationError(f"model #{trained.pk}'s checkpoint cannot be read: {exc}", status=409) from exc
     classes = list(trained.classes)

@@ -31,7 +31,17 @@ from mining.progress import CancelFn, ProgressFn, check_cancel
 from mining.topk import UnitTopK
 
 from ..errors import ApplicationError
-from ..files import delete_quietly, media_path, read_mask, unique_name, write_bytes_atomic, write_png_atomic
+from ..files import (
+    delete_quietly,
+    media_local_file,
+    media_read_bytes,
+    media_storage,
+    read_mask,
+    storage_file_names,
+    unique_name,
+    write_bytes_atomic,
+    write_png_atomic,
+)
 from ..models import Concept, Dataset, Finding, Image, Job, Patch, TopActivation, TrainedModel, Unit
 from .compute import worker_device
 from .job_state import JobReporter, Sharded
@@ -113,7 +123,7 @@ class _KeptPatch:
 def _load(job: Job, shard: tuple[int, int] | None = None) -> _Loaded:
     trained = TrainedModel.objects.select_related("dataset").get(pk=job.params["model"])
     try:
-        info, _ = checkpoint_load(trained.checkpoint.path)
+        info, _ = checkpoint_load(media_local_file(trained.checkpoint.name))
     except ValueError as exc:
         raise ApplicationError(str(exc)) from exc
     size = int(trained.patch_params.get("input_size") or 0) or None
@@ -404,7 +414,7 @@ def _save_state(state: dict[str, Any], stem: str) -> str:
 
 
 def _load_state(name: str) -> dict[str, Any]:
-    state: dict[str, Any] = torch.load(media_path(name), map_location="cpu", weights_only=True)
+    state: dict[str, Any] = torch.load(io.BytesIO(media_read_bytes(name)), map_location="cpu", weights_only=True)
     return state
 
 
@@ -415,8 +425,9 @@ def units_mine_discard(*, job_id: int) -> None:
     A shard calls it when it ends the job or finds the job ended after its own work: the one whose file
     lands last sees the job ended, or its file is there when the ender looks, so no file is missed.
     """
-    for path in sorted(media_path("shards").glob(f"job{job_id}-*.pt")):
-        name = f"shards/{path.name}"
+    prefix = f"shards/job{job_id}-"
+    states = (n for n in storage_file_names(media_storage(), "shards") if n.startswith(prefix) and n.endswith(".pt"))
+    for name in sorted(states):
         try:
             patches = _load_state(name).get("patches") or {}
         except (OSError, RuntimeError):  # deleted meanwhile by another shard's cleanup

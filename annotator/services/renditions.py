@@ -27,7 +27,7 @@ from mining.progress import ProgressFn
 from ..files import (
     delete_quietly,
     delete_tree_quietly,
-    media_path,
+    media_exists,
     read_mask,
     read_png,
     unique_name,
@@ -128,7 +128,7 @@ def deepzoom_folder(item: Item) -> str:
 def deepzoom_ensure(item: Item) -> str:
     """``item``'s pyramid folder, made now (whole, in one rename) when it is not there yet."""
     folder = deepzoom_folder(item)
-    if not media_path(f"{folder}/{DEEPZOOM_DESCRIPTOR}").is_file():
+    if not media_exists(f"{folder}/{DEEPZOOM_DESCRIPTOR}"):
         write_tree_atomic(folder, _deepzoom_files(item))
     return folder
 

@@ -23,7 +23,7 @@ from mining.splits import carve_validation
 from mining.training import TrainConfig, predict, train
 
 from ..errors import ApplicationError
-from ..files import delete_quietly, media_path, unique_name
+from ..files import delete_quietly, unique_name, write_local_file_atomic
 from ..models import Dataset, Image, Job, TrainedModel
 from .compute import worker_device
 from .image_data import ImageSplit, image_split_load
@@ -169,17 +169,18 @@ def trained_model_train(*, job: Job, progress: ProgressFn, cancelled: CancelFn) 
         else _patch_params(dataset, train_split.crops.shape[-1])
     )
     checkpoint_name = unique_name("checkpoints", f"job{job.pk}-{network.architecture}", ".pt")
-    checkpoint_save(
-        media_path(checkpoint_name),
-        model=network.model,
-        architecture=network.architecture,
-        classes=classes,
-        patch_params=patch_params,
-        epoch=result.best_epoch,
-        metrics=metrics,
-        history=result.history,
-        config=asdict(config),
-    )
+    with write_local_file_atomic(checkpoint_name) as checkpoint_file:
+        checkpoint_save(
+            checkpoint_file,
+            model=network.model,
+            architecture=network.architecture,
+            classes=classes,
+            patch_params=patch_params,
+            epoch=result.best_epoch,
+            metrics=metrics,
+            history=result.history,
+            config=asdict(config),
+        )
     try:
         # The model and its job's success commit together: a worker killed in between would leave a model of
         # a failed job, and its re-run a second one.
