@@ -1,5 +1,6 @@
 """Routes, one module per area like api/ and views/: core (datasets, images, jobs, models), units (unit
-list, survey, consensus, exports), fractures (descriptor labels), explanations (image page, uploads, batch exports). Each module holds its API routes
+list, survey, consensus, exports), fractures (descriptor labels), explanations (image page, uploads, batch exports), reader_studies
+(blinded reader studies). Each module holds its API routes
 (``api_urlpatterns``) and its page routes (``urlpatterns``).
 
 Naming: API routes live in the ``api`` namespace, mounted at ``/api/`` by ``config/urls.py``
@@ -13,7 +14,7 @@ One shape for one kind of route, in every area: an expert's label is saved with
 
 from django.urls import URLPattern, URLResolver
 
-from . import core, explanations, fractures, units
+from . import core, explanations, fractures, reader_studies, units
 
 __all__ = ["api_urlpatterns", "urlpatterns"]
 
@@ -22,10 +23,12 @@ api_urlpatterns: list[URLPattern | URLResolver] = [
     *units.api_urlpatterns,
     *fractures.api_urlpatterns,
     *explanations.api_urlpatterns,
+    *reader_studies.api_urlpatterns,
 ]
 urlpatterns: list[URLPattern | URLResolver] = [
     *core.urlpatterns,
     *units.urlpatterns,
     *fractures.urlpatterns,
     *explanations.urlpatterns,
+    *reader_studies.urlpatterns,
 ]

@@ -13,6 +13,7 @@ from ..errors import ApplicationError
 from ..forms import JobStartForm
 from ..models import Dataset, Image, Job
 from ..permissions import user_is_admin, user_sees_truth
+from ..selectors.reader_studies import study_list_for
 from ..services.job_state import job_cancel
 from ..services.jobs import job_create
 from .explanations import explanations_exportable
@@ -30,6 +31,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "models": selectors.trained_model_list()[:20],
             "jobs": selectors.job_list()[:25],
             "is_admin": user_is_admin(request.user),
+            "reader_studies": study_list_for(user=request.user)[:20],
         },
     )
 

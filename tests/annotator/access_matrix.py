@@ -15,6 +15,8 @@ The world (see there): every dataset is blind, so the expert column is a blind e
 the hip images' truth nor the mammograms' (``overlay`` / ``mask``: the mammogram's finding outlines and mask). ``unit`` was answered
 by another expert only, ``unit2`` by the expert too; ``hip`` was labelled by another expert only, ``hip2`` by
 the expert too; ``label_other`` / ``label_mine`` are those fracture labels; the upload is the expert's.
+``study`` is a reader study of the hip images read by the expert and the other expert (who rated every
+item), ``study_item`` one of its single-score items.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ NOT_BLIND_EXPERTS_API = "403 200 403 200"
 OWNER_AND_ADMINS_PAGE = "login 404 200 200"  # the expert's upload: anyone else is told it does not exist
 OWNER_AND_ADMINS_API = "403 404 200 200"
 POST_ONLY_PAGE = "login 405 405 405"
+READER_ONLY_API = "403 403 200 403"  # a reader study's own readers: the expert reads {study}
 TILE = "deepzoom_files/0/0_0.jpg"
 
 MATRIX: dict[tuple[str, str], tuple[Probe, ...]] = {
@@ -125,6 +128,11 @@ MATRIX: dict[tuple[str, str], tuple[Probe, ...]] = {
         P("/api/datasets/{hips}/", EVERY_ROLE_READS_API),
     ),
     ("api/images/", "GET"): (
+    # -- reader study pages: the expert is a reader of {study}, nobody else is ----------------------------
+    ("studies/new/", "GET"): (P("/studies/new/", "login 403 403 200"),),
+    ("studies/new/", "POST"): (P("/studies/new/", "login 403 403 200", {"name": ""}),),  # refused: the form again
+    ("studies/<int:pk>/", "GET"): (P("/studies/{study}/", "login 403 200 403"),),
+    ("studies/<int:pk>/results/", "GET"): (P("/studies/{study}/results/", NOT_BLIND_EXPERTS_PAGE),),
         P("/api/images/", EVERY_ROLE_READS_API),
         P("/api/images/?dataset={hips}", EVERY_ROLE_READS_API),
     ),
@@ -201,3 +209,13 @@ MATRIX: dict[tuple[str, str], tuple[Probe, ...]] = {
         P("/api/uploads/{upload}/explanation/?model={model}", OWNER_AND_ADMINS_API),
     ),
 }
+    # -- reader study API ---------------------------------------------------------------------------------
+    ("api/studies/<int:pk>/items/", "GET"): (P("/api/studies/{study}/items/", READER_ONLY_API),),
+    ("api/studies/<int:pk>/items/<str:key>/rating/", "PUT"): (
+        P("/api/studies/{study}/items/{study_item}/rating/", READER_ONLY_API, {"score": 3}),
+    ),
+    ("api/studies/<int:pk>/results/", "GET"): (P("/api/studies/{study}/results/", NOT_BLIND_EXPERTS_API),),
+    ("api/studies/<int:pk>/export.<str:fmt>", "GET"): (
+        P("/api/studies/{study}/export.csv", NOT_BLIND_EXPERTS_API),
+        P("/api/studies/{study}/export.json", NOT_BLIND_EXPERTS_API),
+    ),

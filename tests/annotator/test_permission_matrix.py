@@ -31,8 +31,10 @@ from annotator.models import Concept, Dataset, Explanation, Finding, Image, Unit
 from annotator.permissions import truth_hidden_q, user_sees_truth
 from annotator.services.annotations import unit_annotation_save, unit_consensus_save
 from annotator.services.fractures import fracture_descriptor_save
+from annotator.services.reader_studies import study_rating_save
 from annotator.services.uploads import upload_create
 from tests.annotator.access_matrix import MATRIX, ROLES, Probe
+from tests.annotator.reader_study_world import planted_study
 from tests.factories import (
     DatasetFactory,
     FindingFactory,
@@ -252,6 +254,10 @@ def world(admin_user, expert_user, researcher_user) -> dict[str, Any]:
     assert label_other.sentence == OTHER_LABEL_SENTENCE
     fracture_descriptor_save(image=hip2, expert=other, version=0, **severe)
     label_mine = fracture_descriptor_save(image=hip2, expert=expert_user, version=0, fracture=False)
+    study = planted_study(dataset=hips, classifier=trained, readers=[expert_user, other], images=[hip, hip2])
+    for item in study.items.all():
+        pair = item.arm == "comparison"
+        study_rating_save(study=study, key=item.key, reader=other, score=4, second_score=5 if pair else None)
     return {
         "mammo": mammo.pk,
         "model": trained.pk,
@@ -269,6 +275,8 @@ def world(admin_user, expert_user, researcher_user) -> dict[str, Any]:
         "label_other": label_other.pk,
         "label_mine": label_mine.pk,
     }
+        "study": study.pk,
+        "study_item": study.items.exclude(arm="comparison").first().key,
 
 
 def _png_file(name: str) -> SimpleUploadedFile:
