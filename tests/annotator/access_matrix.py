@@ -118,6 +118,11 @@ MATRIX: dict[tuple[str, str], tuple[Probe, ...]] = {
     ("models/<int:pk>/explanations/report/", "GET"): (
         P("/models/{model}/explanations/report/?split=test", NOT_BLIND_EXPERTS_PAGE),
     ),
+    # -- reader study pages: the expert is a reader of {study}, nobody else is ----------------------------
+    ("studies/new/", "GET"): (P("/studies/new/", "login 403 403 200"),),
+    ("studies/new/", "POST"): (P("/studies/new/", "login 403 403 200", {"name": ""}),),  # refused: the form again
+    ("studies/<int:pk>/", "GET"): (P("/studies/{study}/", "login 403 200 403"),),
+    ("studies/<int:pk>/results/", "GET"): (P("/studies/{study}/results/", NOT_BLIND_EXPERTS_PAGE),),
     # -- the API: its schema ------------------------------------------------------------------------------
     ("api/schema/", "GET"): (P("/api/schema/", EVERY_ROLE_READS_API),),
     ("api/docs/", "GET"): (P("/api/docs/", EVERY_ROLE_READS_API),),
@@ -128,11 +133,6 @@ MATRIX: dict[tuple[str, str], tuple[Probe, ...]] = {
         P("/api/datasets/{hips}/", EVERY_ROLE_READS_API),
     ),
     ("api/images/", "GET"): (
-    # -- reader study pages: the expert is a reader of {study}, nobody else is ----------------------------
-    ("studies/new/", "GET"): (P("/studies/new/", "login 403 403 200"),),
-    ("studies/new/", "POST"): (P("/studies/new/", "login 403 403 200", {"name": ""}),),  # refused: the form again
-    ("studies/<int:pk>/", "GET"): (P("/studies/{study}/", "login 403 200 403"),),
-    ("studies/<int:pk>/results/", "GET"): (P("/studies/{study}/results/", NOT_BLIND_EXPERTS_PAGE),),
         P("/api/images/", EVERY_ROLE_READS_API),
         P("/api/images/?dataset={hips}", EVERY_ROLE_READS_API),
     ),
@@ -199,16 +199,6 @@ MATRIX: dict[tuple[str, str], tuple[Probe, ...]] = {
         P("/api/datasets/{hips}/fractures/export.csv", EVERY_ROLE_READS_API),
         P("/api/datasets/{hips}/fractures/export.json", EVERY_ROLE_READS_API),
     ),
-    # -- explanation API ----------------------------------------------------------------------------------
-    ("api/images/<int:pk>/explanation/", "GET"): (
-        P("/api/images/{image}/explanation/?model={model}", EVERY_ROLE_READS_API),
-    ),
-    # The world's model has no readable checkpoint: a signed-in upload gets as far as explaining (409).
-    ("api/explain/", "POST"): (P("/api/explain/", "403 409 409 409", {"file": "{png}"}),),
-    ("api/uploads/<int:pk>/explanation/", "GET"): (
-        P("/api/uploads/{upload}/explanation/?model={model}", OWNER_AND_ADMINS_API),
-    ),
-}
     # -- reader study API ---------------------------------------------------------------------------------
     ("api/studies/<int:pk>/items/", "GET"): (P("/api/studies/{study}/items/", READER_ONLY_API),),
     ("api/studies/<int:pk>/items/<str:key>/rating/", "PUT"): (
@@ -219,3 +209,13 @@ MATRIX: dict[tuple[str, str], tuple[Probe, ...]] = {
         P("/api/studies/{study}/export.csv", NOT_BLIND_EXPERTS_API),
         P("/api/studies/{study}/export.json", NOT_BLIND_EXPERTS_API),
     ),
+    # -- explanation API ----------------------------------------------------------------------------------
+    ("api/images/<int:pk>/explanation/", "GET"): (
+        P("/api/images/{image}/explanation/?model={model}", EVERY_ROLE_READS_API),
+    ),
+    # The world's model has no readable checkpoint: a signed-in upload gets as far as explaining (409).
+    ("api/explain/", "POST"): (P("/api/explain/", "403 409 409 409", {"file": "{png}"}),),
+    ("api/uploads/<int:pk>/explanation/", "GET"): (
+        P("/api/uploads/{upload}/explanation/?model={model}", OWNER_AND_ADMINS_API),
+    ),
+}

@@ -274,9 +274,9 @@ def world(admin_user, expert_user, researcher_user) -> dict[str, Any]:
         "hip2": hip2.pk,
         "label_other": label_other.pk,
         "label_mine": label_mine.pk,
-    }
         "study": study.pk,
         "study_item": study.items.exclude(arm="comparison").first().key,
+    }
 
 
 def _png_file(name: str) -> SimpleUploadedFile:
