@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,8 +36,12 @@ __all__ = [
     "BOOTSTRAP_RESAMPLES",
     "CONFIDENCE",
     "RANDOM_DRAWS",
+    "ClassDrops",
     "bootstrap_ci",
     "causal_check",
+    "causal_drops",
+    "causal_summary",
+    "class_draws",
     "class_probabilities",
     "class_probability_drop",
     "random_unit_draws",
@@ -186,6 +191,109 @@ def bootstrap_ci(
     return float(lo), float(hi)
 
 
+@dataclass
+class ClassDrops:
+    """One class's per-input drops: the inputs' positions (any ids that order them), the drop with the
+    selected units zeroed, and the per-input mean drop over the random draws; float64 (N,) each."""
+
+    rows: np.ndarray
+    selected: np.ndarray
+    random: np.ndarray
+
+    @staticmethod
+    def concatenate(parts: Sequence[ClassDrops]) -> ClassDrops:
+        """The drops of several shards' inputs as one, ordered by row (the order one process sees)."""
+        rows = np.concatenate([part.rows for part in parts]) if parts else np.zeros(0, dtype=np.int64)
+        order = np.argsort(rows, kind="stable")
+        return ClassDrops(
+            rows[order],
+            np.concatenate([part.selected for part in parts])[order] if parts else np.zeros(0),
+            np.concatenate([part.random for part in parts])[order] if parts else np.zeros(0),
+        )
+
+
+def _check_selected(selected: Mapping[int, Sequence[int]], num_units_total: int) -> dict[int, np.ndarray]:
+    units = {c: np.asarray(list(selected[c]), dtype=np.int64) for c in sorted(selected)}
+    for c, chosen in units.items():
+        if len(chosen) and (int(chosen.min()) < 0 or int(chosen.max()) >= num_units_total):
+            raise ValueError(f"class {c}: selected units must lie in [0, {num_units_total})")
+    return units
+
+
+def class_draws(num_units_total: int, size: int, draws: int, seed: int, class_index: int) -> np.ndarray:
+    """Class ``class_index``'s random draws: ``np.random.default_rng([seed, class_index, 0])``."""
+    return random_unit_draws(num_units_total, size, draws, [seed, class_index, 0])
+
+
+def causal_drops(
+    model: nn.Module,
+    inputs_by_class: Mapping[int, tuple[np.ndarray, torch.Tensor | np.ndarray]],
+    selected: Mapping[int, Sequence[int]],
+    num_units_total: int,
+    draws: int = RANDOM_DRAWS,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> dict[int, ClassDrops]:
+    """Per class of ``selected`` with inputs: each input's drop of the class's probability with its
+    selected units zeroed, and with as many random units zeroed (the mean over the class's draws).
+
+    inputs_by_class[c] = (rows, inputs): the inputs' positions and the inputs, as
+    :func:`class_probabilities` takes them. Each input's drops depend on that input alone, so the
+    inputs can be split between workers and their drops joined (:meth:`ClassDrops.concatenate`)
+    before :func:`causal_summary`. Forward passes per batch: one baseline, one selected, one per draw.
+    """
+    result: dict[int, ClassDrops] = {}
+    for c, units in _check_selected(selected, num_units_total).items():
+        rows, inputs = inputs_by_class.get(c, (np.zeros(0, dtype=np.int64), np.zeros((0, 1, 1), dtype=np.uint8)))
+        if len(inputs) == 0:
+            result[c] = ClassDrops(np.asarray(rows, dtype=np.int64), np.zeros(0), np.zeros(0))
+            continue
+        baseline = class_probabilities(model, inputs, c, None, batch_size)
+        selected_drop = baseline - class_probabilities(model, inputs, c, units, batch_size)
+        draw_units = class_draws(num_units_total, len(units), draws, seed, c)
+        random_drops = np.stack([baseline - class_probabilities(model, inputs, c, d, batch_size) for d in draw_units])
+        result[c] = ClassDrops(np.asarray(rows, dtype=np.int64), selected_drop, random_drops.mean(axis=0))
+    return result
+
+
+def causal_summary(
+    drops: Mapping[int, ClassDrops],
+    selected: Mapping[int, Sequence[int]],
+    num_units_total: int,
+    draws: int = RANDOM_DRAWS,
+    seed: int = 0,
+    bootstrap: int = BOOTSTRAP_RESAMPLES,
+) -> dict[int, dict[str, Any]]:
+    """The figures of :func:`causal_check` from per-input drops (see there for the keys)."""
+    result: dict[int, dict[str, Any]] = {}
+    for c, units in _check_selected(selected, num_units_total).items():
+        class_drops = drops.get(c)
+        n = 0 if class_drops is None else len(class_drops.selected)
+        entry: dict[str, Any] = {
+            "selected_drop": None,
+            "selected_ci": None,
+            "random_drop": None,
+            "random_ci": None,
+            "ratio": None,
+            "inputs": n,
+            "draws": draws,
+            "random_units": class_draws(num_units_total, len(units), draws, seed, c).tolist(),
+        }
+        result[c] = entry
+        if class_drops is None or n == 0:
+            continue
+        selected_mean = float(class_drops.selected.mean())
+        random_mean = float(class_drops.random.mean())
+        entry.update(
+            selected_drop=selected_mean,
+            selected_ci=list(bootstrap_ci(class_drops.selected, bootstrap, CONFIDENCE, [seed, c, 1])),
+            random_drop=random_mean,
+            random_ci=list(bootstrap_ci(class_drops.random, bootstrap, CONFIDENCE, [seed, c, 1])),
+            ratio=selected_mean / random_mean if random_mean > 0 else None,
+        )
+    return result
+
+
 def causal_check(
     model: nn.Module,
     inputs_by_class: Mapping[int, torch.Tensor | np.ndarray],
@@ -211,38 +319,6 @@ def causal_check(
     so a class's numbers depend on neither the other classes nor their order; the selected and the
     random intervals resample the same inputs (paired). Intervals are 95% percentile intervals.
     """
-    result: dict[int, dict[str, Any]] = {}
-    for c in sorted(selected):
-        units = np.asarray(list(selected[c]), dtype=np.int64)
-        if len(units) and (int(units.min()) < 0 or int(units.max()) >= num_units_total):
-            raise ValueError(f"class {c}: selected units must lie in [0, {num_units_total})")
-        draw_units = random_unit_draws(num_units_total, len(units), draws, [seed, c, 0])
-        inputs = inputs_by_class.get(c)
-        n = 0 if inputs is None else len(inputs)
-        entry: dict[str, Any] = {
-            "selected_drop": None,
-            "selected_ci": None,
-            "random_drop": None,
-            "random_ci": None,
-            "ratio": None,
-            "inputs": n,
-            "draws": draws,
-            "random_units": draw_units.tolist(),
-        }
-        result[c] = entry
-        if inputs is None or n == 0:
-            continue
-        baseline = class_probabilities(model, inputs, c, None, batch_size)
-        selected_drop = baseline - class_probabilities(model, inputs, c, units, batch_size)
-        random_drops = np.stack([baseline - class_probabilities(model, inputs, c, d, batch_size) for d in draw_units])
-        random_per_input = random_drops.mean(axis=0)
-        selected_mean = float(selected_drop.mean())
-        random_mean = float(random_per_input.mean())
-        entry.update(
-            selected_drop=selected_mean,
-            selected_ci=list(bootstrap_ci(selected_drop, bootstrap, CONFIDENCE, [seed, c, 1])),
-            random_drop=random_mean,
-            random_ci=list(bootstrap_ci(random_per_input, bootstrap, CONFIDENCE, [seed, c, 1])),
-            ratio=selected_mean / random_mean if random_mean > 0 else None,
-        )
-    return result
+    positioned = {c: (np.arange(len(inputs)), inputs) for c, inputs in inputs_by_class.items()}
+    drops = causal_drops(model, positioned, selected, num_units_total, draws, seed, batch_size)
+    return causal_summary(drops, selected, num_units_total, draws, seed, bootstrap)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from django.db import connection, models, transaction
 
-from mining.causal import causal_check
+from mining.causal import ClassDrops, causal_drops, causal_summary
 from mining.dissection import INTERPRETABLE_IOU, ConceptIoUTally, best_concept
 from mining.influence import InfluenceTally, coverage, select_units
 from mining.masks import heat_tiles, to_image_box, unit_masks, unit_responses
@@ -230,19 +230,31 @@ def units_select(influence: InfluenceTally, params: dict[str, Any]) -> dict[int,
     return select_units(influence.frequency, influence.influence_sum, params["per_class"])
 
 
-def _causal(loaded: _Loaded, selected: dict[int, list[int]], params: dict[str, Any]) -> dict[str, Any]:
-    """Zero each class's selected units, and as many random ones (seeded draws), on up to
-    CAUSAL_INPUTS_PER_CLASS of the class's patches of the mined split (a seeded sample): how much does
-    the class's mean probability drop? Bootstrap 95% intervals over the inputs."""
-    classes, labels = loaded.trained.classes, loaded.split.table.labels
+def _causal_rows(labels: np.ndarray, selected: dict[int, list[int]]) -> dict[int, np.ndarray]:
+    """The causal check's inputs: up to CAUSAL_INPUTS_PER_CLASS of each class's patches of the mined
+    split (a seeded sample), as positions in the whole split, ascending; labels: the whole split's."""
     rng = np.random.default_rng(CAUSAL_SEED)
-    inputs: dict[int, torch.Tensor] = {}
+    chosen: dict[int, np.ndarray] = {}
     for c in selected:
         rows = np.flatnonzero(labels == c)
         if len(rows) > CAUSAL_INPUTS_PER_CLASS:
             rows = np.sort(rng.choice(rows, CAUSAL_INPUTS_PER_CLASS, replace=False))
-        inputs[c] = loaded.split.crops[torch.from_numpy(rows)]
-    check = causal_check(
+        chosen[c] = rows.astype(np.int64)
+    return chosen
+
+
+def _causal_drops(
+    loaded: _Loaded, selected: dict[int, list[int]], causal_rows: dict[int, np.ndarray], params: dict[str, Any]
+) -> dict[int, ClassDrops]:
+    """Zero each class's selected units, and as many random ones (seeded draws), on the sampled inputs
+    that lie in this (whole or shard) split: each input's drop of its class's probability."""
+    here = loaded.split.rows  # ascending positions in the whole split
+    inputs = {}
+    for c, positions in causal_rows.items():
+        rows = np.asarray(positions, dtype=np.int64)
+        mine = rows[np.isin(rows, here)]
+        inputs[c] = (mine, loaded.split.crops[torch.from_numpy(np.searchsorted(here, mine))])
+    return causal_drops(
         loaded.model,
         inputs,
         {c: units for c, units in selected.items() if units},
@@ -251,6 +263,16 @@ def _causal(loaded: _Loaded, selected: dict[int, list[int]], params: dict[str, A
         seed=CAUSAL_SEED,
         batch_size=params["batch_size"],
     )
+
+
+def _causal_figures(
+    drops: dict[int, ClassDrops], selected: dict[int, list[int]], classes: list[str], num_units: int
+) -> dict[str, Any]:
+    """The causal check's figures for the model page: each class's mean drops with bootstrap 95%
+    intervals over its inputs (the selected units zeroed, and as many random ones)."""
+    check = causal_summary(
+        drops, {c: units for c, units in selected.items() if units}, num_units, draws=CAUSAL_DRAWS, seed=CAUSAL_SEED
+    )
     per_class = {classes[c]: {k: v for k, v in entry.items() if k != "random_units"} for c, entry in check.items()}
     return {
         "per_class": per_class,
@@ -258,6 +280,24 @@ def _causal(loaded: _Loaded, selected: dict[int, list[int]], params: dict[str, A
         "draws": CAUSAL_DRAWS,
         "seed": CAUSAL_SEED,
     }
+
+
+_DROP_FIELDS = ("rows", "selected", "random")
+
+
+def _drops_state(drops: dict[int, ClassDrops]) -> dict[int, dict[str, torch.Tensor]]:
+    """As tensors (float64 kept exactly), which ``torch.load(weights_only=True)`` reads back."""
+    return {c: {key: torch.from_numpy(getattr(d, key)) for key in _DROP_FIELDS} for c, d in drops.items()}
+
+
+def _drops_from_states(states: list[dict[int, dict[str, torch.Tensor]]]) -> dict[int, ClassDrops]:
+    """The shards' drops joined per class, in the order of the whole split."""
+    classes = sorted({c for state in states for c in state})
+    joined = {}
+    for c in classes:
+        parts = [ClassDrops(*(state[c][key].numpy() for key in _DROP_FIELDS)) for state in states if c in state]
+        joined[c] = ClassDrops.concatenate(parts)
+    return joined
 
 
 def _mask_side(params: dict[str, Any], split: PatchSplit) -> int:
@@ -282,7 +322,8 @@ def units_mine(*, job: Job, progress: ProgressFn, cancelled: CancelFn) -> dict[s
     check_cancel(cancelled)
     progress(1, 1, "Checking the selected units by zeroing them")
     selected = units_select(result.influence, job.params)
-    causal = _causal(loaded, selected, job.params)
+    drops = _causal_drops(loaded, selected, _causal_rows(loaded.split.labels, selected), job.params)
+    causal = _causal_figures(drops, selected, loaded.trained.classes, int(loaded.fc_weight.shape[1]))
     check_cancel(cancelled)
     progress(1, 1, "Writing the units and their masks")
     crops: list[str] = []
@@ -324,6 +365,8 @@ def units_mine_shard(*, job: Job, shard: int, shards: int, progress: ProgressFn,
             "patches": _patches_state(patches),
             "side": _mask_side(job.params, loaded.split),
             "total": loaded.split.total,
+            "labels": torch.from_numpy(loaded.split.labels),  # the causal check samples the whole split
+            "units": int(loaded.fc_weight.shape[1]),
         }
         return _save_state(state, f"job{job.pk}-shard{shard}")
     except BaseException:
@@ -346,12 +389,19 @@ def units_mine_reduce(*, job: Job, shard_files: list[str]) -> str:
             topk.merge(UnitTopK.from_state_dict(state["topk"]))
             influence.merge(InfluenceTally.from_state_dict(state["influence"]))
         kept = {row: candidates.pop(row) for row in _kept_rows(topk)}  # candidates keeps the others
+        # The selection is known once the counts are merged, so the second pass's shards run the
+        # causal check on their own share of its inputs (in parallel, instead of in the merge).
+        selected = units_select(influence, job.params)
+        labels = np.concatenate([np.asarray(state["labels"]) for state in states])  # shards are in order
         merged = {
             "topk": topk.state_dict(),
             "influence": influence.state_dict(),
             "patches": _patches_state(kept),
             "side": int(states[0]["side"]),
             "total": int(states[0]["total"]),
+            "units": int(states[0]["units"]),
+            "selected": selected,
+            "causal_rows": {c: torch.from_numpy(rows) for c, rows in _causal_rows(labels, selected).items()},
         }
         name = _save_state(merged, f"job{job.pk}-merged")
     except BaseException:
@@ -366,13 +416,17 @@ def units_mine_reduce(*, job: Job, shard_files: list[str]) -> str:
 def units_dissect_shard(
     *, job: Job, shard: int, shards: int, merged_file: str, progress: ProgressFn, cancelled: CancelFn
 ) -> str:
-    """Second pass over one shard, at the merged thresholds; returns the media name of its IoU sums."""
+    """Second pass over one shard, at the merged thresholds, and the causal check on the shard's share of
+    its inputs; returns the media name of its IoU sums and drops."""
     _torch_threads()
     merged = _load_state(merged_file)
     loaded = _load(job, shard=(shard, shards))
     thresholds = UnitTopK.from_state_dict(merged["topk"]).thresholds()
     tally = _dissect(loaded, thresholds, int(merged["side"]), job.params, progress, cancelled)
-    return _save_state(tally.state_dict(), f"job{job.pk}-iou{shard}")
+    check_cancel(cancelled)
+    drops = _causal_drops(loaded, merged["selected"], merged["causal_rows"], job.params)
+    state = {"iou": tally.state_dict(), "drops": _drops_state(drops)}
+    return _save_state(state, f"job{job.pk}-iou{shard}")
 
 
 def units_mine_merge(*, job: Job, merged_file: str, iou_files: list[str]) -> dict[str, Any]:
@@ -380,15 +434,17 @@ def units_mine_merge(*, job: Job, merged_file: str, iou_files: list[str]) -> dic
     merged: dict[str, Any] = {}
     try:
         merged = _load_state(merged_file)
-        tallies = [ConceptIoUTally.from_state_dict(_load_state(name)) for name in iou_files]
+        states = [_load_state(name) for name in iou_files]
+        tallies = [ConceptIoUTally.from_state_dict(state["iou"]) for state in states]
         for tally in tallies[1:]:
             tallies[0].merge(tally)
         influence = InfluenceTally.from_state_dict(merged["influence"])
-        selected = units_select(influence, job.params)
-        # The causal check reads the sampled patches of the whole split (a few hundred a class).
-        causal = _causal(_load(job), selected, job.params)
+        selected = merged["selected"]
+        trained = TrainedModel.objects.select_related("dataset").get(pk=job.params["model"])
+        drops = _drops_from_states([state["drops"] for state in states])
+        causal = _causal_figures(drops, selected, trained.classes, int(merged["units"]))
         summary = units_store(
-            trained=TrainedModel.objects.select_related("dataset").get(pk=job.params["model"]),
+            trained=trained,
             result=MiningResult(UnitTopK.from_state_dict(merged["topk"]), influence, np.zeros((0, 0))),
             ious=tallies[0],
             selected=selected,
