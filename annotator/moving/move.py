@@ -100,6 +100,7 @@ def installation_move(*, target_url: str, media_to: str | None, say: Say) -> Mov
                 f"the target database holds {len(foreign)} tables of something else ({', '.join(foreign[:5])}): "
                 "name a new, empty database"
             )
+        _source_check(source)  # before the target is touched; again below, under the source's lock
         say("Migrating the target database")
         target_migrate(target_url)
         storage = target_storage(media_to) if media_to else None
