@@ -375,3 +375,29 @@ def test_exports_hold_every_score_with_its_source_and_neutralise_formulas(plante
     assert len(table) == 3
     assert [row["reader"] for row in table if row["arm"] == "both"] == ["'=cmd|calc"]
     assert client.get(reverse("api:study-export", args=[study.pk, "xml"])).status_code == 400
+
+
+def test_the_new_study_page_shows_a_refusal_on_the_form_and_keeps_nothing(admin_user, expert_user):
+    dataset = DatasetFactory(kind="hip_fracture", classes=["no_fracture", "fracture"])
+    ImageFactory(dataset=dataset, split="test")
+    classifier = TrainedModelFactory(dataset=dataset, job__dataset=dataset, classes=dataset.classes)
+    generator = _generator_of(classifier)
+    client = client_for(admin_user)
+    page = client.get(reverse("study-new")).content.decode()
+    assert 'name="arms" value="saliency"' in page and expert_user.username in page
+    form = {
+        "name": "blind pair",
+        "dataset": dataset.pk,
+        "classifier": classifier.pk,
+        "sentence_model": generator.pk,
+        "arms": ["comparison"],
+        "split": "test",
+        "seed": 0,
+        "readers": [expert_user.pk],
+    }
+    response = client.post(reverse("study-new"), form)
+    assert response.status_code == 200
+    assert "open the dataset&#x27;s labels first" in response.content.decode()
+    assert not ReaderStudy.objects.exists()
+    bad_ids = client.post(reverse("study-new"), {**form, "images": "1, x"}).content.decode()
+    assert "image ids are whole numbers" in bad_ids
