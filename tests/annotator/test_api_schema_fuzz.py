@@ -38,6 +38,7 @@ from schemathesis.specs.openapi.checks import (
 from annotator.models import Dataset, Job
 from annotator.services.annotations import unit_consensus_save
 from annotator.services.fractures import fracture_descriptor_save
+from tests.annotator.reader_study_world import planted_study
 from tests.factories import DatasetFactory, ImageFactory, JobFactory, mined_unit
 
 pytestmark = pytest.mark.django_db
@@ -60,7 +61,10 @@ def objects(admin_user, expert_user) -> dict[str, int]:
     hips = DatasetFactory(kind=Dataset.Kind.HIP_FRACTURE, classes=["no_fracture", "fracture"])
     hip = ImageFactory(dataset=hips, label="fracture", metadata={"displacement": "mildly displaced"})
     label = fracture_descriptor_save(image=hip, expert=expert_user, version=0, fracture=False)
+    # A reader study the expert reads: its items, ratings (the key is the study's id: a 404), results, exports.
+    study = planted_study(dataset=hips, classifier=unit.model, readers=[expert_user], images=[hip])
     return {
+        "/api/studies/": study.pk,
         "/api/datasets/{id}/fractures/": hips.pk,
         "/api/datasets/": unit.model.dataset_id,
         "/api/images/{id}/fractures/": hip.pk,
