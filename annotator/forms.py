@@ -9,10 +9,12 @@ from django import forms
 from mining.networks import ARCHITECTURES
 
 from .models import Dataset, Explanation, Image, Job, TrainedModel
+from .services.datasets import LAYOUTS
 
 
 class JobStartForm(forms.Form):
-    kind = forms.ChoiceField(choices=Job.Kind.choices, initial=Job.Kind.TRAIN)
+    # An import makes its own dataset and has its own page (DatasetImportForm).
+    kind = forms.ChoiceField(choices=[c for c in Job.Kind.choices if c[0] != Job.Kind.IMPORT], initial=Job.Kind.TRAIN)
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.order_by("name"))
     input = forms.ChoiceField(
         choices=[
@@ -98,3 +100,43 @@ class UploadForm(forms.Form):
         empty_label="the newest model",
         help_text="the trained model that explains it",
     )
+
+
+class DatasetImportForm(forms.Form):
+    """Import a dataset from the browser: a zip of images + manifest.csv, or a folder under an import root."""
+
+    name = forms.CharField(max_length=200, help_text="the new dataset's name (must be unused)")
+    kind = forms.ChoiceField(choices=Dataset.Kind.choices, initial=Dataset.Kind.MAMMOGRAM)
+    layout = forms.ChoiceField(
+        choices=[(layout, layout) for layout in LAYOUTS],
+        initial=LAYOUTS[0],
+        help_text="manifest: images + manifest.csv; cbis-ddsm: the description CSVs + DICOM tree",
+    )
+    seed = forms.IntegerField(min_value=0, initial=0, help_text="seed of the patient-level 80/10/10 split")
+    source = forms.ChoiceField(
+        choices=[("upload", "upload a zip"), ("folder", "a folder on the server")],
+        initial="upload",
+        widget=forms.RadioSelect,
+    )
+    folder = forms.CharField(
+        required=False, max_length=1000, help_text="a folder under the server's import root, e.g. cases/2024"
+    )
+    # Last: a zip refused for its size mid-upload loses no field (the upload handler skips only the file).
+    archive = forms.FileField(
+        required=False, label="Zip", help_text="images and manifest.csv (at the top, or in its one folder)"
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("source") == "upload" and not data.get("archive") and "archive" not in self.errors:
+            self.add_error("archive", "choose a zip file to upload")
+        if data.get("source") == "folder" and not data.get("folder"):
+            self.add_error("folder", "name a folder under the import root")
+        return data
+
+    def import_params(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        params = {key: data[key] for key in ("name", "kind", "layout", "seed")}
+        if data["source"] == "folder":
+            params["folder"] = data["folder"]
+        return params

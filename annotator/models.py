@@ -127,6 +127,7 @@ class Job(models.Model):
         MINE = "mine", "Unit mining"
         EXPLAIN = "explain", "Batch explanation"
         CAPTION = "caption", "Sentence generator training"
+        IMPORT = "import_dataset", "Dataset import"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

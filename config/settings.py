@@ -46,6 +46,12 @@ ENV_VARS = {
     "JOB_HEARTBEAT_TIMEOUT": "seconds without a heartbeat after which a running job counts as dead",
     "MAX_IMAGE_PIXELS": "largest image (in pixels) an import or an upload accepts",
     "UPLOAD_MAX_BYTES": "largest image file (in bytes) the explain-an-image upload accepts",
+    "IMPORT_ROOTS": "comma-separated absolute folders admins may import from in the browser (unset: folder import off)",
+    "IMPORT_STAGING_DIR": "private folder where uploaded import zips wait for their job (web and workers share it)",
+    "IMPORT_UPLOAD_MAX_BYTES": "largest dataset zip (in bytes) the browser import accepts",
+    "IMPORT_ZIP_MAX_MEMBERS": "most files a dataset zip may hold",
+    "IMPORT_ZIP_MAX_BYTES": "largest total uncompressed size (in bytes) of a dataset zip",
+    "IMPORT_ZIP_MAX_RATIO": "highest compression ratio a dataset zip (and each large member) may have: above it, a zip bomb",
     "AXES_FAILURE_LIMIT": "failed sign-ins in a row (per username, and per address) before a lockout",
     "AXES_COOLOFF_MINUTES": "how long a sign-in lockout lasts",
     "API_THROTTLE_USER": "API request rate per signed-in user, e.g. 3000/minute",
@@ -238,11 +244,14 @@ def _bucket_origins(*, bucket_name: str, endpoint_url: str | None, region_name: 
 
 MEDIA_REDIRECT = env.bool("DEEPMINER_MEDIA_REDIRECT", default=True)
 MEDIA_URL_SECONDS = env.int("DEEPMINER_MEDIA_URL_SECONDS", default=300)
-if S3_MEDIA_BUCKET:
-    STORAGES["default"] = {
+
+
+def s3_media_storage(bucket_name: str) -> dict[str, Any]:
+    """The STORAGES entry of the S3-compatible bucket ``bucket_name`` from the AWS_* variables."""
+    return {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
-            "bucket_name": S3_MEDIA_BUCKET,
+            "bucket_name": bucket_name,
             "endpoint_url": env.str("AWS_S3_ENDPOINT_URL", default="") or None,
             "region_name": env.str("AWS_S3_REGION_NAME", default="") or None,
             "access_key": env.str("AWS_ACCESS_KEY_ID", default="") or None,
@@ -255,6 +264,12 @@ if S3_MEDIA_BUCKET:
             "file_overwrite": True,
         },
     }
+
+
+# The same for a bucket other code names (manage.py move_installation --media-to s3://bucket).
+S3_MEDIA_STORAGE = s3_media_storage
+if S3_MEDIA_BUCKET:
+    STORAGES["default"] = s3_media_storage(S3_MEDIA_BUCKET)
     if MEDIA_REDIRECT:  # the pages' <img> then load from the bucket's origin
         CONTENT_SECURITY_POLICY["DIRECTIVES"]["img-src"] += _bucket_origins(**STORAGES["default"]["OPTIONS"])
 MEDIA_CACHE_DIR = Path(env.str("MEDIA_CACHE_DIR", default=str(VAR_DIR / "media-cache")))
@@ -265,6 +280,18 @@ WHITENOISE_AUTOREFRESH = DEBUG
 MAX_IMAGE_PIXELS = env.int("MAX_IMAGE_PIXELS", default=100_000_000)
 UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=200 * 1024 * 1024)  # a 16-bit DICOM mammogram: ~50 MB
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# Browser import (annotator.services.dataset_imports): folders only under these roots (resolved, so a symlink
+# cannot lead out); uploaded zips wait in a private staging folder, checked against these caps before any
+# member is unpacked.
+IMPORT_ROOTS = [str(Path(root)) for root in env.list("IMPORT_ROOTS", default=[]) if root.strip()]
+_relative_roots = [root for root in IMPORT_ROOTS if not Path(root).is_absolute()]
+if _relative_roots:
+    raise ImproperlyConfigured(f"IMPORT_ROOTS must be absolute folders: {', '.join(_relative_roots)}")
+IMPORT_STAGING_DIR = Path(env.str("IMPORT_STAGING_DIR", default=str(VAR_DIR / "import-staging")))
+IMPORT_UPLOAD_MAX_BYTES = env.int("IMPORT_UPLOAD_MAX_BYTES", default=2 * 1024**3)
+IMPORT_ZIP_MAX_MEMBERS = env.int("IMPORT_ZIP_MAX_MEMBERS", default=100_000)
+IMPORT_ZIP_MAX_BYTES = env.int("IMPORT_ZIP_MAX_BYTES", default=20 * 1024**3)
+IMPORT_ZIP_MAX_RATIO = env.float("IMPORT_ZIP_MAX_RATIO", default=100.0)  # PNG and DICOM rarely pass 10
 # Media files (annotator.files and uploads) readable by the group, so a web server or worker running as
 # another user of the group reads what this one wrote (and the world does not: patient images).
 FILE_UPLOAD_PERMISSIONS = 0o640

@@ -11,7 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..models import Concept, Dataset, Finding, Image, Job
-from ..permissions import patch_counts_seen, user_sees_truth
+from ..permissions import patch_counts_seen, user_is_admin, user_sees_truth
 
 __all__ = [
     "DatasetSerializer",
@@ -150,13 +150,16 @@ class JobSerializer(serializers.ModelSerializer):
     def to_representation(self, instance: Job) -> dict[str, Any]:
         """A patch extraction's patches per split and label are its dataset's truth (a patch's label is its
         finding's pathology): per split only, under "all", for a user who may not see it (hidden when the
-        context has no request), as on the dataset page."""
+        context has no request), as on the dataset page. A failed import's bad rows go to admins only."""
         data: dict[str, Any] = super().to_representation(instance)
         result = data.get("result")
+        request = self.context.get("request")
+        user = request.user if request is not None else AnonymousUser()  # no request: hidden
         if isinstance(result, dict) and isinstance(result.get("by_split"), dict) and instance.dataset is not None:
-            request = self.context.get("request")
-            user = request.user if request is not None else AnonymousUser()  # no request: hidden
             data["result"] = {**result, "by_split": patch_counts_seen(user, instance.dataset, result["by_split"])}
+        if isinstance(result, dict) and "errors" in result and not user_is_admin(user):
+            # A failed import's bad rows quote its manifest (labels, findings): for the admins who import.
+            data["result"] = {key: value for key, value in result.items() if key != "errors"}
         return data
 
 

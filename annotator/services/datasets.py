@@ -11,6 +11,7 @@ then all rows in one transaction; if anything fails the files written so far are
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from django.conf import settings
@@ -23,6 +24,7 @@ from ..importing.cbis_ddsm import parse_cbis_ddsm
 from ..importing.checks import check_concepts, check_labels, decode_all, resolve_splits
 from ..importing.manifest import parse_manifest
 from ..importing.records import RowError
+from ..importing.roots import specs_inside
 from ..importing.storing import write_dataset
 from ..models import Dataset
 
@@ -46,12 +48,14 @@ def dataset_import(
     created_by: User | None = None,
     max_pixels: int | None = None,
     progress: ProgressFn = no_progress,
+    confine_to: Path | None = None,
 ) -> Dataset:
     """Import every image of ``folder`` into a new Dataset, or nothing at all.
 
     ``manifest`` defaults to ``folder/manifest.csv`` (a relative path is tried in the folder first);
     ``max_pixels`` defaults to settings.MAX_IMAGE_PIXELS. Raises ApplicationError listing every bad
-    row (see the module docstring).
+    row (see the module docstring). ``confine_to`` (the browser import's root): the manifest and every
+    image and mask must resolve inside it, symlinks followed; each one outside is a bad row.
     """
     name = name.strip()
     folder = Path(folder)
@@ -59,9 +63,16 @@ def dataset_import(
     limit = settings.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
 
     if layout == "manifest":
-        specs, errors = parse_manifest(_manifest_path(folder, manifest), folder, classes=classes)
+        manifest_path = _manifest_path(folder, manifest)
+        real_root = os.path.realpath(confine_to) if confine_to is not None else None
+        if real_root is not None and not Path(os.path.realpath(manifest_path)).is_relative_to(real_root):
+            raise ApplicationError(f"manifest {manifest_path.name} is a link leading outside the import root")
+        specs, errors = parse_manifest(manifest_path, folder, classes=classes)
     else:
         specs, errors = parse_cbis_ddsm(folder)
+    if confine_to is not None:
+        specs, outside = specs_inside(specs, confine_to)
+        errors += outside
     errors += check_concepts(specs)
     errors += check_labels(specs, kind)
     errors += resolve_splits(specs, seed)

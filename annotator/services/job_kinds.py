@@ -12,6 +12,7 @@ from typing import Any
 
 from ..models import Dataset, Job
 from .captioning import caption_params_validate, run_caption
+from .dataset_imports import import_params_validate, run_import
 from .explanation_batch import explain_params_validate, run_explain
 from .job_state import JobReporter, Sharded
 from .mining import mine_params_validate, run_mine
@@ -35,4 +36,5 @@ JOB_KINDS: dict[str, JobKind] = {
     Job.Kind.MINE: JobKind(run=run_mine, validate=mine_params_validate),
     Job.Kind.EXPLAIN: JobKind(run=run_explain, validate=explain_params_validate),
     Job.Kind.CAPTION: JobKind(run=run_caption, validate=caption_params_validate),
+    Job.Kind.IMPORT: JobKind(run=run_import, validate=import_params_validate),
 }

@@ -3,6 +3,7 @@
 from django.urls import URLPattern, URLResolver, include, path
 
 from ..api import core as api
+from ..views import imports
 from ..views import pages as views
 from ..views.media import media
 
@@ -26,6 +27,8 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("", views.dashboard, name="dashboard"),
     path("datasets/<int:pk>/", views.dataset_detail, name="dataset-detail"),
     path("datasets/<int:pk>/extract-patches/", views.dataset_extract_patches, name="dataset-extract-patches"),
+    path("datasets/import/", imports.dataset_import_new, name="dataset-import"),
+    path("datasets/import/<int:pk>/", imports.dataset_import_detail, name="dataset-import-detail"),
     path("jobs/new/", views.job_new, name="job-new"),
     path("jobs/<int:pk>/cancel/", views.job_cancel_view, name="job-cancel"),
     path("models/<int:pk>/", views.model_detail, name="model-detail"),

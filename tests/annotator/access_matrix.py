@@ -64,6 +64,12 @@ MATRIX: dict[tuple[str, str], tuple[Probe, ...]] = {
     ),
     ("datasets/<int:pk>/extract-patches/", "GET"): (P("/datasets/{mammo}/extract-patches/", POST_ONLY_PAGE),),
     ("datasets/<int:pk>/extract-patches/", "POST"): (P("/datasets/{mammo}/extract-patches/", ADMINS_ONLY_PAGE),),
+    ("datasets/import/", "GET"): (P("/datasets/import/", "login 403 403 200"),),
+    # The world has no IMPORT_ROOTS: an admin's folder import is refused as off (400), after the role check.
+    ("datasets/import/", "POST"): (
+        P("/datasets/import/", "login 403 403 400", {"name": "x", "seed": 0, "source": "folder", "folder": "cases"}),
+    ),
+    ("datasets/import/<int:pk>/", "GET"): (P("/datasets/import/{import_job}/", "login 403 403 200"),),
     ("jobs/new/", "GET"): (P("/jobs/new/", "login 403 403 200"),),
     ("jobs/new/", "POST"): (P("/jobs/new/", ADMINS_ONLY_PAGE, {"kind": "extract_patches", "dataset": "{mammo}"}),),
     ("jobs/<int:pk>/cancel/", "GET"): (P("/jobs/{job}/cancel/", POST_ONLY_PAGE),),

@@ -269,6 +269,7 @@ def world(admin_user, expert_user, researcher_user) -> dict[str, Any]:
         "mask": finding.mask.name,
         "upload": upload.pk,
         "job": JobFactory(dataset=mammo, result={"patches": 3, "by_split": {"test": {MAMMO_PATCH_LABEL: 3}}}).pk,
+        "import_job": JobFactory(kind="import_dataset", status="failed", params={"name": "New"}, dataset=None).pk,
         "hips": hips.pk,
         "hip": hip.pk,
         "hip2": hip2.pk,
