@@ -1,27 +1,26 @@
 """Copying an installation's media files from one Django storage to another, each verified by checksum.
 
 Everything under the source storage travels (images, masks, patches, checkpoints, explanation maps,
-deep-zoom tiles), not only what file fields name: JSON columns name files too. Left-over staging folders of
-interrupted atomic writes (``.tmp-*``) stay behind.
+deep-zoom tiles), not only what file fields name: JSON columns name files too. Left-over staging files of
+interrupted atomic writes (``.tmp-*``) stay behind (``files.storage_file_names``). Each file is written
+whole (``files.storage_write_bytes``), so a copy stopped half way leaves no partial file to trip a re-run.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
-from django.core.files import File
 from django.core.files.storage import FileSystemStorage, Storage, storages
 from django.db.models import FileField
 
 from annotator.errors import ApplicationError
+from annotator.files import storage_file_names, storage_write_bytes
 
 from .tables import copied_models
 
-STAGING_PREFIX = ".tmp-"
 _CHUNK = 1024 * 1024
 
 
@@ -35,8 +34,19 @@ class MediaReport:
     missing_in_source: list[str] = field(default_factory=list)
 
 
+def bucket_storage(bucket: str) -> Storage:
+    """The S3-compatible bucket ``bucket`` as the new installation's settings make it for DEEPMINER_S3_BUCKET
+    (the same AWS_* variables: endpoint, region, keys, addressing; private objects)."""
+    return storages.create_storage(settings.S3_MEDIA_STORAGE(bucket))
+
+
 def target_storage(spec: str) -> Storage:
-    """A storage alias of settings.STORAGES (e.g. an S3 bucket's), else a folder for a FileSystemStorage."""
+    """``s3://bucket``, a storage alias of settings.STORAGES, else a folder for a FileSystemStorage."""
+    if spec.startswith("s3://"):
+        bucket = spec.removeprefix("s3://").strip("/")
+        if not bucket or "/" in bucket:
+            raise ApplicationError("--media-to s3://BUCKET names one bucket, e.g. s3://deepminer-media")
+        return bucket_storage(bucket)
     if spec == "staticfiles":
         raise ApplicationError("--media-to staticfiles is the static files' storage, not one for media")
     if spec in settings.STORAGES:
@@ -45,18 +55,6 @@ def target_storage(spec: str) -> Storage:
     if folder == Path(settings.MEDIA_ROOT).resolve():
         raise ApplicationError("--media-to is this installation's own media folder: name another one")
     return FileSystemStorage(location=folder)
-
-
-def storage_files(storage: Storage, folder: str = "") -> Iterator[str]:
-    """Every file name under ``folder`` of ``storage``, depth first, staging leftovers skipped."""
-    folders, files = storage.listdir(folder)
-    prefix = f"{folder}/" if folder else ""
-    for name in sorted(files):
-        if not name.startswith(STAGING_PREFIX):
-            yield prefix + name
-    for sub in sorted(folders):
-        if not sub.startswith(STAGING_PREFIX):
-            yield from storage_files(storage, prefix + sub)
 
 
 def file_checksum(storage: Storage, name: str) -> tuple[int, str]:
@@ -86,7 +84,7 @@ def media_copy(*, source: Storage, target: Storage, referenced: set[str]) -> Med
     A file already in the target with the same bytes counts as done (a re-run); one with other bytes is
     refused, never overwritten. Then every referenced name must be in the target."""
     report = MediaReport()
-    for name in storage_files(source):
+    for name in sorted(storage_file_names(source)):
         expected = file_checksum(source, name)
         report.files += 1
         report.bytes += expected[0]
@@ -99,9 +97,9 @@ def media_copy(*, source: Storage, target: Storage, referenced: set[str]) -> Med
             report.already_there += 1
             continue
         with source.open(name, "rb") as handle:
-            saved = target.save(name, File(handle, name=name))
-        if saved != name or file_checksum(target, name) != expected:
-            raise ApplicationError(f"media file {name} did not arrive intact in the target storage (stored as {saved})")
+            storage_write_bytes(target, name, handle.read())
+        if file_checksum(target, name) != expected:
+            raise ApplicationError(f"media file {name} did not arrive intact in the target storage")
         report.copied += 1
     for name in sorted(referenced):
         if not target.exists(name):

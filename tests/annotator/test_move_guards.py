@@ -25,6 +25,7 @@ from annotator.moving.media import media_copy, target_storage
 from annotator.services.annotations import unit_annotation_save
 from tests.conftest import worker_environment
 from tests.factories import JobFactory, UnitFactory, UserFactory
+from tests.s3_media import bucket_create, moto_endpoint_fixture  # noqa: F401  (fixture)
 
 UTC = datetime.UTC
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,6 +76,30 @@ def test_the_media_copy_overwrites_nothing_that_differs_in_the_target(tmp_path):
     assert (tmp_path / "to" / "images" / "a.png").read_bytes() == b"someone else's"
 
 
+def test_the_media_copy_fills_an_s3_bucket_the_new_installation_reads(tmp_path, moto_endpoint, monkeypatch):
+    bucket = bucket_create(moto_endpoint)
+    for name, value in bucket.environment().items():
+        monkeypatch.setenv(name, value)
+    source = FileSystemStorage(location=tmp_path / "from")
+    files = {
+        "images/a.png": b"\x89PNG image",
+        "deepzoom/1/image_files/0/0_0.jpg": b"tile",
+        "checkpoints/m.pt": b"w" * 5000,
+    }
+    for name, data in files.items():
+        source.save(name, ContentFile(data))
+    target = target_storage(f"s3://{bucket.bucket}")
+    report = media_copy(source=source, target=target, referenced={"images/a.png"})
+    assert (report.copied, report.missing_in_source) == (3, [])
+    assert bucket.keys() == sorted(files) and all(bucket.read(name) == data for name, data in files.items())
+    assert media_copy(source=source, target=target, referenced=set()).already_there == 3
+    bucket.client.put_object(Bucket=bucket.bucket, Key="images/a.png", Body=b"changed in the bucket")
+    with pytest.raises(ApplicationError, match="other contents"):
+        media_copy(source=source, target=target, referenced=set())
+    with pytest.raises(ApplicationError, match="names one bucket"):
+        target_storage("s3://")
+
+
 def _tables(path: Path) -> list[str]:
     with sqlite3.connect(path) as connection:
         return sorted(row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
@@ -87,7 +112,7 @@ def test_the_move_refuses_its_own_database_and_media_folder(db, media_root):
     with pytest.raises(ApplicationError, match="own media folder"):
         target_storage(str(settings.MEDIA_ROOT))
     with pytest.raises(CommandError, match=r"not a database URL|names no database"):
-        call_command("move_installation", "--to", "nonsense")
+        call_command("move_installation", "--to", "postgres://")
 
 
 def _move(media_root: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -1,6 +1,6 @@
 """From the embedded default to PostgreSQL without losing a label (issue 13 item 7): a demo-sized SQLite
 installation with a row in every table is moved by ``manage.py move_installation`` to a PostgreSQL database
-this test creates (and drops) on the CI server, and its media to another folder; both installations are
+this test creates (and drops) on the CI server, and its media into an S3 bucket (a real moto S3 server); both installations are
 then read by the app itself, each in its own process, and compared.
 
 The PostgreSQL server is the tests' own when they run on one, else MOVE_TEST_POSTGRES_URL's (default
@@ -19,6 +19,8 @@ from typing import Any
 import psycopg2
 import pytest
 from django.conf import settings
+
+from tests.s3_media import bucket_create, moto_endpoint_fixture  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET_DB = "deepminer_move_test"
@@ -95,15 +97,24 @@ def _table(output: str) -> dict[str, tuple[int, int, str]]:
     return rows
 
 
-def test_a_sqlite_installation_moves_to_postgresql_and_its_media_to_another_storage(tmp_path, postgres_url):
-    source = _environment(tmp_path, f"sqlite:///{tmp_path / 'source.sqlite3'}", tmp_path / "media-source")
-    target = _environment(tmp_path, postgres_url, tmp_path / "media-target")
+def test_a_sqlite_installation_moves_to_postgresql_and_its_media_to_an_s3_bucket(tmp_path, postgres_url, moto_endpoint):
+    bucket = bucket_create(moto_endpoint)
+    source = {
+        **_environment(tmp_path, f"sqlite:///{tmp_path / 'source.sqlite3'}", tmp_path / "media-source"),
+        **{name: value for name, value in bucket.environment().items() if name != "DEEPMINER_S3_BUCKET"},
+    }
+    # The new installation: PostgreSQL, media in the bucket (streamed by the media view, to read them back).
+    target = {
+        **_environment(tmp_path, postgres_url, tmp_path / "media-unused"),
+        **bucket.environment(),
+        "DEEPMINER_MEDIA_REDIRECT": "false",
+    }
     facts = _step(source, "build", str(tmp_path / "demo"))
     # Every table of every app holds rows (the reader study's, newer than this test, may still be empty).
     assert set(facts["empty"]) <= NEWER_TABLES, facts["empty"]
     before = _step(source, "inspect", str(facts["label"]))
 
-    move = ["manage.py", "move_installation", "--to", postgres_url, "--media-to", str(tmp_path / "media-target")]
+    move = ["manage.py", "move_installation", "--to", postgres_url, "--media-to", f"s3://{bucket.bucket}"]
     moved = _run(move, source)
     assert moved.returncode == 0, moved.stdout[-3000:] + moved.stderr[-3000:]
     table = _table(moved.stdout)
@@ -111,8 +122,11 @@ def test_a_sqlite_installation_moves_to_postgresql_and_its_media_to_another_stor
     assert table["annotator_annotationchange"] == (before["counts"]["annotator.AnnotationChange"],) * 2 + ("yes",)
     assert table["auth_permission"][2] == "yes" and table["django_content_type"][2] == "yes"
     assert all(match == "yes" for *_, match in table.values()) and "django_session" not in table
-    files = len(list((tmp_path / "media-source").rglob("*.*")))
-    assert f"Media files: {files} (" in moved.stdout and f"{files} copied" in moved.stdout
+    files = sorted(
+        p.relative_to(tmp_path / "media-source").as_posix() for p in (tmp_path / "media-source").rglob("*.*")
+    )
+    assert f"Media files: {len(files)} (" in moved.stdout and f"{len(files)} copied" in moved.stdout
+    assert bucket.keys() == files
 
     after = _step(target, "inspect", str(facts["label"]))
     assert after["counts"] == before["counts"] and before["counts"]["annotator.TopActivation"] == 16
@@ -146,7 +160,7 @@ def test_a_sqlite_installation_moves_to_postgresql_and_its_media_to_another_stor
     assert after["sessions"] == 0 and before["sessions"] == 1
 
     again = _run(move, source)  # a finished move re-run: verified, nothing copied
-    assert again.returncode == 0 and "already moved" in again.stdout and f"{files} already there" in again.stdout
+    assert again.returncode == 0 and "already moved" in again.stdout and f"{len(files)} already there" in again.stdout
 
     used = _step(target, "use", json.dumps(facts))
     assert used["new_label_largest"] and used["version"] == 4 and used["history_versions"] == [1, 2, 3, 4]
