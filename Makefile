@@ -82,6 +82,13 @@ mutation: venv
 	  print('mutation score %.1f%%: %d of %d mutants caught (%d by a timeout), %d survived, %d reached by no test' \
 	  % (100 * caught / max(tested, 1), caught, tested, s['timeout'], s['survived'], s['no_tests']))"
 
+# Move this installation (the embedded SQLite default, or what DATABASE_URL names) to another database and its
+# media to another storage, verified by counts and checksums (README: Moving from the embedded default to PostgreSQL).
+.PHONY: move-installation
+move-installation: venv
+	@test -n "$(TO)" || { echo "usage: make move-installation TO=postgres://user@host:5432/name [MEDIA_TO=s3://bucket|folder]"; exit 2; }
+	$(BIN)/python manage.py move_installation --to "$(TO)" $(if $(MEDIA_TO),--media-to "$(MEDIA_TO)")
+
 bench: venv
 	$(BIN)/python bench/patches.py
 
