@@ -14,20 +14,22 @@ comparison arm needs a dataset whose labels an admin has opened (the blindness r
 
 from __future__ import annotations
 
+import io
 import random
 import secrets
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from django.db import IntegrityError, transaction
+from PIL import Image as PILImage
 
 from mining.sentence_parse import sentence_from_tokens
 
 from ..errors import ApplicationError
-from ..files import delete_quietly, read_png, write_png_atomic
+from ..files import delete_quietly, read_png, write_bytes_atomic
 from ..models import (
     Dataset,
     Explanation,
@@ -63,12 +65,11 @@ HEAT_OPACITY = 0.6
 
 @dataclass
 class ImageContent:
-    """What a study shows of one image: media names of its plain and saliency pictures ("" when no arm
-    needs it) and its sentences ("" for none)."""
+    """What a study shows of one image: per arm the media name of its picture (each arm its own copy, so
+    no two items of an image share a URL a reader could match), and its sentences ("" for none)."""
 
     image: Image
-    plain: str = ""
-    saliency: str = ""
+    pictures: dict[str, str] = field(default_factory=dict)
     generated: str = ""
     expert: str = ""
 
@@ -139,26 +140,33 @@ def _picture_name() -> str:
     return f"reader_studies/{secrets.token_hex(16)}.png"  # opaque: says nothing of the image or the model
 
 
-def _pictures(image: Image, heat: str | None, written: list[str]) -> tuple[str, str]:
-    """(plain picture, saliency picture or ""): the image's display rendition, and it under the heat map."""
+def _png(rgb: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    PILImage.fromarray(np.rint(rgb).astype(np.uint8)).save(buffer, format="PNG", compress_level=3)
+    return buffer.getvalue()
+
+
+def _pictures(image: Image, heat: str | None, arms: Sequence[str], written: list[str]) -> dict[str, str]:
+    """Arm -> its picture of ``image``: the display rendition, under the SmoothGrad heat for the saliency
+    arms (``heat``: the map's media name), each arm's written under a name of its own."""
     gray = read_png(rendition_name(image)).astype(np.float64)
     if gray.ndim == 3:
         gray = gray[..., :3].mean(axis=-1)
     rgb = np.repeat(gray[..., None], 3, axis=-1)
-    plain = _picture_name()
-    written.append(plain)
-    write_png_atomic(plain, rgb.astype(np.uint8), durable=False)
-    if heat is None:
-        return plain, ""
-    rgba = read_png(heat).astype(np.float64)
-    if rgba.shape[:2] != rgb.shape[:2]:
-        raise ApplicationError(f"image {image.pk}'s saliency map does not match its rendition", status=409)
-    alpha = rgba[..., 3:4] / 255.0 * HEAT_OPACITY
-    blended = rgb * (1 - alpha) + rgba[..., :3] * alpha
-    saliency = _picture_name()
-    written.append(saliency)
-    write_png_atomic(saliency, np.rint(blended).astype(np.uint8), durable=False)
-    return plain, saliency
+    encoded = {"plain": _png(rgb)}
+    if heat is not None:
+        rgba = read_png(heat).astype(np.float64)
+        if rgba.shape[:2] != rgb.shape[:2]:
+            raise ApplicationError(f"image {image.pk}'s saliency map does not match its rendition", status=409)
+        alpha = rgba[..., 3:4] / 255.0 * HEAT_OPACITY
+        encoded["heat"] = _png(rgb * (1 - alpha) + rgba[..., :3] * alpha)
+    pictures = {}
+    for arm in arms:
+        name = _picture_name()
+        written.append(name)
+        kind = "heat" if arm in (Arm.SALIENCY, Arm.BOTH) else "plain"
+        pictures[arm] = write_bytes_atomic(name, encoded[kind], durable=False)
+    return pictures
 
 
 def _expert_sentence(image: Image, readers: Sequence[Any]) -> str:
@@ -184,8 +192,7 @@ def _content(
     heat = None
     if Arm.SALIENCY in arms or Arm.BOTH in arms:
         heat = explanation_get(trained=classifier, image=image, method=Explanation.Method.SMOOTHGRAD).class_map.name
-    plain, saliency = _pictures(image, heat, written)
-    content = ImageContent(image=image, plain=plain, saliency=saliency)
+    content = ImageContent(image=image, pictures=_pictures(image, heat, arms, written))
     if sentence_model is not None and any(arm in SENTENCE_ARMS for arm in arms):
         try:
             content.generated = sentence_from_tokens(image_sentence(model=sentence_model, image=image).tokens)
@@ -256,11 +263,11 @@ def _items(study: ReaderStudy, contents: Sequence[ImageContent], rng: random.Ran
                     continue
                 pair = [("generated", content.generated), ("expert", content.expert)]
                 rng.shuffle(pair)
-                shown: dict[str, Any] = {"picture": content.plain, "sentences": [text for _, text in pair]}
+                shown: dict[str, Any] = {"picture": content.pictures[arm], "sentences": [text for _, text in pair]}
                 sources = [source for source, _ in pair]
             else:
-                picture = content.plain if arm == Arm.SENTENCE else content.saliency
-                shown = {"picture": picture, "sentences": [] if arm == Arm.SALIENCY else [content.generated]}
+                sentences = [] if arm == Arm.SALIENCY else [content.generated]
+                shown = {"picture": content.pictures[arm], "sentences": sentences}
                 sources = []
             items.append(
                 StudyItem(
@@ -329,8 +336,10 @@ def study_rating_save(
         raise ApplicationError(f"This item takes {what}.", {"field": "second_score"})
     if any(not 1 <= value <= top for value in given):
         raise ApplicationError(f"Scores go from 1 to {top} here.", {"field": "score", "scale": top})
-    with transaction.atomic():
-        rating, _ = StudyRating.objects.update_or_create(
-            item=item, reader=reader, defaults={"score": score, "second_score": second_score}
-        )
+    defaults = {"score": score, "second_score": second_score}
+    try:
+        with transaction.atomic():
+            rating, _ = StudyRating.objects.update_or_create(item=item, reader=reader, defaults=defaults)
+    except IntegrityError:  # a first save from another tab won the insert: this one updates it
+        rating, _ = StudyRating.objects.update_or_create(item=item, reader=reader, defaults=defaults)
     return rating

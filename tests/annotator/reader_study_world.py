@@ -43,8 +43,7 @@ def planted_study(
     contents = [
         ImageContent(
             image=image,
-            plain=image.file.name,
-            saliency=image.file.name,
+            pictures=dict.fromkeys(ReaderStudy.Arm.values, image.file.name),
             generated=f"alpha words {image.pk}",
             expert=f"omega words {image.pk}",
         )

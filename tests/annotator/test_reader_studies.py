@@ -87,9 +87,14 @@ def test_a_study_from_real_models_holds_every_arm_with_content_computed_once(tmp
         heat = read_png(saliency_item.content["picture"]).astype(int)
         assert plain.shape == heat.shape and plain.shape[2] == 3
         assert np.all(plain[..., 0] == plain[..., 1]) and np.abs(heat - plain).max() > 20
-        for item in (sentence_item, both_item, saliency_item):
-            assert re.fullmatch(r"reader_studies/[0-9a-f]{32}\.png", item.content["picture"])
-            assert media_path(item.content["picture"]).is_file()
+        both_picture = read_png(both_item.content["picture"]).astype(int)
+        assert np.array_equal(both_picture, heat)
+        items = StudyItem.objects.filter(study=study, image=image)
+        names = [item.content["picture"] for item in items]
+        assert len(set(names)) == len(names) == items.count()  # no two items of an image share a URL
+        for name in names:
+            assert re.fullmatch(r"reader_studies/[0-9a-f]{32}\.png", name)
+            assert media_path(name).is_file()
     # A pair shows the generated and the expert's template sentence.
     for item in compared:
         generated = StudyItem.objects.get(study=study, image=item.image, arm=Arm.SENTENCE).content["sentences"][0]
