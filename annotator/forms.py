@@ -119,7 +119,10 @@ class DatasetImportForm(forms.Form):
         widget=forms.RadioSelect,
     )
     folder = forms.CharField(
-        required=False, max_length=1000, help_text="a folder under the server's import root, e.g. cases/2024"
+        required=False,
+        max_length=1000,
+        widget=forms.TextInput(attrs={"list": "import-folders"}),  # the page's datalist of the roots' folders
+        help_text="a folder under the server's import root: absolute, or relative to the first root",
     )
     # Last: a zip refused for its size mid-upload loses no field (the upload handler skips only the file).
     archive = forms.FileField(

@@ -15,7 +15,7 @@ from ..errors import ApplicationError
 from ..forms import DatasetImportForm
 from ..models import Job
 from ..permissions import user_is_admin
-from ..selectors.imports import import_summary
+from ..selectors.imports import import_folder_choices, import_summary
 from ..services.import_jobs import dataset_import_job_create
 from .upload_limits import SizeCappedUploadHandler
 
@@ -65,7 +65,12 @@ def _retry_initial(request: HttpRequest) -> dict[str, Any]:
 
 
 def _form_context(form: DatasetImportForm) -> dict[str, Any]:
-    return {"form": form, "roots": settings.IMPORT_ROOTS, "max_bytes": settings.IMPORT_UPLOAD_MAX_BYTES}
+    return {
+        "form": form,
+        "roots": settings.IMPORT_ROOTS,
+        "folders": import_folder_choices(settings.IMPORT_ROOTS),
+        "max_bytes": settings.IMPORT_UPLOAD_MAX_BYTES,
+    }
 
 
 def dataset_import_detail(request: HttpRequest, pk: int) -> HttpResponse:

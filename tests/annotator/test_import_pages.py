@@ -89,7 +89,13 @@ def test_a_folder_under_the_root_is_imported_and_one_outside_is_refused(settings
     dataset_folder(root / "cases")
     settings.IMPORT_ROOTS = [str(root)]
     client = client_for(admin_user)
-    assert f"Server folders: under {root}." in client.get("/datasets/import/").content.decode()
+    (root / "escape").symlink_to(tmp_path)  # a link out of the root is not suggested
+    (root / ".hidden").mkdir()
+    (root / "notes.txt").write_text("not a folder")
+    page = client.get("/datasets/import/").content.decode()
+    assert f"Server folders: under {root}." in page
+    assert f'<datalist id="import-folders"><option value="{root / "cases"}"></datalist>' in page
+    assert 'list="import-folders"' in page
     response = client.post("/datasets/import/", {**FORM, "source": "folder", "folder": "../cases"})
     assert response.status_code == 400 and "may not contain &#x27;..&#x27;" in response.content.decode()
     response = client.post("/datasets/import/", {**FORM, "source": "folder", "folder": "cases"})
