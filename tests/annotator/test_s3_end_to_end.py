@@ -10,6 +10,7 @@ layer's own tests (test_s3_media.py) run in both passes."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import os
@@ -134,3 +135,44 @@ def test_import_patches_train_mine_survey_and_export_with_media_in_a_bucket(
     missing = _named_files() - set(s3_media.keys())
     assert not missing, sorted(missing)[:5]  # no row names a missing object
     assert _files_under(media_root) == [] and _files_under(worker_media) == []
+
+
+@pytest.mark.browser
+def test_the_survey_page_shows_bucket_media_in_chromium_under_the_csp(
+    s3_media: S3Media, settings, live_server, browser_page, expert_user
+) -> None:
+    """Crops load from presigned URLs (the bucket's origin in img-src, as settings.py adds it) and the mask
+    overlay reads the streamed sprite's pixels from a canvas without a cross-origin taint."""
+    from config.settings import _bucket_origins
+    from tests.annotator.test_browser_dashboard import sign_in
+    from tests.factories import mined_unit
+
+    policy = copy.deepcopy(settings.CONTENT_SECURITY_POLICY)
+    policy["DIRECTIVES"]["img-src"] += _bucket_origins(**s3_media.storage_options())
+    settings.CONTENT_SECURITY_POLICY = policy
+    unit = mined_unit(n_top=16, n_images=2)
+    page = browser_page
+    refused: list[str] = []
+    page.on("console", lambda message: refused.append(message.text) if message.type == "error" else None)
+    fetched: list[tuple[str, int]] = []
+    page.on("response", lambda response: fetched.append((response.url.split("?", 1)[0], response.status)))
+    sign_in(page, live_server.url, expert_user.username)
+    page.goto(f"{live_server.url}/units/{unit.pk}/")
+    page.wait_for_function("() => [...document.querySelectorAll('.tile img')].every(i => i.complete && i.naturalWidth)")
+    bucket = f"{s3_media.endpoint}/{s3_media.bucket}/patches/"
+    assert len({url for url, status in fetched if url.startswith(bucket) and status == 200}) == 16
+    page.check("input[name=view][value=mask]")
+    page.wait_for_function("() => document.getElementById('patch-grid').dataset.view === 'mask'")
+    alpha = page.wait_for_function(
+        """() => {
+          const canvas = document.querySelector('.tile canvas');
+          const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+          let sum = 0;
+          for (let i = 3; i < data.length; i += 4) sum += data[i];
+          return sum;
+        }"""
+    ).json_value()
+    assert alpha > 0  # the overlay was drawn: the sprite's pixels were readable
+    assert [text for text in refused if "Content Security Policy" in text] == []
+    failed = [(url, status) for url, status in fetched if status >= 400 and not url.endswith("/favicon.ico")]
+    assert failed == []

@@ -237,3 +237,45 @@ def test_every_object_is_listed_and_copied_to_another_storage(s3_media: S3Media,
     assert (tmp_path / "copy/deepzoom/x/image_files/0/0_0.jpg").read_bytes() == b"t"
     assert media_copy_all(source="default", target="local") == (0, 3)  # a re-run skips what is there
     assert sorted(media_object_names("local")) == names
+
+
+@pytest.mark.slow  # three settings loads in fresh interpreters: over a minute on a busy two-core machine
+def test_the_settings_read_the_bucket_from_the_environment(tmp_path: Path) -> None:
+    """DEEPMINER_S3_BUCKET and the AWS_* variables make the default storage the bucket, and the bucket's
+    origin joins the CSP's img-src (presigned redirects); nothing set: the filesystem and 'self' only."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    probe = (
+        "import json; from django.conf import settings; from annotator.files import media_storage; "
+        "s = media_storage(); print(json.dumps([type(s).__name__, getattr(s, 'bucket_name', None), "
+        "getattr(s, 'endpoint_url', None), settings.CONTENT_SECURITY_POLICY['DIRECTIVES']['img-src']]))"
+    )
+    bucket_env = {
+        "DEEPMINER_S3_BUCKET": "media",
+        "AWS_S3_ENDPOINT_URL": "http://minio:9000",
+        "AWS_S3_ADDRESSING_STYLE": "path",
+        "AWS_ACCESS_KEY_ID": "key",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+    }
+
+    def probed(extra: dict[str, str]) -> list:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DEEPMINER_S3", "DEEPMINER_MEDIA"))}
+        env.update({"DEEPMINER_VAR_DIR": str(tmp_path / "var"), "DJANGO_SETTINGS_MODULE": "config.settings", **extra})
+        done = subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert probed(bucket_env) == [
+        "S3Storage",
+        "media",
+        "http://minio:9000",
+        ["'self'", "data:", "http://minio:9000", "http://media.minio:9000"],
+    ]
+    assert probed({**bucket_env, "DEEPMINER_MEDIA_REDIRECT": "false"})[3] == ["'self'", "data:"]
+    assert probed({}) == ["FileSystemStorage", None, None, ["'self'", "data:"]]
