@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.core.files.storage import default_storage
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.migrations.executor import MigrationExecutor
 
 from annotator.errors import ApplicationError
@@ -124,12 +124,17 @@ def installation_move(*, target_url: str, media_to: str | None, say: Say) -> Mov
                 report.media = media
                 return report
             say("Copying tables")
-            with transaction.atomic(using=target):
-                _copy(source, target, say)
-                say("Verifying counts and checksums")
-                report = _compare(source, target)
-                if report.mismatched:
-                    raise MoveMismatch(f"{len(report.mismatched)} tables differ after the copy: nothing kept", report)
+            try:
+                with transaction.atomic(using=target):
+                    _copy(source, target, say)
+                    say("Verifying counts and checksums")
+                    report = _compare(source, target)
+                    if report.mismatched:
+                        raise MoveMismatch(
+                            f"{len(report.mismatched)} tables differ after the copy: nothing kept", report
+                        )
+            except DatabaseError as exc:  # e.g. a deferred foreign key checked at the commit: nothing kept either
+                raise ApplicationError(f"the target database refused the copy, nothing kept: {exc}") from exc
             report.media = media
             return report
     finally:

@@ -169,3 +169,27 @@ def test_a_sqlite_installation_moves_to_postgresql_and_its_media_to_an_s3_bucket
     refused = _run(move, source)  # the target has moved on: not this installation's copy any more
     assert refused.returncode != 0 and "not this installation's" in refused.stderr
     assert _table(refused.stdout)["annotator_unitannotation"] == (2, 3, "NO")
+
+
+@pytest.mark.skipif(
+    not settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"), reason="only SQLite stores what PostgreSQL refuses"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_row_postgresql_cannot_hold_is_a_clear_error_and_the_target_keeps_nothing(media_root, postgres_url):
+    from annotator.services.annotations import unit_annotation_save
+    from tests.conftest import worker_environment
+    from tests.factories import UnitFactory, UserFactory
+
+    expert = UserFactory(username="nul-expert", groups=["expert"])
+    unit_annotation_save(unit=UnitFactory(), expert=expert, version=0, recognizable="yes", notes="pasted \x00 binary")
+    refused = _run(["manage.py", "move_installation", "--to", postgres_url], worker_environment(media_root))
+    assert refused.returncode == 1 and "copying annotator_unitannotation failed" in refused.stderr, refused.stderr
+    connection = psycopg2.connect(postgres_url)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT (SELECT count(*) FROM auth_user) + (SELECT count(*) FROM annotator_unit)")
+            assert cursor.fetchone() == (0,)  # migrated, and not a row of the failed copy
+            cursor.execute("SELECT count(*) FROM annotator_concept")
+            assert cursor.fetchone()[0] > 40  # the target's own migrate seed, as before the move
+    finally:
+        connection.close()
