@@ -18,7 +18,7 @@ from django.shortcuts import get_object_or_404
 from mining.reader_stats import Score, arm_summaries, paired_tests, reader_means
 
 from ..models import ReaderStudy, StudyAssignment, StudyItem, StudyRating
-from ..permissions import RESEARCHER_GROUP, user_is_admin, user_roles
+from ..permissions import RESEARCHER_GROUP, user_is_admin, user_roles, user_sees_others_labels
 
 __all__ = [
     "ARM_SCALES",
@@ -27,6 +27,7 @@ __all__ = [
     "item_scale",
     "reader_items",
     "reader_progress",
+    "reader_study_items",
     "reader_view",
     "study_assignment",
     "study_export_rows",
@@ -106,17 +107,25 @@ def study_list_for(*, user: Any) -> QuerySet[ReaderStudy]:
     return studies.filter(is_reader=True)
 
 
+def reader_study_items(*, study: ReaderStudy, reader: Any) -> QuerySet[StudyItem]:
+    """The items ``reader`` may rate: all of them, but a pair only while its expert sentence may be shown
+    (the dataset's labels open to them): an admin who blinds the dataset again hides the pairs at once."""
+    items = study.items.all()
+    if not user_sees_others_labels(reader, study.dataset):
+        items = items.exclude(arm=Arm.COMPARISON)
+    return items
+
+
 def _ordered(study: ReaderStudy, assignment: StudyAssignment) -> list[StudyItem]:
-    items = list(study.items.order_by("pk"))
+    items = list(reader_study_items(study=study, reader=assignment.reader).order_by("pk"))
     random.Random(assignment.seed).shuffle(items)
     return items
 
 
 def reader_items(*, study: ReaderStudy, assignment: StudyAssignment, media_url: str) -> list[dict[str, Any]]:
     """The reader's items in their order, as the rating page and the API show them (nothing else)."""
-    mine = {
-        rating.item_id: rating for rating in StudyRating.objects.filter(item__study=study, reader=assignment.reader)
-    }
+    ratings = StudyRating.objects.filter(item__study=study, reader=assignment.reader)
+    mine = {rating.item_id: rating for rating in ratings}
     shown = []
     for item in _ordered(study, assignment):
         rating = mine.get(item.pk)
@@ -149,10 +158,8 @@ def reader_view(*, study: ReaderStudy, assignment: StudyAssignment, media_url: s
 
 def reader_progress(*, study: ReaderStudy, reader: Any) -> dict[str, int]:
     """How many of the study's items ``reader`` rated, of how many."""
-    return {
-        "rated": StudyRating.objects.filter(item__study=study, reader=reader).count(),
-        "total": study.items.count(),
-    }
+    items = reader_study_items(study=study, reader=reader)
+    return {"rated": StudyRating.objects.filter(item__in=items, reader=reader).count(), "total": items.count()}
 
 
 def study_scores(*, study: ReaderStudy) -> list[Score]:

@@ -43,7 +43,7 @@ from ..models import (
     TrainedModel,
 )
 from ..permissions import user_can_annotate
-from ..selectors.reader_studies import ARM_SCALES
+from ..selectors.reader_studies import ARM_SCALES, reader_study_items
 from .captioning import image_sentence
 from .explanations import explanation_get
 from .renditions import rendition_name
@@ -325,7 +325,7 @@ def study_rating_save(
     takes a score for each of its two sentences, any other item one; each on its arm's scale."""
     if not StudyAssignment.objects.filter(study=study, reader_id=reader.pk).exists():
         raise ApplicationError("You are not a reader of this study.", status=403)
-    item = StudyItem.objects.filter(study=study, key=key).first()
+    item = reader_study_items(study=study, reader=reader).filter(key=key).first()
     if item is None:
         raise ApplicationError("No such item in this study.", status=404)
     top = ARM_SCALES[item.arm]

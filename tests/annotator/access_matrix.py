@@ -16,7 +16,7 @@ the hip images' truth nor the mammograms' (``overlay`` / ``mask``: the mammogram
 by another expert only, ``unit2`` by the expert too; ``hip`` was labelled by another expert only, ``hip2`` by
 the expert too; ``label_other`` / ``label_mine`` are those fracture labels; the upload is the expert's.
 ``study`` is a reader study of the hip images read by the expert and the other expert (who rated every
-item), ``study_item`` one of its single-score items.
+item they may see: the pairs hide while the hips are blind), ``study_item`` one of its single-score items.
 """
 
 from __future__ import annotations

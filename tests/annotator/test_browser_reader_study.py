@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def study(expert_user):
-    dataset = DatasetFactory(kind="hip_fracture", classes=["no_fracture", "fracture"])
+    dataset = DatasetFactory(kind="hip_fracture", classes=["no_fracture", "fracture"], annotation_blind=False)
     images = [ImageFactory(dataset=dataset, split="test") for _ in range(2)]
     classifier = TrainedModelFactory(dataset=dataset, job__dataset=dataset, classes=dataset.classes)
     return planted_study(dataset=dataset, classifier=classifier, readers=[expert_user], images=images, name="Tiny")

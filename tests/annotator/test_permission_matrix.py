@@ -255,9 +255,8 @@ def world(admin_user, expert_user, researcher_user) -> dict[str, Any]:
     fracture_descriptor_save(image=hip2, expert=other, version=0, **severe)
     label_mine = fracture_descriptor_save(image=hip2, expert=expert_user, version=0, fracture=False)
     study = planted_study(dataset=hips, classifier=trained, readers=[expert_user, other], images=[hip, hip2])
-    for item in study.items.all():
-        pair = item.arm == "comparison"
-        study_rating_save(study=study, key=item.key, reader=other, score=4, second_score=5 if pair else None)
+    for item in study.items.exclude(arm="comparison"):  # the pairs hide from readers while the hips are blind
+        study_rating_save(study=study, key=item.key, reader=other, score=4)
     return {
         "mammo": mammo.pk,
         "model": trained.pk,

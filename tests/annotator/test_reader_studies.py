@@ -35,7 +35,7 @@ def author():
 
 @pytest.fixture
 def planted(expert_user, admin_user):
-    dataset = DatasetFactory(kind="hip_fracture", classes=["no_fracture", "fracture"])
+    dataset = DatasetFactory(kind="hip_fracture", classes=["no_fracture", "fracture"], annotation_blind=False)
     images = [ImageFactory(dataset=dataset, split="test") for _ in range(3)]
     classifier = TrainedModelFactory(dataset=dataset, job__dataset=dataset, classes=dataset.classes)
     other = UserFactory(username="second-reader", groups=["expert"])
@@ -248,6 +248,26 @@ def test_each_reader_has_their_own_stable_order_and_resumes_at_the_first_unrated
 
 
 # -- blinding: what a reader's API and page carry ----------------------------------------------------------
+
+
+def test_pairs_hide_from_readers_while_the_dataset_is_blind_again(planted, expert_user, admin_user):
+    study, _ = planted
+    pair = _items_by(study, Arm.COMPARISON)[0]
+    study_rating_save(study=study, key=pair.key, reader=expert_user, score=3, second_score=4)
+    mine = study_assignment(study=study, user=expert_user)
+    assert reader_view(study=study, assignment=mine, media_url="/m/")["total"] == 12
+    study.dataset.annotation_blind = True  # an admin closes the labels after the study was made
+    study.dataset.save()
+    view = reader_view(study=study, assignment=mine, media_url="/m/")
+    assert (view["total"], view["rated"]) == (9, 0)
+    assert pair.key not in {item["key"] for item in view["items"]}
+    assert not any(len(item["sentences"]) == 2 for item in view["items"])
+    with pytest.raises(ApplicationError, match="No such item"):
+        study_rating_save(study=study, key=pair.key, reader=expert_user, score=1, second_score=1)
+    # An admin reader still rates them (they see every label); the results keep the pair's scores.
+    admin_reader = study.assignments.create(reader=admin_user, seed=2)
+    assert reader_view(study=study, assignment=admin_reader, media_url="/m/")["total"] == 12
+    assert study_results(study=study)["arms"][3]["n"] == 1
 
 
 def test_a_readers_api_and_page_never_name_the_source_nor_show_another_readers_scores(planted, expert_user):
