@@ -41,8 +41,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from .data import PIXEL_MEAN, PIXEL_STD, batches, to_uint8
+from .devices import to_device
 from .networks import eval_mode, model_device
 from .patches import PatchParams, patch_geometry
+from .precision import FP32, Precision
 
 __all__ = [
     "BACKBONE",
@@ -159,14 +161,18 @@ def logit_map(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
         return F.conv2d(features, weight.to(features.dtype)[:, :, None, None], bias.to(features.dtype))
 
 
-def fcn_forward(model: nn.Module, x: torch.Tensor) -> FCNOutput:
+def fcn_forward(model: nn.Module, x: torch.Tensor, precision: Precision = FP32) -> FCNOutput:
     """The FCN on network input x (B, 3, H, W): layer4 map, logit map and per-position class probabilities.
 
     Runs in eval mode (restored after) and inference mode on the device of the model's parameters; the
-    outputs stay there. ``probabilities`` is the softmax over classes (dim 1) at each position.
+    outputs stay there. ``probabilities`` is the softmax over classes (dim 1) at each position. The backbone
+    runs in ``precision`` (``mining.precision``); its map is cast to float32 before the final layer, so every
+    output is float32.
     """
     with eval_mode(model), torch.inference_mode():
-        features = layer4_map(model, x.to(model_device(model)))
+        with precision.autocast():
+            features = layer4_map(model, to_device(x, model_device(model)))
+        features = features.float()
         logits = logit_map(model, features)
         return FCNOutput(features, logits, torch.softmax(logits, dim=1))
 

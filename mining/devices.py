@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["DEVICE_CHOICES", "select_device"]
+__all__ = ["DEVICE_CHOICES", "select_device", "to_device"]
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
@@ -27,3 +27,16 @@ def select_device(setting: str = "auto", *, cuda_available: bool | None = None) 
             raise ValueError(f"DEEPMINER_DEVICE={setting} but this worker has no usable CUDA device")
         return torch.device(wanted)
     raise ValueError(f"DEEPMINER_DEVICE must be one of {', '.join(DEVICE_CHOICES)} (or cuda:N), got {setting!r}")
+
+
+def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``batch`` on ``device``: unchanged when it is already there (the CPU case); for a GPU copied from
+    pinned (page-locked) memory without blocking, so the host prepares the next batch while it travels.
+
+    The caching host allocator keeps the pinned copy alive until the transfer has finished.
+    """
+    if batch.device == device:
+        return batch
+    if device.type == "cuda" and batch.device.type == "cpu":
+        return batch.pin_memory().to(device, non_blocking=True)
+    return batch.to(device)

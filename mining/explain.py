@@ -39,6 +39,7 @@ from . import cam
 from .influence import TOP_UNITS_PER_INPUT, top_units, unit_influence
 from .metrics import one_vs_rest_auc
 from .patches import PatchParams
+from .precision import FP32, Precision
 
 __all__ = [
     "METHODS",
@@ -230,6 +231,7 @@ def explain_image(
     top_k: int = TOP_UNITS_PER_INPUT,
     seed: int = 0,
     pooling: str = "local",
+    precision: Precision = FP32,
 ) -> Explanation:
     """Explain one image: pixels (H, W) uint8/uint16, run at training scale (``cam.image_input``).
 
@@ -241,7 +243,8 @@ def explain_image(
     classes: the model's C class names; input_size: the training input size (patch_params["input_size"]).
     unit_names: unit -> (label, source in SOURCES). method: the class map, one of METHODS (SmoothGrad
     with ``seed``). size: (H_out, W_out) of the class and unit maps, default the image's (H, W).
-    tissue: optional bool (H, W) restricting the decision to tissue cells. One FCN forward pass (plus
+    tissue: optional bool (H, W) restricting the decision to tissue cells. precision: the FCN backbone's
+    autocast (``mining.precision``); the maps and scores are float32. One FCN forward pass (plus
     SmoothGrad's backward passes when chosen).
     """
     names = dict(unit_names or {})
@@ -249,7 +252,7 @@ def explain_image(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     x = cam.image_input(pixels, input_size, params)
-    fcn = cam.fcn_forward(model, x)
+    fcn = cam.fcn_forward(model, x, precision)
     if fcn.logits.shape[1] != len(classes):
         raise ValueError(f"{len(classes)} class names for a model with {fcn.logits.shape[1]} classes")
     map_shape = (int(fcn.features.shape[2]), int(fcn.features.shape[3]))

@@ -20,9 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import batches, to_input
+from .devices import to_device
 from .dissection import ConceptIoUTally
 from .influence import TOP_UNITS_PER_INPUT, InfluenceTally
 from .networks import model_device
+from .precision import FP32, Precision
 from .progress import CancelFn, ProgressFn, check_cancel, never_cancelled, no_progress
 from .topk import QUANTILE, TOP_N, UnitTopK
 
@@ -83,6 +85,7 @@ def run_mining_pass(
     per_image_top: int = TOP_UNITS_PER_INPUT,
     progress: ProgressFn = no_progress,
     cancelled: CancelFn = never_cancelled,
+    precision: Precision = FP32,
 ) -> MiningResult:
     """One inference pass collecting top activations, influence counts and class probabilities.
 
@@ -92,8 +95,9 @@ def run_mining_pass(
         the input never has to fit in memory). fc_weight: (C, U). input_ids: int64 (N,) global patch indices
         (default 0..N-1). image_index: int64 (N,) the image of each patch, an image's patches adjacent
     (default: every patch its own image); influence is counted per image, over the image's patches. dataset_size: inputs over all shards of a sharded pass, which sets the quantile's
-        K so shard results merge exactly (default: this pass's N). Raises ``Cancelled`` between
-        batches when ``cancelled()`` says so.
+        K so shard results merge exactly (default: this pass's N). precision: the forward's autocast
+        (``mining.precision``); features and logits are cast to float32 before anything is tallied.
+        Raises ``Cancelled`` between batches when ``cancelled()`` says so.
     """
     total = len(patches) if isinstance(patches, torch.Tensor) else num_inputs
     if total is None:
@@ -117,7 +121,8 @@ def run_mining_pass(
             if done + len(batch) > total:
                 raise ValueError(f"got more than the {total} patches announced")
             # The network runs on its device (a GPU worker's); the tallies stay on the CPU (a no-op there).
-            out = extractor(to_input(batch).to(device, non_blocking=True))
+            with precision.autocast():
+                out = extractor(to_input(to_device(batch, device)))
             features, logits = out["features"].float().cpu(), out["logits"].cpu()
             if topk is None:  # h and w are only known once the network has run
                 positions = (dataset_size or total) * features.shape[2] * features.shape[3]
@@ -148,12 +153,14 @@ def run_dissection_pass(
     batch_size: int = 64,
     progress: ProgressFn = no_progress,
     cancelled: CancelFn = never_cancelled,
+    precision: Precision = FP32,
 ) -> ConceptIoUTally:
     """The second pass: every unit's Network Dissection IoU sums with every concept over all the patches.
 
     extractor and patches as for `run_mining_pass` (the same patches in the same order); thresholds:
     float (U,) from the first pass; concepts(start, stop): the concept masks (side x side) of patches
-    start..stop-1 of this pass. Raises ``Cancelled`` between batches when ``cancelled()`` says so.
+    start..stop-1 of this pass; precision: as for `run_mining_pass` (the IoUs are of float32 maps).
+    Raises ``Cancelled`` between batches when ``cancelled()`` says so.
     """
     total = len(patches) if isinstance(patches, torch.Tensor) else num_inputs
     if total is None:
@@ -165,7 +172,9 @@ def run_dissection_pass(
     with torch.inference_mode():
         for batch in _uint8_batches(patches, batch_size):
             check_cancel(cancelled)
-            features = extractor(to_input(batch).to(device, non_blocking=True))["features"].float().cpu()
+            with precision.autocast():
+                features = extractor(to_input(to_device(batch, device)))["features"]
+            features = features.float().cpu()
             with _one_thread():
                 tally.update(features, concepts(done, done + len(batch)))
             done += len(batch)

@@ -40,7 +40,9 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from .data import batches, to_input
+from .devices import to_device
 from .patches import CLASSES
+from .precision import FP32, Precision
 from .progress import CancelFn, ProgressFn, check_cancel, never_cancelled, no_progress
 
 __all__ = [
@@ -167,7 +169,11 @@ def random_dihedral(batch: torch.Tensor, generator: torch.Generator) -> torch.Te
 
 
 def _logits(
-    model: nn.Module, patches: torch.Tensor, batch_size: int, cancelled: CancelFn = never_cancelled
+    model: nn.Module,
+    patches: torch.Tensor,
+    batch_size: int,
+    cancelled: CancelFn = never_cancelled,
+    precision: Precision = FP32,
 ) -> torch.Tensor:
     """float32 (N, C) logits of uint8 patches (N, S, S), in eval mode, on the CPU."""
     device = next(model.parameters()).device
@@ -176,7 +182,9 @@ def _logits(
     with torch.inference_mode():
         for rows in batches(len(patches), batch_size):
             check_cancel(cancelled)
-            out.append(model(to_input(patches[rows]).to(device)).float().cpu())
+            with precision.autocast():
+                logits = model(to_input(to_device(patches[rows], device)))
+            out.append(logits.float().cpu())
     return torch.cat(out) if out else torch.zeros((0, 0))
 
 
@@ -249,6 +257,8 @@ class TrainingRun:
     cancelled: CancelFn
     device: torch.device
     step: int = 0
+    precision: Precision = FP32  # the forward's autocast; ``scaler`` scales fp16's loss (else a pass-through)
+    scaler: torch.amp.GradScaler = field(default_factory=FP32.grad_scaler)
 
     @property
     def total_steps(self) -> int:
@@ -263,9 +273,10 @@ class TrainingRun:
         *,
         progress: ProgressFn = no_progress,
         cancelled: CancelFn = never_cancelled,
+        precision: Precision = FP32,
     ) -> TrainingRun:
         """A run at step 0 over ``num_samples`` training patches: puts ``model`` in the configured memory
-        format and builds its optimiser and the generator (seeded with ``config.seed``)."""
+        format and builds its optimiser, the generator (seeded with ``config.seed``) and ``precision``'s scaler."""
         batch_size = min(config.batch_size, num_samples)
         model.to(memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
         return cls(
@@ -278,6 +289,8 @@ class TrainingRun:
             progress,
             cancelled,
             next(model.parameters()).device,
+            precision=precision,
+            scaler=precision.grad_scaler(),
         )
 
 
@@ -304,6 +317,7 @@ def train(
     cancelled: CancelFn = never_cancelled,
     num_classes: int = 3,
     class_names: Sequence[str] | None = None,
+    precision: Precision = FP32,
 ) -> TrainResult:
     """Train ``model`` in place and return its best epoch (by validation AUC; see the module doc).
 
@@ -313,13 +327,16 @@ def train(
     val_patches: uint8 (M, S, S); val_labels: int64 (M,). An epoch is N samples (balanced or a
     shuffle), in ``N // batch_size`` full batches (a partial batch would upset BatchNorm).
     ``class_names`` keys the per-class AUCs; default CLASSES for 3 classes, else "0", "1", ....
+    ``precision``: the forward passes' autocast (``mining.precision``; losses and AUCs stay float32).
     Raises Cancelled when ``cancelled()`` turns true (checked between batches).
     """
     config = config or TrainConfig.from_scratch()
     names = _class_names(num_classes, class_names)
     _check_inputs(train_patches, train_labels, val_patches, val_labels, num_classes, config)
     torch.manual_seed(config.seed)
-    run = TrainingRun.start(model, config, len(train_patches), progress=progress, cancelled=cancelled)
+    run = TrainingRun.start(
+        model, config, len(train_patches), progress=progress, cancelled=cancelled, precision=precision
+    )
     best: TrainResult | None = None
     history: list[dict] = []
     for epoch in range(1, config.epochs + 1):
@@ -327,7 +344,13 @@ def train(
         train_loss = train_one_epoch(run, train_patches, train_labels, epoch)
         progress(run.step, run.total_steps, f"epoch {epoch}/{config.epochs} · validating")
         validation = evaluate(
-            model, val_patches, val_labels, names, batch_size=config.eval_batch_size, cancelled=cancelled
+            model,
+            val_patches,
+            val_labels,
+            names,
+            batch_size=config.eval_batch_size,
+            cancelled=cancelled,
+            precision=precision,
         )
         record = _epoch_record(epoch, train_loss, validation, run)
         record["seconds"] = time.perf_counter() - started
@@ -371,13 +394,17 @@ def _step(run: TrainingRun, images: torch.Tensor, targets: torch.Tensor) -> torc
         group["lr"] = lr
     if run.config.augment:
         images = random_dihedral(images, run.generator)
-    inputs = to_input(images)
+    # uint8 crosses to the device (a quarter of the float bytes) and is standardised there.
+    inputs = to_input(to_device(images, run.device))
     if not run.config.channels_last:
         inputs = inputs.contiguous()
-    loss = F.cross_entropy(run.model(inputs.to(run.device)), targets.to(run.device))
+    with run.precision.autocast():
+        logits = run.model(inputs)
+    loss = F.cross_entropy(logits.float(), to_device(targets, run.device))
     run.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    run.optimizer.step()
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)  # skips the step whose fp16 gradients overflowed
+    run.scaler.update()
     run.step += 1
     return loss.detach().cpu()
 
@@ -397,6 +424,7 @@ def evaluate(
     *,
     batch_size: int = 128,
     cancelled: CancelFn = never_cancelled,
+    precision: Precision = FP32,
 ) -> Validation:
     """Validation loss and per-class AUCs of ``model`` on uint8 ``patches`` (M, S, S) with int64 ``labels``
     (M,): what ``train`` measures after every epoch. ``class_names``: the C names keying the AUCs.
@@ -404,7 +432,7 @@ def evaluate(
     The model is put in eval mode and run without gradients. (For the clinical report on a test split,
     with CIs, operating points and breakdowns, see ``mining.metrics.evaluate``.)
     """
-    logits = _logits(model, patches, batch_size, cancelled)  # (M, C)
+    logits = _logits(model, patches, batch_size, cancelled, precision)  # (M, C)
     probs = torch.softmax(logits, dim=1).numpy()
     aucs = validation_aucs(labels.numpy(), probs, class_names)
     return Validation(float(F.cross_entropy(logits, labels)), aucs, _macro(aucs), probs)
