@@ -52,15 +52,16 @@ class ReaderStudyForm(forms.Form):
         except ValueError:
             raise forms.ValidationError("image ids are whole numbers") from None
 
-    def study_arguments(self) -> dict[str, Any]:
+    def design_arguments(self) -> dict[str, Any]:
+        """The StudyDesign fields the form holds (all but who creates it)."""
+        data = self.cleaned_data
+        names = ("name", "dataset", "classifier", "sentence_model", "arms")
+        return {**{name: data[name] for name in names}, "readers": list(data["readers"])}
+
+    def selection_arguments(self) -> dict[str, Any]:
+        """How the images are chosen: a split, a sample of it, or ids; and the seed."""
         data = self.cleaned_data
         return {
-            "name": data["name"],
-            "dataset": data["dataset"],
-            "classifier": data["classifier"],
-            "sentence_model": data["sentence_model"],
-            "arms": data["arms"],
-            "readers": list(data["readers"]),
             "split": data["split"] or "",
             "sample": data["sample"],
             "image_ids": data["images"],

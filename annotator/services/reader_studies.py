@@ -19,7 +19,7 @@ import random
 import secrets
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -51,6 +51,7 @@ from .renditions import rendition_name
 __all__ = [
     "MAX_IMAGES",
     "ImageContent",
+    "StudyDesign",
     "reader_study_create",
     "reader_study_store",
     "study_images_choose",
@@ -61,6 +62,20 @@ Arm = ReaderStudy.Arm
 SENTENCE_ARMS = (Arm.SENTENCE, Arm.BOTH, Arm.COMPARISON)
 MAX_IMAGES = 100  # content is computed in the creating request (a SmoothGrad map per image)
 HEAT_OPACITY = 0.6
+
+
+@dataclass(frozen=True)
+class StudyDesign:
+    """What an admin decides about a study, apart from its images: its name, what explains (the
+    classifier's SmoothGrad, the sentence generator), the arms and who reads."""
+
+    name: str
+    dataset: Dataset
+    classifier: TrainedModel
+    sentence_model: SentenceModel | None
+    arms: Sequence[str]
+    readers: Sequence[Any]
+    created_by: Any = None
 
 
 @dataclass
@@ -99,16 +114,10 @@ def study_images_choose(
     return images
 
 
-def _validate(
-    *,
-    name: str,
-    dataset: Dataset,
-    classifier: TrainedModel,
-    sentence_model: SentenceModel | None,
-    arms: Sequence[str],
-    readers: Sequence[Any],
-) -> list[str]:
-    """The arms in their canonical order, once everything the study needs is checked."""
+def _validate(design: StudyDesign) -> StudyDesign:
+    """``design`` with its name trimmed and its arms in their canonical order, once all is checked."""
+    name, dataset, classifier, sentence_model = design.name, design.dataset, design.classifier, design.sentence_model
+    arms, readers = design.arms, design.readers
     if not name.strip():
         raise ApplicationError("a study needs a name", {"field": "name"})
     if ReaderStudy.objects.filter(name=name.strip()).exists():
@@ -133,7 +142,7 @@ def _validate(
     not_annotators = [reader.username for reader in readers if not user_can_annotate(reader)]
     if not_annotators:
         raise ApplicationError(f"only experts and admins can read: {not_annotators}", {"field": "readers"})
-    return [arm for arm in Arm.values if arm in arms]
+    return replace(design, name=name.strip(), arms=[arm for arm in Arm.values if arm in arms])
 
 
 def _picture_name() -> str:
@@ -180,18 +189,13 @@ def _expert_sentence(image: Image, readers: Sequence[Any]) -> str:
     return Counter(sentences).most_common(1)[0][0] if sentences else ""
 
 
-def _content(
-    image: Image,
-    *,
-    classifier: TrainedModel,
-    sentence_model: SentenceModel | None,
-    arms: Sequence[str],
-    readers: Sequence[Any],
-    written: list[str],
-) -> ImageContent:
+def _content(image: Image, design: StudyDesign, written: list[str]) -> ImageContent:
+    arms, sentence_model = design.arms, design.sentence_model
     heat = None
     if Arm.SALIENCY in arms or Arm.BOTH in arms:
-        heat = explanation_get(trained=classifier, image=image, method=Explanation.Method.SMOOTHGRAD).class_map.name
+        heat = explanation_get(
+            trained=design.classifier, image=image, method=Explanation.Method.SMOOTHGRAD
+        ).class_map.name
     content = ImageContent(image=image, pictures=_pictures(image, heat, arms, written))
     if sentence_model is not None and any(arm in SENTENCE_ARMS for arm in arms):
         try:
@@ -199,55 +203,26 @@ def _content(
         except (OSError, ValueError) as exc:
             raise ApplicationError(f"the sentence generator cannot be read: {exc}", status=409) from exc
     if Arm.COMPARISON in arms:
-        content.expert = _expert_sentence(image, readers)
+        content.expert = _expert_sentence(image, design.readers)
     return content
 
 
 def reader_study_create(
     *,
-    name: str,
-    dataset: Dataset,
-    classifier: TrainedModel,
-    sentence_model: SentenceModel | None,
-    arms: Sequence[str],
-    readers: Sequence[Any],
-    created_by: Any,
+    design: StudyDesign,
     split: str = "",
     sample: int | None = None,
     image_ids: Sequence[int] = (),
     seed: int = 0,
 ) -> ReaderStudy:
     """Create a study: check it, choose its images, compute every item's content and store it all."""
-    chosen = _validate(
-        name=name, dataset=dataset, classifier=classifier, sentence_model=sentence_model, arms=arms, readers=readers
-    )
-    images = study_images_choose(dataset=dataset, split=split, sample=sample, image_ids=image_ids, seed=seed)
+    design = _validate(design)
+    images = study_images_choose(dataset=design.dataset, split=split, sample=sample, image_ids=image_ids, seed=seed)
     selection = {"split": split, "sample": sample, "seed": seed} if not image_ids else {"images": len(images)}
     written: list[str] = []
     try:
-        contents = [
-            _content(
-                image,
-                classifier=classifier,
-                sentence_model=sentence_model,
-                arms=chosen,
-                readers=readers,
-                written=written,
-            )
-            for image in images
-        ]
-        return reader_study_store(
-            name=name,
-            dataset=dataset,
-            classifier=classifier,
-            sentence_model=sentence_model,
-            arms=chosen,
-            readers=readers,
-            created_by=created_by,
-            selection=selection,
-            contents=contents,
-            seed=seed,
-        )
+        contents = [_content(image, design, written) for image in images]
+        return reader_study_store(design=design, selection=selection, contents=contents, seed=seed)
     except BaseException:
         delete_quietly(written)  # no study row names them
         raise
@@ -280,32 +255,23 @@ def _items(study: ReaderStudy, contents: Sequence[ImageContent], rng: random.Ran
 
 @transaction.atomic
 def reader_study_store(
-    *,
-    name: str,
-    dataset: Dataset,
-    classifier: TrainedModel,
-    sentence_model: SentenceModel | None,
-    arms: Sequence[str],
-    readers: Sequence[Any],
-    created_by: Any,
-    selection: dict[str, Any],
-    contents: Sequence[ImageContent],
-    seed: int = 0,
+    *, design: StudyDesign, selection: dict[str, Any], contents: Sequence[ImageContent], seed: int = 0
 ) -> ReaderStudy:
     """Store a study whose content is computed: the row, its items and one assignment per reader."""
     rng = random.Random(seed)
+    name = design.name.strip()
     try:
         study = ReaderStudy.objects.create(
-            name=name.strip(),
-            dataset=dataset,
-            classifier=classifier,
-            sentence_model=sentence_model,
-            arms=list(arms),
+            name=name,
+            dataset=design.dataset,
+            classifier=design.classifier,
+            sentence_model=design.sentence_model,
+            arms=list(design.arms),
             selection=selection,
-            created_by=created_by,
+            created_by=design.created_by,
         )
     except IntegrityError:
-        raise ApplicationError(f"a study named {name.strip()!r} exists already", {"field": "name"}) from None
+        raise ApplicationError(f"a study named {name!r} exists already", {"field": "name"}) from None
     items = _items(study, contents, rng)
     if not items:
         raise ApplicationError("no image has what the chosen arms show", {"field": "arms"})
@@ -313,7 +279,7 @@ def reader_study_store(
     if study.skipped:
         study.save(update_fields=["skipped"])
     StudyAssignment.objects.bulk_create(
-        StudyAssignment(study=study, reader=reader, seed=rng.randrange(2**31)) for reader in readers
+        StudyAssignment(study=study, reader=reader, seed=rng.randrange(2**31)) for reader in design.readers
     )
     return study
 

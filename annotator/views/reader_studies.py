@@ -12,7 +12,7 @@ from django.urls import reverse
 from ..errors import ApplicationError
 from ..permissions import user_is_admin
 from ..selectors import reader_studies as selectors
-from ..services.reader_studies import reader_study_create
+from ..services.reader_studies import StudyDesign, reader_study_create
 from ..study_forms import ReaderStudyForm
 
 __all__ = ["study_new", "study_rate", "study_results"]
@@ -33,7 +33,8 @@ def study_new(request: HttpRequest) -> HttpResponse:
     form = ReaderStudyForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            study = reader_study_create(created_by=request.user, **form.study_arguments())
+            design = StudyDesign(created_by=request.user, **form.design_arguments())
+            study = reader_study_create(design=design, **form.selection_arguments())
         except ApplicationError as exc:
             field = exc.extra.get("field")
             form.add_error(field if field in form.fields else None, exc.message)

@@ -11,7 +11,7 @@ from annotator.models import Dataset, Image, Job, ReaderStudy, SentenceModel
 from annotator.services.fractures import fracture_descriptor_save
 from annotator.services.job_runs import job_run
 from annotator.services.jobs import job_create
-from annotator.services.reader_studies import ImageContent, reader_study_store
+from annotator.services.reader_studies import ImageContent, StudyDesign, reader_study_store
 from tests.factories import random_model
 
 __all__ = ["LABELLED", "hip_models", "planted_study"]
@@ -49,15 +49,12 @@ def planted_study(
         )
         for image in images
     ]
-    return reader_study_store(
+    design = StudyDesign(
         name=name,
         dataset=dataset,
         classifier=classifier,
         sentence_model=None,
         arms=kw.pop("arms", list(ReaderStudy.Arm.values)),
         readers=readers,
-        created_by=None,
-        selection={"images": len(images)},
-        contents=contents,
-        **kw,
     )
+    return reader_study_store(design=design, selection={"images": len(images)}, contents=contents, **kw)

@@ -19,7 +19,7 @@ from annotator.files import media_path, read_png
 from annotator.models import Explanation, Image, ReaderStudy, StudyItem, StudyRating
 from annotator.selectors.reader_studies import reader_view, study_assignment, study_results
 from annotator.services.captioning import image_sentence
-from annotator.services.reader_studies import reader_study_create, study_images_choose, study_rating_save
+from annotator.services.reader_studies import StudyDesign, reader_study_create, study_images_choose, study_rating_save
 from mining.sentence_parse import sentence_from_tokens
 from tests.annotator.reader_study_world import LABELLED, hip_models, planted_study
 from tests.factories import DatasetFactory, ImageFactory, TrainedModelFactory, UserFactory, client_for
@@ -43,6 +43,11 @@ def planted(expert_user, admin_user):
     return study, other
 
 
+def _create(*, split="", sample=None, image_ids=(), seed=0, **design):
+    """reader_study_create with the design's fields and the image selection as keywords of one call."""
+    return reader_study_create(design=StudyDesign(**design), split=split, sample=sample, image_ids=image_ids, seed=seed)
+
+
 def _items_by(study, arm):
     return list(StudyItem.objects.filter(study=study, arm=arm).order_by("image_id"))
 
@@ -54,7 +59,7 @@ def _items_by(study, arm):
 def test_a_study_from_real_models_holds_every_arm_with_content_computed_once(tmp_path, expert_user, author):
     dataset, classifier, generator = hip_models(tmp_path / "hips", author=author)
     reader2 = UserFactory(username="reader-two", groups=["expert"])
-    study = reader_study_create(
+    study = _create(
         name="Table 3",
         dataset=dataset,
         classifier=classifier,
@@ -103,7 +108,7 @@ def test_a_study_from_real_models_holds_every_arm_with_content_computed_once(tmp
     assert study.assignments.count() == 2
     # A reader never rates their own sentence: with the author reading, the labelled images have no pair.
     with pytest.raises(ApplicationError, match="no image has what the chosen arms show"):
-        reader_study_create(
+        _create(
             name="own",
             dataset=dataset,
             classifier=classifier,
@@ -177,13 +182,13 @@ def test_bad_studies_are_refused_with_a_reason_and_store_nothing(expert_user, re
     ]
     for change, reason in cases:
         with pytest.raises(ApplicationError, match=reason):
-            reader_study_create(**{**base, **change})
+            _create(**{**base, **change})
     # Blind labels cannot be shown to readers: the comparison needs the dataset opened.
     with pytest.raises(ApplicationError, match="open the dataset's labels first"):
-        reader_study_create(**{**base, "arms": [Arm.COMPARISON], "sentence_model": _generator_of(classifier)})
+        _create(**{**base, "arms": [Arm.COMPARISON], "sentence_model": _generator_of(classifier)})
     # A checkpoint that cannot be read is refused before anything is stored, its pictures removed.
     with pytest.raises(ApplicationError, match="checkpoint cannot be read"):
-        reader_study_create(**base)
+        _create(**base)
     assert not ReaderStudy.objects.exists()
     folder = media_path("reader_studies")
     assert not folder.exists() or not any(folder.iterdir())
