@@ -12,6 +12,8 @@ from rest_framework import serializers
 
 from ..models import Concept, Dataset, Finding, Image, Job
 from ..permissions import patch_counts_seen, user_is_admin, user_sees_truth
+from ..selectors.jobs import job_error_seen
+from ..services.training_checkpoints import training_resumable
 
 __all__ = [
     "DatasetSerializer",
@@ -121,6 +123,21 @@ class JobSerializer(serializers.ModelSerializer):
     kind_label = serializers.CharField(source="get_kind_display", read_only=True)
     dataset_name = serializers.CharField(source="dataset.name", read_only=True, default=None, allow_null=True)
     created_by = serializers.CharField(source="created_by.username", read_only=True, default=None, allow_null=True)
+    error = serializers.SerializerMethodField(
+        help_text="a failed job's error: with its traceback for admins, its first line for everyone else"
+    )
+    resumable = serializers.SerializerMethodField(
+        help_text="a failed or cancelled training job with a checkpointed epoch: POST resume/ goes on from it"
+    )
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_error(self, job: Job) -> str:
+        asking = self.context.get("request")  # no request: the first line only
+        return job_error_seen(asking.user if asking is not None else AnonymousUser(), job)
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_resumable(self, job: Job) -> bool:
+        return training_resumable(job)
 
     class Meta:
         model = Job
@@ -139,6 +156,9 @@ class JobSerializer(serializers.ModelSerializer):
             "cancel_requested",
             "celery_id",
             "worker",
+            "device",
+            "log",
+            "resumable",
             "created_by",
             "created_at",
             "started_at",

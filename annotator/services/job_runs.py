@@ -14,7 +14,9 @@ from mining.progress import Cancelled
 
 from ..errors import ApplicationError
 from ..models import Job
+from .compute import job_device_label
 from .job_kinds import JOB_KINDS
+from .job_log import job_log_capture
 from .job_state import (
     JobReporter,
     Sharded,
@@ -23,6 +25,7 @@ from .job_state import (
     job_finish_failed,
     job_finish_succeeded,
     job_heartbeat,
+    job_log_flush,
 )
 from .mining import units_dissect_shard, units_mine_discard, units_mine_merge, units_mine_reduce, units_mine_shard
 
@@ -45,7 +48,15 @@ def job_run(*, job_id: int, fan_out: FanOut | None = None) -> str:
         status = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
         logger.info("job %s not run: status is %s", job_id, status)
         return status or "missing"
-    reporter = JobReporter(job_id=job.pk)
+    Job.objects.filter(pk=job.pk).update(device=job_device_label(job.kind))
+    with job_log_capture() as log:
+        try:
+            return _job_run_claimed(job, JobReporter(job_id=job.pk, log=log), fan_out)
+        finally:
+            job_log_flush(job_id=job.pk, log=log)
+
+
+def _job_run_claimed(job: Job, reporter: JobReporter, fan_out: FanOut | None) -> str:
     try:
         with job_heartbeat(job_id=job.pk):
             kind = JOB_KINDS.get(job.kind)

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from ..errors import ApplicationError
 from ..models import Job
+from .job_log import JobLog
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ __all__ = [
     "job_finish_failed",
     "job_finish_succeeded",
     "job_heartbeat",
+    "job_log_flush",
     "jobs_fail_stale",
 ]
 
@@ -87,6 +89,7 @@ class JobReporter:
 
     job_id: int
     min_interval: float = 0.5
+    log: JobLog | None = None  # the job's log tail: each written progress message is a line, sent with it
     _last_write: float = field(default=-float("inf"), init=False)
     _last_cancel_check: float = field(default=-float("inf"), init=False)
     _cancel_seen: bool = field(default=False, init=False)
@@ -98,7 +101,11 @@ class JobReporter:
         self._last_write = now
         # 100% means finished: a running job's results are still being written after its last step.
         fraction = min(max(done / total, 0.0), 0.99) if total else 0.0
-        Job.objects.filter(pk=self.job_id).update(progress=fraction, message=message[:500], heartbeat_at=timezone.now())
+        fields: dict[str, Any] = {"progress": fraction, "message": message[:500], "heartbeat_at": timezone.now()}
+        if self.log is not None:
+            self.log.write(message)
+            fields["log"] = self.log.pending()
+        Job.objects.filter(pk=self.job_id).update(**fields)
 
     def cancelled(self) -> bool:
         now = time.monotonic()
@@ -204,3 +211,15 @@ def job_finish_failed(*, job_id: int, exc: BaseException) -> str:
 def job_heartbeat(*, job_id: int, interval: float | None = None) -> _Heartbeat:
     """A context manager that keeps a running job's heartbeat fresh while a step works on it."""
     return _Heartbeat(job_id, interval or max(1.0, settings.JOB_HEARTBEAT_TIMEOUT / 6))
+
+
+def job_log_flush(*, job_id: int, log: JobLog) -> None:
+    """After a job's run: its end as the log's last line, and the tail into the row. A log is no outcome:
+    a database that refuses this write loses the tail, never the job's end (already written)."""
+    try:
+        ended = Job.objects.filter(pk=job_id).values_list("status", "message").first()
+        if ended is not None:
+            log.write(f"{ended[0]}: {ended[1]}")
+        Job.objects.filter(pk=job_id).update(log=log.text())
+    except Error as exc:
+        logger.warning("log of job %s not written: %s", job_id, exc)

@@ -25,10 +25,17 @@ from mining.training import TrainConfig, predict, train
 from ..errors import ApplicationError
 from ..files import delete_quietly, unique_name, write_local_file_atomic
 from ..models import Dataset, Image, Job, TrainedModel
-from .compute import worker_device
+from .compute import worker_device, worker_precision
 from .image_data import ImageSplit, image_split_load
 from .job_state import JobReporter, job_finish_succeeded
 from .patch_data import PatchSplit, patch_split_load
+from .training_checkpoints import (
+    curves_of,
+    resumable_job_get,
+    training_epoch_recorder,
+    training_state_load,
+    training_states_discard,
+)
 
 __all__ = ["run_train", "train_config_from", "train_params_validate", "trained_model_train"]
 
@@ -46,6 +53,11 @@ def train_params_validate(params: dict[str, Any], dataset: Dataset | None) -> di
     patients, to pick the best epoch) and any TrainConfig field."""
     if dataset is None:
         raise ApplicationError("a training job needs a dataset")
+    if params.get("resume_from") not in (None, ""):
+        # A resume trains what the job it resumes trained: its parameters, checked again, and nothing else.
+        source = resumable_job_get(params["resume_from"], dataset)
+        inherited = {name: value for name, value in source.params.items() if name != "resume_from"}
+        return {**train_params_validate(inherited, dataset), "resume_from": source.pk}
     default_input = WHOLE_IMAGE if dataset.kind == Dataset.Kind.HIP_FRACTURE else PATCHES
     cleaned: dict[str, Any] = {"input": params.get("input") or default_input}
     if cleaned["input"] not in (PATCHES, WHOLE_IMAGE):
@@ -134,6 +146,8 @@ def trained_model_train(*, job: Job, progress: ProgressFn, cancelled: CancelFn) 
     except ValueError as exc:
         raise ApplicationError(str(exc)) from exc
     network.model.to(worker_device())  # train() runs where the model's parameters are
+    precision = worker_precision()
+    resume = training_state_load(job)
     result = train(
         network.model,
         train_split.crops,
@@ -143,8 +157,11 @@ def trained_model_train(*, job: Job, progress: ProgressFn, cancelled: CancelFn) 
         config,
         progress=progress,
         cancelled=cancelled,
+        precision=precision,
         num_classes=len(classes),
         class_names=classes,
+        on_epoch=training_epoch_recorder(job, epochs=config.epochs),
+        resume=resume,
     )
     network.model.load_state_dict(result.best_state)
     progress(1, 1, "Evaluating on the test split")
@@ -201,14 +218,19 @@ def trained_model_train(*, job: Job, progress: ProgressFn, cancelled: CancelFn) 
                 "initialisation": network.initialisation,
                 "best_epoch": result.best_epoch,
                 "best_val_auc": result.best_val_auc,
+                "precision": precision.name,  # the forward passes' autocast: fp32, bf16 or fp16
                 "test_auc": {name: metrics["per_class"][name]["auc"] for name in classes},
                 "patches": {name: part["patches"] for name, part in metrics["splits"]["sizes"].items()},
                 "patients": {name: part["patients"] for name, part in metrics["splits"]["sizes"].items()},
+                "history": curves_of(result.history),  # the job page's curves, as drawn while it ran
+                "epochs": config.epochs,
+                **({"resumed_from": job.params["resume_from"]} if resume is not None else {}),
             }
             job_finish_succeeded(job_id=job.pk, result=summary)
     except BaseException:
         delete_quietly([checkpoint_name])
         raise
+    training_states_discard(job=job)  # it succeeded: no resume will go on from its epochs
     return summary
 
 

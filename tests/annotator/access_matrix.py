@@ -72,8 +72,12 @@ MATRIX: dict[tuple[str, str], tuple[Probe, ...]] = {
     ("datasets/import/<int:pk>/", "GET"): (P("/datasets/import/{import_job}/", "login 403 403 200"),),
     ("jobs/new/", "GET"): (P("/jobs/new/", "login 403 403 200"),),
     ("jobs/new/", "POST"): (P("/jobs/new/", ADMINS_ONLY_PAGE, {"kind": "extract_patches", "dataset": "{mammo}"}),),
+    ("jobs/<int:pk>/", "GET"): (P("/jobs/{job}/", EVERY_ROLE_READS_PAGE),),
     ("jobs/<int:pk>/cancel/", "GET"): (P("/jobs/{job}/cancel/", POST_ONLY_PAGE),),
     ("jobs/<int:pk>/cancel/", "POST"): (P("/jobs/{job}/cancel/", ADMINS_ONLY_PAGE),),
+    ("jobs/<int:pk>/resume/", "GET"): (P("/jobs/{job}/resume/", POST_ONLY_PAGE),),
+    # The world's job is a queued patch extraction: an admin is sent back to its page, told it cannot resume.
+    ("jobs/<int:pk>/resume/", "POST"): (P("/jobs/{job}/resume/", ADMINS_ONLY_PAGE),),
     ("models/<int:pk>/", "GET"): (P("/models/{model}/", EVERY_ROLE_READS_PAGE),),
     ("media/<path:path>", "GET"): (
         P("/media/{media}", EVERY_ROLE_READS_PAGE),
@@ -152,6 +156,8 @@ MATRIX: dict[tuple[str, str], tuple[Probe, ...]] = {
     ),
     ("api/jobs/<int:pk>/", "GET"): (P("/api/jobs/{job}/", EVERY_ROLE_READS_API),),
     ("api/jobs/<int:pk>/cancel/", "POST"): (P("/api/jobs/{job}/cancel/", ADMINS_ONLY_API),),
+    # Resuming what is not a failed or cancelled training job: 409 for an admin.
+    ("api/jobs/<int:pk>/resume/", "POST"): (P("/api/jobs/{job}/resume/", "403 403 403 409"),),
     # -- unit API -----------------------------------------------------------------------------------------
     ("api/models/<int:pk>/units/", "GET"): (P("/api/models/{model}/units/", EVERY_ROLE_READS_API),),
     ("api/models/<int:pk>/units/export.<str:fmt>", "GET"): (
