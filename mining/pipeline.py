@@ -24,6 +24,7 @@ from .devices import to_device
 from .dissection import ConceptIoUTally
 from .influence import TOP_UNITS_PER_INPUT, InfluenceTally
 from .networks import model_device
+from .patch_store import PatchStore, gather
 from .precision import FP32, Precision
 from .progress import CancelFn, ProgressFn, check_cancel, never_cancelled, no_progress
 from .topk import QUANTILE, TOP_N, UnitTopK
@@ -44,7 +45,7 @@ class MiningResult:
     probs: np.ndarray
 
 
-Patches = torch.Tensor | Iterable[torch.Tensor]
+Patches = torch.Tensor | PatchStore | Iterable[torch.Tensor]
 
 
 @contextmanager
@@ -64,10 +65,18 @@ def _one_thread() -> Iterator[None]:
 
 
 def _uint8_batches(patches: Patches, batch_size: int) -> Iterable[torch.Tensor]:
-    """uint8 (B, S, S) batches of one big tensor (sliced, no copy) or of an iterable of batches."""
-    if isinstance(patches, torch.Tensor):
-        return (patches[rows] for rows in batches(len(patches), batch_size))
+    """uint8 (B, S, S) batches of one big tensor (sliced, no copy), of a patch store (read in order, ahead
+    when it has loader workers) or of an iterable of batches."""
+    if isinstance(patches, (torch.Tensor, PatchStore)):
+        return gather(patches, list(batches(len(patches), batch_size)))
     return patches
+
+
+def _count(patches: Patches, num_inputs: int | None) -> int:
+    total = len(patches) if isinstance(patches, (torch.Tensor, PatchStore)) else num_inputs
+    if total is None:
+        raise ValueError("num_inputs is required when patches is an iterable of batches")
+    return total
 
 
 def run_mining_pass(
@@ -90,7 +99,7 @@ def run_mining_pass(
     """One inference pass collecting top activations, influence counts and class probabilities.
 
         extractor: module mapping float (B, 3, S, S) to {"features": (B, U, h, w), "logits": (B, C)};
-        it is put in eval mode. patches: uint8 (N, S, S), or an iterable of uint8 (B, S, S) batches
+        it is put in eval mode. patches: uint8 (N, S, S) (a tensor or a ``PatchStore``), or an iterable of uint8 (B, S, S) batches
         (then ``num_inputs`` is required, batch_size is theirs, and they may be generated lazily so
         the input never has to fit in memory). fc_weight: (C, U). input_ids: int64 (N,) global patch indices
         (default 0..N-1). image_index: int64 (N,) the image of each patch, an image's patches adjacent
@@ -99,9 +108,7 @@ def run_mining_pass(
         (``mining.precision``); features and logits are cast to float32 before anything is tallied.
         Raises ``Cancelled`` between batches when ``cancelled()`` says so.
     """
-    total = len(patches) if isinstance(patches, torch.Tensor) else num_inputs
-    if total is None:
-        raise ValueError("num_inputs is required when patches is an iterable of batches")
+    total = _count(patches, num_inputs)
     ids = torch.arange(total) if input_ids is None else torch.as_tensor(input_ids, dtype=torch.int64)
     if len(ids) != total:
         raise ValueError(f"{len(ids)} input ids for {total} patches")
@@ -162,9 +169,7 @@ def run_dissection_pass(
     start..stop-1 of this pass; precision: as for `run_mining_pass` (the IoUs are of float32 maps).
     Raises ``Cancelled`` between batches when ``cancelled()`` says so.
     """
-    total = len(patches) if isinstance(patches, torch.Tensor) else num_inputs
-    if total is None:
-        raise ValueError("num_inputs is required when patches is an iterable of batches")
+    total = _count(patches, num_inputs)
     tally = ConceptIoUTally(thresholds, side)
     extractor.eval()
     device = model_device(extractor)

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -41,14 +41,13 @@ from torch import nn
 
 from .data import batches, to_input
 from .devices import to_device
+from .patch_store import Crops, gather
 from .patches import CLASSES
 from .precision import FP32, Precision
 from .progress import CancelFn, ProgressFn, check_cancel, never_cancelled, no_progress
-from .training_state import TrainingState
 
 __all__ = [
     "MALIGNANT",
-    "EpochFn",
     "TrainConfig",
     "TrainResult",
     "TrainingRun",
@@ -65,9 +64,6 @@ __all__ = [
 ]
 
 MALIGNANT = CLASSES.index("malignant")
-
-# Called after every finished epoch with what resuming after it needs (its last history record included).
-EpochFn = Callable[[TrainingState], None]
 
 
 @dataclass
@@ -175,7 +171,7 @@ def random_dihedral(batch: torch.Tensor, generator: torch.Generator) -> torch.Te
 
 def _logits(
     model: nn.Module,
-    patches: torch.Tensor,
+    patches: Crops,
     batch_size: int,
     cancelled: CancelFn = never_cancelled,
     precision: Precision = FP32,
@@ -185,15 +181,15 @@ def _logits(
     model.eval()
     out = []
     with torch.inference_mode():
-        for rows in batches(len(patches), batch_size):
+        for batch in gather(patches, list(batches(len(patches), batch_size))):
             check_cancel(cancelled)
             with precision.autocast():
-                logits = model(to_input(to_device(patches[rows], device)))
+                logits = model(to_input(to_device(batch, device)))
             out.append(logits.float().cpu())
     return torch.cat(out) if out else torch.zeros((0, 0))
 
 
-def predict(model: nn.Module, patches: torch.Tensor, batch_size: int = 128) -> np.ndarray:
+def predict(model: nn.Module, patches: Crops, batch_size: int = 128) -> np.ndarray:
     """Softmax probabilities, float32 (N, C), of uint8 patches (N, S, S) (eval mode, no gradients).
 
     The model is switched to eval mode and channels_last (the faster layout for CPU convolutions).
@@ -312,9 +308,9 @@ class Validation:
 
 def train(
     model: nn.Module,
-    train_patches: torch.Tensor,
+    train_patches: Crops,
     train_labels: torch.Tensor,
-    val_patches: torch.Tensor,
+    val_patches: Crops,
     val_labels: torch.Tensor,
     config: TrainConfig | None = None,
     *,
@@ -323,8 +319,6 @@ def train(
     num_classes: int = 3,
     class_names: Sequence[str] | None = None,
     precision: Precision = FP32,
-    on_epoch: EpochFn | None = None,
-    resume: TrainingState | None = None,
 ) -> TrainResult:
     """Train ``model`` in place and return its best epoch (by validation AUC; see the module doc).
 
@@ -335,10 +329,7 @@ def train(
     shuffle), in ``N // batch_size`` full batches (a partial batch would upset BatchNorm).
     ``class_names`` keys the per-class AUCs; default CLASSES for 3 classes, else "0", "1", ....
     ``precision``: the forward passes' autocast (``mining.precision``; losses and AUCs stay float32).
-    ``on_epoch`` gets a TrainingState after every epoch; ``resume`` (one of those, of the same config and
-    data) goes on at the epoch after its own, giving what the uninterrupted run gives.
-    Raises Cancelled when ``cancelled()`` turns true (checked between batches); ValueError for a ``resume``
-    of another configuration or data size.
+    Raises Cancelled when ``cancelled()`` turns true (checked between batches).
     """
     config = config or TrainConfig.from_scratch()
     names = _class_names(num_classes, class_names)
@@ -349,9 +340,7 @@ def train(
     )
     best: TrainResult | None = None
     history: list[dict] = []
-    if resume is not None:
-        best, history = _restore(run, resume)
-    for epoch in range(len(history) + 1, config.epochs + 1):
+    for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
         train_loss = train_one_epoch(run, train_patches, train_labels, epoch)
         progress(run.step, run.total_steps, f"epoch {epoch}/{config.epochs} · validating")
@@ -370,57 +359,12 @@ def train(
         if best is None or _better(record, history[best.best_epoch - 1], names):
             best = TrainResult(_cpu_copy(model.state_dict()), epoch, _selection_auc(record["val_auc"], names))
             best.val_probs = validation.probs
-        if on_epoch is not None:
-            on_epoch(_capture(run, history, best))
-    assert best is not None  # epochs >= 1 is checked in _check_inputs, a resumed state has one
+    assert best is not None  # epochs >= 1 is checked in _check_inputs
     best.history = history
     return best
 
 
-def _capture(run: TrainingRun, history: list[dict], best: TrainResult) -> TrainingState:
-    """The run's state after its last epoch (``history[-1]``), as CPU copies."""
-    epoch = len(history)
-    return TrainingState(
-        config=asdict(run.config),
-        epoch=epoch,
-        step=run.step,
-        steps_per_epoch=run.steps_per_epoch,
-        model=_cpu_copy(run.model.state_dict()),
-        optimizer=run.optimizer.state_dict(),
-        generator=run.generator.get_state(),
-        torch_rng=torch.get_rng_state(),
-        history=[dict(record) for record in history],
-        best_epoch=best.best_epoch,
-        best_val_auc=best.best_val_auc,
-        best_state=None if best.best_epoch == epoch else best.best_state,
-        best_val_probs=best.val_probs,
-        scaler=run.scaler.state_dict(),
-    )
-
-
-def _restore(run: TrainingRun, state: TrainingState) -> tuple[TrainResult, list[dict]]:
-    """Put ``run`` where ``state`` left its run; returns the best epoch and the history so far."""
-    config = asdict(run.config)
-    if state.config != config:
-        changed = sorted(key for key in state.config.keys() | config.keys() if state.config.get(key) != config.get(key))
-        raise ValueError(f"the training state is of another configuration (differs in {', '.join(changed)})")
-    if state.steps_per_epoch != run.steps_per_epoch or not 1 <= state.epoch == len(state.history):
-        raise ValueError(
-            f"the training state is of other data: {state.steps_per_epoch} steps an epoch, now {run.steps_per_epoch}"
-        )
-    run.model.load_state_dict(state.model)
-    run.optimizer.load_state_dict(state.optimizer)
-    run.generator.set_state(state.generator)
-    torch.set_rng_state(state.torch_rng)
-    run.step = state.step
-    if state.scaler:  # fp16: the loss scale reached so far (an fp32 or bf16 scaler has none)
-        run.scaler.load_state_dict(state.scaler)
-    best = TrainResult(_cpu_copy(state.best_weights()), state.best_epoch, state.best_val_auc)
-    best.val_probs = state.best_val_probs
-    return best, [dict(record) for record in state.history]
-
-
-def train_one_epoch(run: TrainingRun, patches: torch.Tensor, labels: torch.Tensor, epoch: int) -> float:
+def train_one_epoch(run: TrainingRun, patches: Crops, labels: torch.Tensor, epoch: int) -> float:
     """One epoch (``run.steps_per_epoch`` optimiser steps) on uint8 ``patches`` (N, S, S) with int64
     ``labels`` (N,); returns the mean training loss. ``epoch`` (1-based) is only for progress messages.
 
@@ -431,10 +375,11 @@ def train_one_epoch(run: TrainingRun, patches: torch.Tensor, labels: torch.Tenso
     model.train()
     order = _epoch_order(labels, run.steps_per_epoch * run.batch_size, config, run.generator)
     total_loss = torch.zeros((), dtype=torch.float64)
-    for batch in range(run.steps_per_epoch):
+    # The order is drawn before any batch, so a store's loader workers may read ahead of the steps.
+    row_sets = [order[b * run.batch_size : (b + 1) * run.batch_size] for b in range(run.steps_per_epoch)]
+    for batch, (rows, images) in enumerate(zip(row_sets, gather(patches, row_sets), strict=True)):
         check_cancel(run.cancelled)
-        rows = order[batch * run.batch_size : (batch + 1) * run.batch_size]
-        loss = _step(run, patches[rows], labels[rows])
+        loss = _step(run, images, labels[rows])
         total_loss += loss
         if (batch + 1) % config.progress_every == 0 or batch + 1 == run.steps_per_epoch:
             message = (
@@ -475,7 +420,7 @@ def _epoch_order(labels: torch.Tensor, count: int, config: TrainConfig, generato
 
 def evaluate(
     model: nn.Module,
-    patches: torch.Tensor,
+    patches: Crops,
     labels: torch.Tensor,
     class_names: Sequence[str],
     *,
@@ -528,9 +473,9 @@ def _class_names(num_classes: int, class_names: Sequence[str] | None) -> list[st
 
 
 def _check_inputs(
-    train_patches: torch.Tensor,
+    train_patches: Crops,
     train_labels: torch.Tensor,
-    val_patches: torch.Tensor,
+    val_patches: Crops,
     val_labels: torch.Tensor,
     num_classes: int,
     config: TrainConfig,

@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from mining.data import PatchTable, crop_table
+from mining.patch_store import Crops
 
 from ..errors import ApplicationError
 from ..files import read_png
 from ..models import Dataset, Image, Patch
+from .patch_store import patch_store_open
 
 __all__ = ["PatchSplit", "patch_split_load", "shard_bounds"]
 
@@ -25,14 +26,15 @@ class PatchSplit:
 
     patch_ids: int64 (N,) Patch primary keys, in the order of `table` and `crops`.
     image_ids: the Image primary key of each entry of `table.image_index`'s target list.
-    crops: uint8 (N, S, S).
+    crops: uint8 (N, S, S): rows of the dataset's patch store, read a batch at a time, when it has one
+    at this side (``services.patch_store``); else a tensor cropped in memory.
     metadata: per patch, the image's view and metadata (for evaluation breakdowns).
     """
 
     table: PatchTable
     patch_ids: np.ndarray
     image_ids: list[int]
-    crops: torch.Tensor
+    crops: Crops
     metadata: list[dict[str, Any]]
     rows: np.ndarray  # int64 (N,) index of each patch in the whole, unsharded split (stable ids across shards)
     total: int  # patches in the whole split
@@ -99,13 +101,16 @@ def patch_split_load(
         labels=np.array([label_index.get(row[6], -1) for row in rows], dtype=np.int64),
     )
     images = Image.objects.in_bulk(image_ids)
-    pixels = [read_png(images[image_id].file.name) for image_id in image_ids]
     image_meta = [{"view": images[i].view, "laterality": images[i].laterality, **images[i].metadata} for i in image_ids]
+    patch_ids = np.array([row[0] for row in rows], dtype=np.int64)
+    crops: Crops | None = patch_store_open(dataset=dataset, patch_ids=patch_ids, side=size or table.side)
+    if crops is None:  # no store (extracted before stores) or another side: every crop in memory
+        crops = crop_table([read_png(images[image_id].file.name) for image_id in image_ids], table, size)
     return PatchSplit(
         table=table,
-        patch_ids=np.array([row[0] for row in rows], dtype=np.int64),
+        patch_ids=patch_ids,
         image_ids=image_ids,
-        crops=crop_table(pixels, table, size),
+        crops=crops,
         metadata=[image_meta[index] for index in table.image_index.tolist()],
         rows=positions,
         total=total,
