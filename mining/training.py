@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -45,9 +45,11 @@ from .patch_store import Crops, gather
 from .patches import CLASSES
 from .precision import FP32, Precision
 from .progress import CancelFn, ProgressFn, check_cancel, never_cancelled, no_progress
+from .training_state import TrainingState
 
 __all__ = [
     "MALIGNANT",
+    "EpochFn",
     "TrainConfig",
     "TrainResult",
     "TrainingRun",
@@ -64,6 +66,9 @@ __all__ = [
 ]
 
 MALIGNANT = CLASSES.index("malignant")
+
+# Called after every finished epoch with what resuming after it needs (its last history record included).
+EpochFn = Callable[[TrainingState], None]
 
 
 @dataclass
@@ -319,6 +324,8 @@ def train(
     num_classes: int = 3,
     class_names: Sequence[str] | None = None,
     precision: Precision = FP32,
+    on_epoch: EpochFn | None = None,
+    resume: TrainingState | None = None,
 ) -> TrainResult:
     """Train ``model`` in place and return its best epoch (by validation AUC; see the module doc).
 
@@ -329,7 +336,10 @@ def train(
     shuffle), in ``N // batch_size`` full batches (a partial batch would upset BatchNorm).
     ``class_names`` keys the per-class AUCs; default CLASSES for 3 classes, else "0", "1", ....
     ``precision``: the forward passes' autocast (``mining.precision``; losses and AUCs stay float32).
-    Raises Cancelled when ``cancelled()`` turns true (checked between batches).
+    ``on_epoch`` gets a TrainingState after every epoch; ``resume`` (one of those, of the same config and
+    data) goes on at the epoch after its own, giving what the uninterrupted run gives.
+    Raises Cancelled when ``cancelled()`` turns true (checked between batches); ValueError for a ``resume``
+    of another configuration or data size.
     """
     config = config or TrainConfig.from_scratch()
     names = _class_names(num_classes, class_names)
@@ -340,7 +350,9 @@ def train(
     )
     best: TrainResult | None = None
     history: list[dict] = []
-    for epoch in range(1, config.epochs + 1):
+    if resume is not None:
+        best, history = _restore(run, resume)
+    for epoch in range(len(history) + 1, config.epochs + 1):
         started = time.perf_counter()
         train_loss = train_one_epoch(run, train_patches, train_labels, epoch)
         progress(run.step, run.total_steps, f"epoch {epoch}/{config.epochs} · validating")
@@ -359,9 +371,54 @@ def train(
         if best is None or _better(record, history[best.best_epoch - 1], names):
             best = TrainResult(_cpu_copy(model.state_dict()), epoch, _selection_auc(record["val_auc"], names))
             best.val_probs = validation.probs
-    assert best is not None  # epochs >= 1 is checked in _check_inputs
+        if on_epoch is not None:
+            on_epoch(_capture(run, history, best))
+    assert best is not None  # epochs >= 1 is checked in _check_inputs, a resumed state has one
     best.history = history
     return best
+
+
+def _capture(run: TrainingRun, history: list[dict], best: TrainResult) -> TrainingState:
+    """The run's state after its last epoch (``history[-1]``), as CPU copies."""
+    epoch = len(history)
+    return TrainingState(
+        config=asdict(run.config),
+        epoch=epoch,
+        step=run.step,
+        steps_per_epoch=run.steps_per_epoch,
+        model=_cpu_copy(run.model.state_dict()),
+        optimizer=run.optimizer.state_dict(),
+        generator=run.generator.get_state(),
+        torch_rng=torch.get_rng_state(),
+        history=[dict(record) for record in history],
+        best_epoch=best.best_epoch,
+        best_val_auc=best.best_val_auc,
+        best_state=None if best.best_epoch == epoch else best.best_state,
+        best_val_probs=best.val_probs,
+        scaler=run.scaler.state_dict(),
+    )
+
+
+def _restore(run: TrainingRun, state: TrainingState) -> tuple[TrainResult, list[dict]]:
+    """Put ``run`` where ``state`` left its run; returns the best epoch and the history so far."""
+    config = asdict(run.config)
+    if state.config != config:
+        changed = sorted(key for key in state.config.keys() | config.keys() if state.config.get(key) != config.get(key))
+        raise ValueError(f"the training state is of another configuration (differs in {', '.join(changed)})")
+    if state.steps_per_epoch != run.steps_per_epoch or not 1 <= state.epoch == len(state.history):
+        raise ValueError(
+            f"the training state is of other data: {state.steps_per_epoch} steps an epoch, now {run.steps_per_epoch}"
+        )
+    run.model.load_state_dict(state.model)
+    run.optimizer.load_state_dict(state.optimizer)
+    run.generator.set_state(state.generator)
+    torch.set_rng_state(state.torch_rng)
+    run.step = state.step
+    if state.scaler:  # fp16: the loss scale reached so far (an fp32 or bf16 scaler has none)
+        run.scaler.load_state_dict(state.scaler)
+    best = TrainResult(_cpu_copy(state.best_weights()), state.best_epoch, state.best_val_auc)
+    best.val_probs = state.best_val_probs
+    return best, [dict(record) for record in state.history]
 
 
 def train_one_epoch(run: TrainingRun, patches: Crops, labels: torch.Tensor, epoch: int) -> float:
