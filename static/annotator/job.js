@@ -35,7 +35,8 @@
   }
 
   // series: [{name, points: [[epoch, value], ...]}]; values null are left out. Mirrors annotator/plots.py.
-  function lineChart(series, title, yLabel, yRange) {
+  // The x axis spans every epoch the job will run (xMax), so the curves grow across it as epochs finish.
+  function lineChart(series, title, yLabel, yRange, xMax) {
     const width = 520, height = 300, left = 52, right = 12, top = 28, bottom = 40;
     const plotW = width - left - right, plotH = height - top - bottom;
     const points = series.flatMap((s) => s.points);
@@ -44,7 +45,7 @@
       svg.appendChild(node("text", { x: 20, y: 40 }, "No epoch finished yet"));
       return svg;
     }
-    let x0 = 1, x1 = Math.max(2, ...points.map((p) => p[0]));
+    const x0 = 1, x1 = Math.max(2, xMax || 0, ...points.map((p) => p[0]));
     let [y0, y1] = yRange || [Math.min(...points.map((p) => p[1])), Math.max(...points.map((p) => p[1]))];
     if (y1 === y0) y1 = y0 + 1;
     const sx = (x) => left + ((x - x0) / (x1 - x0)) * plotW;
@@ -78,7 +79,7 @@
     return svg;
   }
 
-  function drawCurves(history) {
+  function drawCurves(history, total) {
     const loss = document.getElementById("curve-loss"), auc = document.getElementById("curve-auc");
     if (!loss || !auc) return;
     const epochs = history.length;
@@ -87,11 +88,11 @@
     loss.replaceChildren(lineChart([
       { name: "train loss", points: pick("train_loss") },
       { name: "validation loss", points: pick("val_loss") },
-    ], "Loss per epoch", "cross-entropy"));
+    ], "Loss per epoch", "cross-entropy", null, total));
     const classes = epochs ? Object.keys(history[0].val_auc || {}) : [];
     auc.replaceChildren(lineChart(classes.map((name) => ({
       name, points: history.map((h) => [h.epoch, (h.val_auc || {})[name]]).filter((p) => typeof p[1] === "number"),
-    })), "Validation AUC per epoch (one vs rest)", "AUC", [0, 1]));
+    })), "Validation AUC per epoch (one vs rest)", "AUC", [0, 1], total));
     loss.dataset.epochs = auc.dataset.epochs = String(epochs);
   }
 
@@ -105,15 +106,15 @@
     root.querySelector(".bar .fill").style.width = pct + "%";
     field("percent").textContent = pct + "%";
     field("message").textContent = job.message;
-    for (const name of ["started_at", "finished_at", "heartbeat_at"]) field(name).textContent = when(job[name]);
+    for (const name of ["created_at", "started_at", "finished_at", "heartbeat_at"]) field(name).textContent = when(job[name]);
     field("duration").textContent = duration(job);
     field("worker").textContent = job.worker || "—";
     field("device").textContent = job.device || "—";
     field("log").textContent = job.log || "Nothing logged yet.";
     field("error").textContent = job.error || "";
     field("error-card").hidden = !job.error;
-    const result = field("result");
-    if (result) result.textContent = Object.keys(job.result || {}).length ? JSON.stringify(job.result, null, 2) : "—";
+    const shown = field("result");
+    if (shown) shown.textContent = Object.keys(job.result || {}).length ? JSON.stringify(job.result, null, 2) : "—";
     const resume = field("resume");
     if (resume) {
       resume.hidden = !job.resumable;
@@ -121,7 +122,8 @@
     }
     const cancel = field("cancel");
     if (cancel && FINISHED.has(job.status)) cancel.remove();
-    drawCurves((job.result && job.result.history) || []);
+    const result = job.result || {};
+    drawCurves(result.history || [], Number(result.epochs || (job.params || {}).epochs) || 0);
   }
 
   async function poll() {
