@@ -32,6 +32,7 @@ ENV_VARS = {
     "CELERY_TASK_ALWAYS_EAGER": "run tasks in-process (tests of pure services only)",
     "CELERY_GPU_QUEUE": "queue for training, mining and batch explanation jobs (workers started with -Q); unset: one queue",
     "DEEPMINER_DEVICE": "auto (a GPU when the worker has one), cpu or cuda: where a worker computes",
+    "DEEPMINER_PRECISION": "auto (bf16, else fp16 autocast on a GPU; fp32 on the CPU), fp32, bf16 or fp16",
     "MEDIA_ROOT": "where images, patches, masks and checkpoints are written",
     "DEEPMINER_S3_BUCKET": "media in this S3-compatible bucket instead of MEDIA_ROOT (unset: the filesystem)",
     "AWS_S3_ENDPOINT_URL": "the bucket's S3 endpoint, e.g. http://minio:9000 (unset: AWS)",
@@ -367,6 +368,7 @@ CELERY_RESULT_EXTENDED = True
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_GPU_QUEUE = env.str("CELERY_GPU_QUEUE", default="")
 DEEPMINER_DEVICE = env.str("DEEPMINER_DEVICE", default="auto")
+DEEPMINER_PRECISION = env.str("DEEPMINER_PRECISION", default="auto")
 CELERY_TASK_ACKS_LATE = True  # a killed worker's task is not silently lost
 CELERY_TASK_REJECT_ON_WORKER_LOST = False  # ...but not re-run blindly either: the job row says failed
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # long jobs: never hold a second one hostage

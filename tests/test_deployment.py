@@ -32,7 +32,7 @@ def test_the_gpu_worker_serves_the_gpu_queue_on_a_gpu_only_when_asked(compose):
     gpu = compose["services"]["worker-gpu"]
     assert gpu["profiles"] == ["gpu"] and gpu["command"].endswith("--queues=gpu")
     assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
-    assert gpu["environment"]["DEEPMINER_DEVICE"] == "auto"
+    assert gpu["environment"]["DEEPMINER_DEVICE"] == gpu["environment"]["DEEPMINER_PRECISION"] == "auto"
     assert compose["services"]["worker"]["command"].endswith("--queues=celery")
     assert "CELERY_GPU_QUEUE" in compose["services"]["web"]["environment"]
 

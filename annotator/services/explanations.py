@@ -31,7 +31,7 @@ from ..errors import ApplicationError
 from ..files import delete_quietly, media_local_file, read_png, unique_name, write_png_atomic
 from ..models import Explanation, Image, TrainedModel, Unit, UploadedImage
 from ..selectors.explanations import UnitName, unit_names
-from .compute import worker_device
+from .compute import worker_device, worker_precision
 from .patches import patch_params_from
 from .renditions import display_size
 
@@ -136,6 +136,7 @@ def _explain(
             normal_class=network.normal_class,
             tissue=tissue,  # the background outside the body never decides
             pooling=network.pooling,
+            precision=worker_precision(),
         )
     return result, names, tissue
 

@@ -43,7 +43,7 @@ from ..files import (
     write_png_atomic,
 )
 from ..models import Concept, Dataset, Finding, Image, Job, Patch, TopActivation, TrainedModel, Unit
-from .compute import worker_device
+from .compute import worker_device, worker_precision
 from .job_state import JobReporter, Sharded
 from .patch_data import PatchSplit, patch_split_load
 
@@ -171,6 +171,7 @@ def _mine(loaded: _Loaded, params: dict[str, Any], progress: ProgressFn, cancell
         quantile=params["quantile"],
         progress=_first_half(progress),
         cancelled=cancelled,
+        precision=worker_precision(),
     )
 
 
@@ -192,6 +193,7 @@ def _dissect(
         batch_size=params["batch_size"],
         progress=_second_half(progress),
         cancelled=cancelled,
+        precision=worker_precision(),
     )
 
 
@@ -731,6 +733,7 @@ def _replace_units(
         "selected_matched_iou_0_04": matched,  # (class, unit) selections with dataset-wide IoU > 0.04
         "iou": "Network Dissection: summed over every patch of the mined splits",
         "causal": summary["causal"],
+        "precision": worker_precision().name,  # the forward passes' (statistics are float32 whatever it is)
     }
     trained.save(update_fields=["mining"])
     transaction.on_commit(lambda: delete_quietly(old_sprites))
