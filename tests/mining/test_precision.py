@@ -18,7 +18,7 @@ from mining.influence import select_units
 from mining.networks import build_network, feature_extractor
 from mining.pipeline import run_mining_pass
 from mining.precision import FP32, Precision, select_precision
-from mining.training import TrainConfig, TrainingRun, TrainResult, train, train_one_epoch
+from mining.training import TrainConfig, TrainingRun, TrainResult, evaluate, train, train_one_epoch
 from tests.mining.test_training import _tiny_net, _toy_patches
 
 CPU = torch.device("cpu")
@@ -112,6 +112,7 @@ def test_bf16_mining_selects_the_fp32_units_and_tallies_in_float32(fp32_run) -> 
     shared = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(fp32.topk.ids, bf16.topk.ids, strict=True))
     assert shared / fp32.topk.ids.numel() >= 0.9
     assert bf16.topk.scores.dtype == torch.float32 and bf16.topk.thresholds().dtype == torch.float32
+    assert not torch.equal(bf16.topk.thresholds(), fp32.topk.thresholds())  # bf16 did run
     scale = fp32.topk.thresholds().abs().max()
     assert (bf16.topk.thresholds() - fp32.topk.thresholds()).abs().max() <= 0.05 * scale
     assert abs(bf16.probs - fp32.probs).max() <= 0.01
@@ -135,3 +136,15 @@ def test_fp16_training_steps_through_the_loss_scaler(one_thread) -> None:
     assert run.scaler.is_enabled() and run.step == 4
     assert run.scaler.get_scale() > 0 and torch.isfinite(torch.tensor(loss))
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_training_and_evaluation_run_the_network_in_the_chosen_precision(one_thread) -> None:
+    model = _tiny_net()
+    seen: list[torch.dtype] = []
+    model[-1].register_forward_hook(lambda _module, _inputs, output: seen.append(output.dtype))
+    images, labels = _toy_patches(32, seed=1)
+    run = TrainingRun.start(model, TrainConfig.from_scratch(epochs=1, batch_size=16), 32, precision=BF16)
+    train_one_epoch(run, images, labels, 1)
+    validation = evaluate(model, images, labels, ["0", "1", "2"], precision=BF16)
+    assert seen == [torch.bfloat16] * 3  # two training steps of 16, one evaluation batch (of up to 128)
+    assert validation.probs.dtype == "float32"
