@@ -109,3 +109,12 @@ def test_a_seeded_training_job_gives_the_same_model_from_the_store(extracted, dj
     assert metrics == memory_metrics
     assert weights.keys() == memory_weights.keys()
     assert all(torch.equal(weights[key], memory_weights[key]) for key in weights)
+
+
+def test_patches_the_store_lacks_load_in_memory(extracted):
+    dataset, _ = extracted
+    first = dataset.images.order_by("id").first().patches.order_by("id").first()
+    first.pk = None  # a row added after the extraction: its crop is in no store
+    first.save()
+    split = patch_split_load(dataset=dataset, splits=[first.image.split], classes=CLASSES)
+    assert isinstance(split.crops, torch.Tensor) and torch.equal(split.crops, _in_memory(split))
