@@ -17,7 +17,7 @@ from mining.training import EpochFn
 from mining.training_state import TrainingState
 
 from ..errors import ApplicationError
-from ..files import delete_quietly, media_path, write_bytes_atomic
+from ..files import delete_quietly, media_exists, media_read_bytes, write_bytes_atomic
 from ..models import Dataset, Job
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def _chain(job: Job) -> list[int]:
 
 def _newest_state(job_ids: list[int]) -> int | None:
     """The first of ``job_ids`` with a state file."""
-    return next((job_id for job_id in job_ids if media_path(training_state_name(job_id)).is_file()), None)
+    return next((job_id for job_id in job_ids if media_exists(training_state_name(job_id))), None)
 
 
 def training_resumable(job: Job) -> bool:
@@ -97,7 +97,7 @@ def training_state_load(job: Job) -> TrainingState | None:
     if source is None:
         raise ApplicationError(f"job #{job.pk} resumes job #{job.params['resume_from']}, whose checkpoint is gone")
     try:
-        return TrainingState.from_bytes(media_path(training_state_name(source)).read_bytes())
+        return TrainingState.from_bytes(media_read_bytes(training_state_name(source)))
     except (OSError, ValueError) as exc:
         raise ApplicationError(f"the checkpoint of job #{source} cannot be read: {exc}") from exc
 
