@@ -44,6 +44,10 @@ def test_app_services_set_only_variables_the_settings_read(compose, service):
     assert {"DATABASE_URL", "CELERY_BROKER_URL", "SECRET_KEY"} <= set(environment)
     assert environment["DATABASE_URL"].startswith("postgres://") and "@postgres:5432/" in environment["DATABASE_URL"]
     assert environment["CELERY_BROKER_URL"].startswith("redis://redis:6379")
+    # Web and every worker reach the same bucket when one is set (unset: the shared media volume).
+    bucket = {"DEEPMINER_S3_BUCKET", "AWS_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert bucket <= set(environment), bucket - set(environment)
+    assert environment["DEEPMINER_S3_BUCKET"] == "${DEEPMINER_S3_BUCKET:-}"
 
 
 def test_every_variable_the_settings_module_reads_is_documented():
