@@ -6,80 +6,162 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotator', '0009_job_device_and_log'),
+        ("annotator", "0009_job_device_and_log"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ReaderStudy',
+            name="ReaderStudy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200, unique=True)),
-                ('arms', models.JSONField(default=list)),
-                ('selection', models.JSONField(default=dict)),
-                ('skipped', models.JSONField(blank=True, default=dict, help_text='arm -> image ids left out, with the reason')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('classifier', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='reader_studies', to='annotator.trainedmodel')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('dataset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='reader_studies', to='annotator.dataset')),
-                ('sentence_model', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='reader_studies', to='annotator.sentencemodel')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=200, unique=True)),
+                ("arms", models.JSONField(default=list)),
+                ("selection", models.JSONField(default=dict)),
+                (
+                    "skipped",
+                    models.JSONField(blank=True, default=dict, help_text="arm -> image ids left out, with the reason"),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "classifier",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="reader_studies",
+                        to="annotator.trainedmodel",
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "dataset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="reader_studies",
+                        to="annotator.dataset",
+                    ),
+                ),
+                (
+                    "sentence_model",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="reader_studies",
+                        to="annotator.sentencemodel",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='StudyItem',
+            name="StudyItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=32, unique=True)),
-                ('arm', models.CharField(choices=[('saliency', 'Saliency map alone'), ('sentence', 'Generated sentence alone'), ('both', 'Saliency map and sentence'), ('comparison', 'Generated vs expert-written sentence')], max_length=16)),
-                ('content', models.JSONField(default=dict)),
-                ('sources', models.JSONField(default=list)),
-                ('image', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='study_items', to='annotator.image')),
-                ('study', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='items', to='annotator.readerstudy')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("key", models.CharField(max_length=32, unique=True)),
+                (
+                    "arm",
+                    models.CharField(
+                        choices=[
+                            ("saliency", "Saliency map alone"),
+                            ("sentence", "Generated sentence alone"),
+                            ("both", "Saliency map and sentence"),
+                            ("comparison", "Generated vs expert-written sentence"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("content", models.JSONField(default=dict)),
+                ("sources", models.JSONField(default=list)),
+                (
+                    "image",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="study_items", to="annotator.image"
+                    ),
+                ),
+                (
+                    "study",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="items", to="annotator.readerstudy"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['study', 'id'],
+                "ordering": ["study", "id"],
             },
         ),
         migrations.CreateModel(
-            name='StudyRating',
+            name="StudyRating",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('score', models.PositiveSmallIntegerField()),
-                ('second_score', models.PositiveSmallIntegerField(blank=True, help_text="the right-hand sentence's", null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('item', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='ratings', to='annotator.studyitem')),
-                ('reader', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='study_ratings', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("score", models.PositiveSmallIntegerField()),
+                (
+                    "second_score",
+                    models.PositiveSmallIntegerField(blank=True, help_text="the right-hand sentence's", null=True),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "item",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="ratings", to="annotator.studyitem"
+                    ),
+                ),
+                (
+                    "reader",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="study_ratings",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['item', 'reader'],
+                "ordering": ["item", "reader"],
             },
         ),
         migrations.CreateModel(
-            name='StudyAssignment',
+            name="StudyAssignment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('seed', models.PositiveIntegerField()),
-                ('reader', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='study_assignments', to=settings.AUTH_USER_MODEL)),
-                ('study', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='assignments', to='annotator.readerstudy')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("seed", models.PositiveIntegerField()),
+                (
+                    "reader",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="study_assignments",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "study",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="assignments",
+                        to="annotator.readerstudy",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['study', 'reader'],
-                'constraints': [models.UniqueConstraint(fields=('study', 'reader'), name='study_assignment_one_per_reader')],
+                "ordering": ["study", "reader"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("study", "reader"), name="study_assignment_one_per_reader")
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='studyitem',
-            constraint=models.UniqueConstraint(fields=('study', 'image', 'arm'), name='study_item_unique_arm'),
+            model_name="studyitem",
+            constraint=models.UniqueConstraint(fields=("study", "image", "arm"), name="study_item_unique_arm"),
         ),
         migrations.AddConstraint(
-            model_name='studyrating',
-            constraint=models.UniqueConstraint(fields=('item', 'reader'), name='study_rating_one_per_reader'),
+            model_name="studyrating",
+            constraint=models.UniqueConstraint(fields=("item", "reader"), name="study_rating_one_per_reader"),
         ),
     ]
