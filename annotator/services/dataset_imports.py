@@ -24,6 +24,7 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
 
 from mining.progress import Cancelled
 
@@ -32,7 +33,7 @@ from ..importing.roots import folder_in_roots
 from ..importing.zip_archive import ZipLimits, zip_members_check, zip_unpack
 from ..models import Dataset, Job
 from .datasets import CLASSES_BY_KIND, LAYOUTS, dataset_import
-from .job_state import JobReporter
+from .job_state import JobReporter, job_finish_succeeded
 
 __all__ = ["import_params_validate", "import_upload_stage", "run_import", "staging_folder", "staging_sweep"]
 
@@ -166,16 +167,22 @@ def run_import(job: Job, reporter: JobReporter) -> dict[str, Any]:
             folder, root = _unpacked(upload_id, params, progress, check_cancelled)
         else:
             folder, root = folder_in_roots(params["folder"], settings.IMPORT_ROOTS)
-        dataset = dataset_import(
-            name=params["name"],
-            folder=folder,
-            layout=params["layout"],
-            kind=params["kind"],
-            seed=params["seed"],
-            created_by=job.created_by,
-            progress=progress,
-            confine_to=root,
-        )
+        # The dataset and its job's success commit together: a worker killed in between would leave a
+        # dataset of a failed job, and its re-run a second one.
+        with transaction.atomic():
+            dataset = dataset_import(
+                name=params["name"],
+                folder=folder,
+                layout=params["layout"],
+                kind=params["kind"],
+                seed=params["seed"],
+                created_by=job.created_by,
+                progress=progress,
+                confine_to=root,
+            )
+            Job.objects.filter(pk=job.pk).update(dataset=dataset)  # listed with the dataset it made
+            result = {"dataset": dataset.pk, "name": dataset.name, "images": dataset.images.count()}
+            job_finish_succeeded(job_id=job.pk, result=result)
     except ApplicationError as exc:
         if exc.extra.get("errors"):
             Job.objects.filter(pk=job.pk).update(result={"errors": exc.extra["errors"]})
@@ -183,8 +190,7 @@ def run_import(job: Job, reporter: JobReporter) -> dict[str, Any]:
     finally:
         if upload_id is not None:
             shutil.rmtree(staging_folder(upload_id), ignore_errors=True)
-    Job.objects.filter(pk=job.pk).update(dataset=dataset)  # the import is listed with the dataset it made
-    return {"dataset": dataset.pk, "name": dataset.name, "images": dataset.images.count()}
+    return result
 
 
 def _unpacked(

@@ -47,6 +47,7 @@ and the server is back and answering for the rest of the run, where a new job su
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import random
@@ -63,17 +64,20 @@ from typing import Any
 import pytest
 from django.apps import apps
 from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import models
 from PIL import Image as PILImage
 
 from annotator.demo import demo_dataset_create
 from annotator.files import media_path
-from annotator.models import Dataset, Explanation, Job, Patch, SentenceModel, TrainedModel
+from annotator.models import Dataset, Explanation, Image, Job, Patch, SentenceModel, TrainedModel
+from annotator.services.import_jobs import dataset_import_job_create
 from annotator.services.job_kinds import JOB_KINDS
 from annotator.services.job_runs import job_run
 from annotator.services.job_state import jobs_fail_stale
 from annotator.services.jobs import job_create
 from mining.phantoms import generate_mammogram_phantoms
+from tests.annotator.import_zips import dataset_folder, folder_zip
 from tests.annotator.test_caption_job import classifier  # noqa: F401  (fixture)
 from tests.annotator.test_explanations import CLASSES
 from tests.annotator.test_sharded_mining import _snapshot
@@ -426,6 +430,7 @@ def _print_points(kind: str, duration: float, points: list[Point]) -> None:
 # --- One test per kind --------------------------------------------------------------------------
 
 KINDS_TESTED = {
+    Job.Kind.IMPORT,
     Job.Kind.EXTRACT_PATCHES,
     Job.Kind.TRAIN,
     Job.Kind.MINE,
@@ -451,9 +456,51 @@ def test_patch_extraction_killed_anywhere(workers):
         dataset,
         {},
         visible=visible,
-        outcome=lambda job: (job.result, visible()),
+        outcome=lambda job: (_without_store_folder(job.result), visible()),
     )
     _inject(scenario, workers, QUICK_POINTS)
+
+
+def _without_store_folder(result: dict[str, Any]) -> dict[str, Any]:
+    """The extraction's result but its patch store's folder name, new (a fresh uuid) on every run."""
+    store = {key: value for key, value in result.get("store", {}).items() if key != "folder"}
+    return {**result, "store": store}
+
+
+@dataclass
+class _ImportScenario(Scenario):
+    """A browser import of one zip: each job stages its own copy under a name of its own, so the
+    undisturbed run and every re-run import a new dataset and a killed one must leave none."""
+
+    archive: bytes = b""
+    runs: Iterator[int] = field(default_factory=itertools.count)
+
+    def create(self) -> Job:
+        upload = SimpleUploadedFile("cases.zip", self.archive)
+        name = f"fault import {next(self.runs)}"
+        return dataset_import_job_create(params={"name": name}, uploaded=upload, created_by=None)
+
+
+@KILLS
+def test_browser_import_killed_anywhere(tmp_path, workers):
+    def visible() -> Any:
+        images = Image.objects.filter(dataset__name__startswith="fault import")
+        return sorted(images.values_list("dataset__name", "sha256"))
+
+    def outcome(job: Job) -> Any:  # the imported images, whatever the dataset's name
+        images = Image.objects.filter(dataset_id=job.result["dataset"])
+        return job.result["images"], sorted(images.values_list("patient_id", "split", "sha256"))
+
+    scenario = _ImportScenario(
+        Job.Kind.IMPORT,
+        None,  # type: ignore[arg-type]  # the job makes its dataset
+        {},
+        visible=visible,
+        outcome=outcome,
+        label="browser import",
+        archive=folder_zip(dataset_folder(tmp_path / "cases", n_patients=4)),
+    )
+    _inject(scenario, workers, SLOW_POINTS)
 
 
 @pytest.fixture

@@ -17,13 +17,21 @@ from annotator.models import Dataset, Image, Job, Patch, TopActivation, TrainedM
 from annotator.services.job_runs import job_run
 from annotator.services.job_state import job_cancel
 from annotator.services.jobs import job_create
-from tests.annotator.test_import_dataset import media_files
+from tests.annotator.test_import_dataset import media_files as all_media_files
 from tests.annotator.test_worker_integration import wait_for
 from tests.factories import random_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 PATCH_SIZE = 64
+
+
+def media_files(root: Path) -> list[Path]:
+    """Media files but the dataset's patch store: a job asking for a new patch side writes that side's
+    store once, for every later job too (it is the dataset's, not the job's output)."""
+    return [path for path in all_media_files(root) if "patchstore" not in path.relative_to(root).parts]
+
+
 CANCEL_WITHIN = 20  # seconds from the request to `cancelled`: a batch and a cancel check, with a busy machine's slack
 
 
@@ -87,16 +95,17 @@ def test_a_failing_shard_fails_the_mining_job_and_the_other_shards_files_are_del
     phantoms, celery_worker_process, media_root
 ):
     trained = _random_model(phantoms)
-    # The last mined image's file disappears: the second shard (the last images) cannot load its patches,
-    # while the first, run before it by the one worker, writes its state and the crops of its candidates.
+    # A finding mask of the last mined image disappears: the second shard (the last images) cannot tally
+    # its second pass, while the first, run before it by the one worker, wrote its files in both passes.
     last = Image.objects.filter(dataset=phantoms, split="train", patches__isnull=False).order_by("-pk").first()
-    media_path(last.file.name).unlink()
+    mask = last.findings.filter(concepts__isnull=False).first().mask.name
+    media_path(mask).unlink()
     before = set(media_files(media_root))
     params = {"model": trained.pk, "splits": ["train"], "top_n": 10, "shards": 2}
     job = job_create(kind=Job.Kind.MINE, dataset=phantoms, params=params)
     job = wait_for(lambda: Job.objects.filter(pk=job.pk, status__in=Job.FINISHED).first(), timeout=180)
     assert job.status == Job.Status.FAILED
-    assert "FileNotFoundError" in job.error and last.file.name in job.error
+    assert "FileNotFoundError" in job.error and mask in job.error
     # The first shard did write its files, then the second failed.
     assert re.search(r"deepminer\.mine_shard\[[^]]+\] succeeded", celery_worker_process.log())
     with contextlib.suppress(AssertionError):  # the failing shard's cleanup, just after it marked the job
