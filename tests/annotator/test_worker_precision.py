@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from annotator.demo import demo_dataset_create
 from annotator.errors import ApplicationError
 from annotator.models import Job, TrainedModel
 from annotator.services.compute import worker_precision
 from annotator.services.job_runs import job_run
 from annotator.services.jobs import job_create
+from tests.annotator.test_training_job import phantom_dataset  # noqa: F401  (fixture: 40 phantoms with patches)
 
 pytestmark = pytest.mark.django_db
 
@@ -27,15 +27,6 @@ def test_auto_is_fp32_on_a_cpu_worker_and_a_forced_value_is_kept(settings):
         worker_precision()
 
 
-@pytest.fixture
-def phantom_dataset(tmp_path, django_capture_on_commit_callbacks):
-    dataset, _ = demo_dataset_create(folder=tmp_path / "phantoms", n_images=40, seed=3, name="precision-test")
-    with django_capture_on_commit_callbacks(execute=False):
-        job = job_create(kind=Job.Kind.EXTRACT_PATCHES, dataset=dataset)
-    assert job_run(job_id=job.pk) == Job.Status.SUCCEEDED
-    return dataset
-
-
 def _train(dataset, django_capture_on_commit_callbacks) -> Job:
     with django_capture_on_commit_callbacks(execute=False):
         job = job_create(kind=Job.Kind.TRAIN, dataset=dataset, params={"epochs": 1, "patch_size": 64})
@@ -44,7 +35,9 @@ def _train(dataset, django_capture_on_commit_callbacks) -> Job:
 
 
 def test_a_bad_precision_fails_the_training_job_saying_why(
-    settings, phantom_dataset, django_capture_on_commit_callbacks
+    settings,
+    phantom_dataset,  # noqa: F811  (the imported fixture)
+    django_capture_on_commit_callbacks,
 ):
     settings.DEEPMINER_PRECISION = "fp8"
     job = _train(phantom_dataset, django_capture_on_commit_callbacks)
@@ -54,7 +47,9 @@ def test_a_bad_precision_fails_the_training_job_saying_why(
 
 @pytest.mark.slow
 def test_training_and_mining_jobs_record_the_precision_they_ran_in(
-    settings, phantom_dataset, django_capture_on_commit_callbacks
+    settings,
+    phantom_dataset,  # noqa: F811  (the imported fixture)
+    django_capture_on_commit_callbacks,
 ):
     settings.DEEPMINER_PRECISION = "bf16"
     train_job = _train(phantom_dataset, django_capture_on_commit_callbacks)
