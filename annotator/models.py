@@ -399,6 +399,9 @@ class UploadedImage(models.Model):
     height = models.PositiveIntegerField()
     bit_depth = models.PositiveSmallIntegerField(default=8)
     modality = models.CharField(max_length=16, blank=True)
+    voi = models.JSONField(
+        null=True, blank=True, help_text="the DICOM's own VOI as a curve over pixel values (mining.imaging.voi_curve)"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .patches import crop_patches
+from .windowing import percentile_uint8
 
 __all__ = ["PatchTable", "batches", "crop_table", "resize_uint8", "to_input", "to_uint8"]
 
@@ -48,12 +49,9 @@ class PatchTable:
 
 
 def to_uint8(pixels: np.ndarray) -> np.ndarray:
-    """8-bit view of an image: uint8 unchanged, uint16 scaled by its own 0.5-99.5 percentile window."""
-    if pixels.dtype == np.uint8:
-        return pixels
-    lo, hi = np.percentile(pixels, [0.5, 99.5])
-    scaled = (pixels.astype(np.float32) - lo) / max(float(hi - lo), 1.0)
-    return (np.clip(scaled, 0, 1) * 255 + 0.5).astype(np.uint8)
+    """8-bit view of an image: uint8 unchanged (an image already windowed, ``windowing.window_uint8``),
+    uint16 scaled by its own 0.5-99.5 percentile window."""
+    return percentile_uint8(pixels)
 
 
 def crop_table(images: Sequence[np.ndarray], table: PatchTable, size: int | None = None) -> torch.Tensor:

@@ -45,6 +45,7 @@ from PIL import Image as PILImage
 from scipy import ndimage
 
 from .patches import otsu_threshold
+from .windowing import VoiCurve, voi_uint8
 
 __all__ = [
     "ImageReadError",
@@ -96,9 +97,6 @@ class ImageTooLargeError(ImageReadError):
 
 class UnsupportedTransferSyntaxError(ImageReadError):
     """No installed decoder handles the DICOM file's transfer syntax; nothing was decoded."""
-
-
-VoiCurve = dict[str, list[float]]  # {"x": pixel values, increasing; "y": display brightness 0..1}
 
 
 @dataclass
@@ -198,10 +196,7 @@ def display_uint8(pixels: np.ndarray, voi: VoiCurve | None = None) -> np.ndarray
     """uint8 (H, W) for pages: ``voi`` (the DICOM's own window, see ``voi_curve``) when given, uint8 as
     is, else a window over the tissue's robust percentiles (``tissue_window``)."""
     if voi and pixels.dtype in (np.uint8, np.uint16):
-        levels = np.arange(256 if pixels.dtype == np.uint8 else 65536, dtype=np.float64)
-        brightness = np.interp(levels, np.asarray(voi["x"], dtype=np.float64), np.asarray(voi["y"], dtype=np.float64))
-        lut = np.rint(np.clip(brightness, 0.0, 1.0) * 255).astype(np.uint8)
-        return lut[pixels]
+        return voi_uint8(pixels, voi)
     if pixels.dtype == np.uint16:
         lo, hi = tissue_window(pixels)
         return _window_lut(lo, hi)[pixels]

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .windowing import WINDOW_PERCENTILE
+
 __all__ = ["Crops", "PatchStore", "StoreManifest", "chunk_bytes", "gather"]
 
 MANIFEST_VERSION = 1
@@ -50,6 +52,7 @@ class StoreManifest:
     chunks: list[str]
     patch_ids: str
     version: int = MANIFEST_VERSION
+    window: str = WINDOW_PERCENTILE  # the crops' grey-level window (mining.windowing); stores before it had this one
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()

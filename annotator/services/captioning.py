@@ -43,12 +43,13 @@ from mining.splits import carve_validation
 from mining.textmetrics import bleu_scores, tokenize_caption
 
 from ..errors import ApplicationError
-from ..files import delete_quietly, media_local_file, read_png, unique_name, write_local_file_atomic
+from ..files import delete_quietly, media_local_file, unique_name, write_local_file_atomic
 from ..models import Dataset, FractureDescriptor, Image, Job, SentenceModel, TrainedModel, UploadedImage
 from .compute import worker_device
 from .explanations import network_for
 from .image_data import image_input, image_split_load
 from .job_state import JobReporter, job_finish_succeeded
+from .network_input import model_window, network_pixels
 
 __all__ = ["CAPTION_DEFAULTS", "caption_params_validate", "image_sentence", "run_caption", "sentence_models_train"]
 
@@ -115,10 +116,18 @@ def _sentences(dataset: Dataset, images: list[Image], source: str) -> dict[int, 
 
 
 def _features(
-    classifier: torch.nn.Module, dataset: Dataset, split: str, size: int, ids: set[int], **kw: Any
+    classifier: torch.nn.Module, trained: TrainedModel, split: str, ids: set[int], **kw: Any
 ) -> tuple[list[int], torch.Tensor]:
+    """The images of ``split`` among ``ids`` as the classifier ``trained`` sees them, and their region features."""
     patients: dict[str, Any] = {key: kw.pop(key) for key in ("patients", "exclude_patients") if key in kw}
-    part = image_split_load(dataset=dataset, splits=[split], classes=dataset.classes, size=size, **patients)
+    part = image_split_load(
+        dataset=trained.dataset,
+        splits=[split],
+        classes=trained.dataset.classes,
+        size=int(trained.patch_params["input_size"]),
+        window=model_window(trained),
+        **patients,
+    )
     keep = [row for row, image_id in enumerate(part.image_ids) if image_id in ids]
     crops = part.crops[torch.tensor(keep, dtype=torch.int64)]
     return [part.image_ids[row] for row in keep], caption_features(classifier, crops, **kw)
@@ -130,7 +139,6 @@ def sentence_models_train(*, job: Job, progress: ProgressFn, cancelled: CancelFn
     dataset = trained.dataset
     info, _ = checkpoint_load(media_local_file(trained.checkpoint.name))
     classifier = info.model.to(worker_device()).eval()
-    size = int(trained.patch_params["input_size"])
     images = list(Image.objects.filter(dataset=dataset))
     source = _source(dataset, images, params["source"])
     sentences = _sentences(dataset, images, source)
@@ -144,17 +152,16 @@ def sentence_models_train(*, job: Job, progress: ProgressFn, cancelled: CancelFn
     progress(0, 1, "Computing the classifier's region features")
     train_ids, train_x = _features(
         classifier,
-        dataset,
+        trained,
         "train",
-        size,
         with_sentence,
         exclude_patients=validation,
         copies=params["copies"],
         seed=params["seed"],
         cancelled=cancelled,
     )
-    val_ids, val_x = _features(classifier, dataset, "train", size, with_sentence, patients=validation)
-    test_ids, test_x = _features(classifier, dataset, "test", size, with_sentence)
+    val_ids, val_x = _features(classifier, trained, "train", with_sentence, patients=validation)
+    test_ids, test_x = _features(classifier, trained, "test", with_sentence)
     tokens = {image_id: tokenize_caption(sentences[image_id]) for image_id in with_sentence}
     vocabulary = build_vocabulary(tokens[i] for i in train_ids)
     config = CaptionerConfig(vocab_size=len(vocabulary), feature_dim=int(train_x.shape[-1]))
@@ -237,7 +244,7 @@ def image_sentence(*, model: SentenceModel, image: Image | UploadedImage) -> Cap
     attention over the classifier's regions."""
     classifier = network_for(model.classifier)  # loaded once per process, as the image page's explanation
     captioner, vocabulary = _generator(model.pk, model.checkpoint.name)
-    x = image_input(read_png(image.file.name), classifier.input_size)
+    x = image_input(network_pixels(image, classifier.window), classifier.input_size)
     with classifier.lock:
         features = region_features(classifier.model, x)
     return beam_search(captioner, features, vocabulary, width=int(model.config.get("beam_width", 3)))[0]

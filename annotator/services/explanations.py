@@ -32,6 +32,7 @@ from ..files import delete_quietly, media_local_file, read_png, unique_name, wri
 from ..models import Explanation, Image, TrainedModel, Unit, UploadedImage
 from ..selectors.explanations import UnitName, unit_names
 from .compute import worker_device, worker_precision
+from .network_input import model_window, network_pixels
 from .patches import patch_params_from
 from .renditions import display_size
 
@@ -57,6 +58,7 @@ class Network:
     params: PatchParams
     normal_class: int
     pooling: str  # "global" for a whole-image classifier (its own output), "local" for a patch model
+    window: str  # the grey-level window of its inputs (network_input.model_window)
     lock: threading.Lock  # one explanation at a time per network (Grad-CAM and SmoothGrad run backward)
 
 
@@ -89,6 +91,7 @@ def network_for(trained: TrainedModel) -> Network:
         patch_params_from(trained.patch_params),
         normal,
         pooling,
+        model_window(trained),
         threading.Lock(),
     )
     with _networks_lock:
@@ -118,10 +121,11 @@ def explanation_get(
 
 
 def _explain(
-    network: Network, pixels: np.ndarray, trained: TrainedModel, method: str
+    network: Network, source: Image | UploadedImage, trained: TrainedModel, method: str
 ) -> tuple[Explained, dict[int, UnitName], np.ndarray]:
     names = unit_names(trained=trained)
-    tissue = tissue_mask(pixels)
+    tissue = tissue_mask(read_png(source.file.name))  # found on the stored pixels, as the patches were
+    pixels = network_pixels(source, network.window)
     size = display_size(int(pixels.shape[0]), int(pixels.shape[1]))
     with network.lock:
         result = explain_image(
@@ -175,8 +179,7 @@ def explanation_make(
     assert source is not None
     network = network_for(trained)
     started = time.perf_counter()
-    pixels = np.array(read_png(source.file.name))  # writable: torch will not wrap a read-only buffer
-    result, names, tissue = _explain(network, pixels, trained, method)
+    result, names, tissue = _explain(network, source, trained, method)
     evaluation = evaluate(result, names, tissue) if evaluate is not None else {}
     written: list[str] = []
     try:

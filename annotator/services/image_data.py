@@ -1,4 +1,4 @@
-"""Whole images of a dataset as arrays for mining/: each image, windowed to 8 bits, resized to one square
+"""Whole images of a dataset as arrays for mining/: each image, windowed to 8 bits (``network_input``), resized to one square
 network input, with its image-level label. What a whole-image classifier (the hip-fracture classifier)
 trains and is evaluated on, where a patch model reads ``patch_data``."""
 
@@ -15,8 +15,8 @@ from torch.nn import functional as F
 from mining.data import to_input, to_uint8
 
 from ..errors import ApplicationError
-from ..files import read_png
 from ..models import Dataset, Image
+from .network_input import network_pixels
 
 __all__ = ["ImageSplit", "image_input", "image_split_load", "resized"]
 
@@ -49,11 +49,13 @@ def image_split_load(
     splits: Sequence[str],
     classes: Sequence[str],
     size: int,
+    window: str,
     patients: Collection[str] | None = None,
     exclude_patients: Collection[str] = (),
 ) -> ImageSplit:
     """The labelled images of ``splits`` (those whose label is one of ``classes``), by id; ``patients`` /
-    ``exclude_patients`` as in ``patch_data.patch_split_load`` (the validation carve-out)."""
+    ``exclude_patients`` as in ``patch_data.patch_split_load`` (the validation carve-out); ``window`` the
+    grey-level window (``network_input``)."""
     keep = None if patients is None else set(patients)
     drop = set(exclude_patients)
     images = [
@@ -68,7 +70,7 @@ def image_split_load(
     index = {name: i for i, name in enumerate(classes)}
     crops = torch.empty((len(images), size, size), dtype=torch.uint8)
     for row, image in enumerate(images):
-        crops[row] = resized(read_png(image.file.name), size)
+        crops[row] = resized(network_pixels(image, window), size)
     return ImageSplit(
         crops=crops,
         labels=np.array([index[image.label] for image in images], dtype=np.int64),

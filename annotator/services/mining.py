@@ -45,6 +45,7 @@ from ..files import (
 from ..models import Concept, Dataset, Finding, Image, Job, Patch, TopActivation, TrainedModel, Unit
 from .compute import worker_device, worker_precision
 from .job_state import JobReporter, Sharded
+from .network_input import model_window
 from .patch_data import PatchSplit, patch_split_load
 
 __all__ = [
@@ -128,7 +129,12 @@ def _load(job: Job, shard: tuple[int, int] | None = None) -> _Loaded:
         raise ApplicationError(str(exc)) from exc
     size = int(trained.patch_params.get("input_size") or 0) or None
     split = patch_split_load(
-        dataset=trained.dataset, splits=job.params["splits"], classes=trained.classes, size=size, shard=shard
+        dataset=trained.dataset,
+        splits=job.params["splits"],
+        classes=trained.classes,
+        window=model_window(trained),
+        size=size,
+        shard=shard,
     )
     final_layer = info.model.get_submodule("fc")  # every supported network is a torchvision ResNet
     assert isinstance(final_layer, torch.nn.Linear)

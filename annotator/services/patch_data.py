@@ -13,8 +13,8 @@ from mining.data import PatchTable, crop_table
 from mining.patch_store import Crops
 
 from ..errors import ApplicationError
-from ..files import read_png
 from ..models import Dataset, Image, Patch
+from .network_input import network_pixels
 from .patch_store import patch_store_open
 
 __all__ = ["PatchSplit", "patch_split_load", "shard_bounds"]
@@ -53,12 +53,14 @@ def patch_split_load(
     dataset: Dataset,
     splits: Sequence[str],
     classes: Sequence[str],
+    window: str,
     size: int | None = None,
     shard: tuple[int, int] | None = None,
     patients: Collection[str] | None = None,
     exclude_patients: Collection[str] = (),
 ) -> PatchSplit:
-    """Load and crop every patch of `dataset` whose image is in `splits`, resized to `size` if given.
+    """Load and crop every patch of `dataset` whose image is in `splits`, resized to `size` if given, in
+    the grey-level `window` (``network_input``: the model's, or ``TRAINING_WINDOW`` for a new one).
 
     patients, if given, keeps only the images of those patient ids; exclude_patients drops the images
     of those (how training keeps its validation carve-out of the train split apart).
@@ -103,9 +105,9 @@ def patch_split_load(
     images = Image.objects.in_bulk(image_ids)
     image_meta = [{"view": images[i].view, "laterality": images[i].laterality, **images[i].metadata} for i in image_ids]
     patch_ids = np.array([row[0] for row in rows], dtype=np.int64)
-    crops: Crops | None = patch_store_open(dataset=dataset, patch_ids=patch_ids, side=size or table.side)
-    if crops is None:  # no store (extracted before stores) or another side: every crop in memory
-        crops = crop_table([read_png(images[image_id].file.name) for image_id in image_ids], table, size)
+    crops: Crops | None = patch_store_open(dataset=dataset, patch_ids=patch_ids, side=size or table.side, window=window)
+    if crops is None:  # no store (extracted before stores): every crop in memory
+        crops = crop_table([network_pixels(images[image_id], window) for image_id in image_ids], table, size)
     return PatchSplit(
         table=table,
         patch_ids=patch_ids,

@@ -2,7 +2,9 @@
 every job that reads patches, so training and mining hold a batch of crops, not the dataset's.
 
 Layout: an extraction's folder ``patchstore/dataset<id>-<uuid>/`` (named in the extraction job's result,
-``store``) holds one store per patch side, ``side<S>/``: ``chunk<i>.npy`` (``CHUNK_ROWS`` crops each, in
+``store``) holds one store per patch side and grey-level window, ``side<S>/`` for the percentile window and
+``side<S>-dicom-voi/`` for the VOI one (``network_input``; a dataset without VOI keeps only the former,
+which serves both): ``chunk<i>.npy`` (``CHUNK_ROWS`` crops each, in
 the order of the patch rows: image, then y0, x0), ``patch_ids.npy`` and, written last, ``manifest.json``.
 Every file goes whole through ``files.write_bytes_atomic``, so it works on a bucket too, where chunks are
 read through the bounded local cache. The patch job writes the store at its patches' own side while it
@@ -24,10 +26,12 @@ import torch
 
 from mining.data import PatchTable, crop_table
 from mining.patch_store import PatchStore, StoreManifest, chunk_bytes
+from mining.windowing import WINDOW_PERCENTILE
 
-from ..files import media_exists, media_local_file, media_read_bytes, read_png, write_bytes_atomic
+from ..files import media_exists, media_local_file, media_read_bytes, write_bytes_atomic
 from ..models import Dataset, Image, Job, Patch
 from .compute import worker_device
+from .network_input import network_pixels, store_window
 
 __all__ = [
     "CHUNK_ROWS",
@@ -46,8 +50,9 @@ MANIFEST, PATCH_IDS = "manifest.json", "patch_ids.npy"
 class PatchStoreWriter:
     """Appends crops (uint8 (n, side, side), in patch-row order) and writes a chunk whenever one is full."""
 
-    folder: str  # the extraction's store folder; this side's files go under side<S>/
+    folder: str  # the extraction's store folder; this side's files go under side<S>[-<window>]/
     side: int
+    window: str = WINDOW_PERCENTILE  # the crops' (services.network_input.store_window)
     chunk_rows: int = CHUNK_ROWS
     chunks: list[str] = field(default_factory=list)
     count: int = 0
@@ -55,7 +60,7 @@ class PatchStoreWriter:
 
     @property
     def side_folder(self) -> str:
-        return _side_folder(self.folder, self.side)
+        return _side_folder(self.folder, self.side, self.window)
 
     def add(self, crops: torch.Tensor) -> None:
         if crops.dtype != torch.uint8 or tuple(crops.shape[1:]) != (self.side, self.side):
@@ -74,7 +79,7 @@ class PatchStoreWriter:
         ids = io.BytesIO()
         np.save(ids, np.asarray(patch_ids, dtype=np.int64), allow_pickle=False)
         write_bytes_atomic(f"{self.side_folder}/{PATCH_IDS}", ids.getvalue(), durable=False)
-        manifest = StoreManifest(self.side, self.count, self.chunk_rows, self.chunks, PATCH_IDS)
+        manifest = StoreManifest(self.side, self.count, self.chunk_rows, self.chunks, PATCH_IDS, window=self.window)
         write_bytes_atomic(f"{self.side_folder}/{MANIFEST}", manifest.to_json())
 
     def _flush(self, rows: int) -> None:
@@ -115,26 +120,27 @@ def patch_store_new_folder(dataset: Dataset) -> str:
     return f"patchstore/dataset{dataset.pk}-{uuid.uuid4().hex[:12]}"
 
 
-def _side_folder(folder: str, side: int) -> str:
-    return f"{folder}/side{side}"
+def _side_folder(folder: str, side: int, window: str) -> str:
+    return f"{folder}/side{side}" if window == WINDOW_PERCENTILE else f"{folder}/side{side}-{window}"
 
 
-def patch_store_open(*, dataset: Dataset, patch_ids: np.ndarray, side: int) -> PatchStore | None:
-    """The rows of the dataset's store holding ``patch_ids`` (int64 (N,)), in that order, at ``side``
-    (written now, from the images, when the extraction has no store of that side yet); None when the
+def patch_store_open(*, dataset: Dataset, patch_ids: np.ndarray, side: int, window: str) -> PatchStore | None:
+    """The rows of the dataset's store holding ``patch_ids`` (int64 (N,)), in that order, at ``side`` in
+    ``window`` (written now, from the images, when the extraction has no such store yet); None when the
     dataset's extraction has no store folder, or its store does not hold exactly those patches."""
     folder = patch_store_folder(dataset)
     if folder is None or side < 1:
         return None
-    where = _side_folder(folder, side)
+    window = store_window(dataset, window)
+    where = _side_folder(folder, side, window)
     if not media_exists(f"{where}/{MANIFEST}"):
-        _store_write(dataset, folder, side)
+        _store_write(dataset, folder, side, window)
     try:
         manifest = StoreManifest.from_json(media_read_bytes(f"{where}/{MANIFEST}"))
         stored = np.load(io.BytesIO(media_read_bytes(f"{where}/{manifest.patch_ids}")), allow_pickle=False)
     except (OSError, ValueError):  # gone with a newer extraction
         return None
-    if manifest.side != side or len(stored) != manifest.count:
+    if manifest.side != side or manifest.window != window or len(stored) != manifest.count:
         return None
     order = np.argsort(stored, kind="stable")
     found = np.searchsorted(stored[order], patch_ids).clip(0, max(len(stored) - 1, 0))
@@ -144,14 +150,14 @@ def patch_store_open(*, dataset: Dataset, patch_ids: np.ndarray, side: int) -> P
     return PatchStore(manifest, _ChunkFiles(where, manifest.chunks), rows, workers=loader_workers())
 
 
-def _store_write(dataset: Dataset, folder: str, side: int) -> None:
-    """Write the store of every patch of ``dataset`` at ``side``, one image in memory at a time."""
+def _store_write(dataset: Dataset, folder: str, side: int, window: str) -> None:
+    """Write the store of every patch of ``dataset`` at ``side`` in ``window``, one image in memory at a time."""
     rows = list(
         Patch.objects.filter(image__dataset=dataset)
         .order_by("image_id", "y0", "x0")
         .values_list("id", "image_id", "x0", "y0", "x1", "y1")
     )
-    writer = PatchStoreWriter(folder, side)
+    writer = PatchStoreWriter(folder, side, window)
     ids = np.array([row[0] for row in rows], dtype=np.int64)
     image_of = np.array([row[1] for row in rows], dtype=np.int64)
     boxes = np.array([row[2:] for row in rows], dtype=np.int64).reshape(-1, 4)
@@ -160,7 +166,7 @@ def _store_write(dataset: Dataset, folder: str, side: int) -> None:
         mine = image_of == image_id
         blank = np.zeros(int(mine.sum()), dtype=np.int64)  # one image; labels are not cropped
         table = PatchTable(boxes[mine], blank, blank)
-        writer.add(crop_table([read_png(images[image_id].file.name)], table, side))
+        writer.add(crop_table([network_pixels(images[image_id], window)], table, side))
     writer.finish(ids)
 
 

@@ -13,12 +13,15 @@ from django.db import transaction
 from mining.data import PatchTable, crop_table
 from mining.patches import CLASSES, PatchParams, extract_patches
 from mining.progress import CancelFn, ProgressFn, check_cancel
+from mining.windowing import window_uint8
 
 from ..errors import ApplicationError
 from ..files import delete_tree_quietly, read_mask, read_png
 from ..models import Dataset, Job, Patch
 from .job_state import JobReporter
+from .network_input import TRAINING_WINDOW, store_window
 from .patch_store import PatchStoreWriter, patch_store_folder, patch_store_new_folder
+from .renditions import image_voi
 
 __all__ = ["patch_params_from", "patch_params_validate", "patches_extract", "run_extract_patches"]
 
@@ -39,8 +42,8 @@ def patches_extract(
     *, dataset: Dataset, params: PatchParams, progress: ProgressFn, cancelled: CancelFn
 ) -> dict[str, Any]:
     """Extract and store the patches of every image of `dataset`, and their crops as the dataset's patch
-    store (``services.patch_store``) at the side of the first image's patches; returns counts per split
-    and label, and the store's folder."""
+    store (``services.patch_store``) at the side of the first image's patches, in the window training
+    uses (``network_input``); returns counts per split and label, and the store's folder."""
     images = list(dataset.images.prefetch_related("findings").order_by("id"))
     if not images:
         raise ApplicationError(f"dataset {dataset.name!r} has no images")
@@ -48,6 +51,7 @@ def patches_extract(
     counts: Counter[tuple[str, str]] = Counter()
     store: PatchStoreWriter | None = None
     old_store, folder = patch_store_folder(dataset), patch_store_new_folder(dataset)
+    window = store_window(dataset, TRAINING_WINDOW)
     try:
         for index, image in enumerate(images, start=1):
             check_cancel(cancelled)
@@ -67,8 +71,9 @@ def patches_extract(
                 counts[(image.split, CLASSES[label])] += 1
             if len(boxes):
                 table = PatchTable(boxes, np.zeros(len(boxes), dtype=np.int64), labels)
-                store = store or PatchStoreWriter(folder, table.side)
-                store.add(crop_table([pixels], table, store.side))
+                store = store or PatchStoreWriter(folder, table.side, window)
+                # Patches are found on the stored pixels; the network sees them through the window.
+                store.add(crop_table([window_uint8(pixels, image_voi(image), window)], table, store.side))
             progress(index, len(images), f"Image {index}/{len(images)}: {len(patch_set.boxes)} patches")
         check_cancel(cancelled)
         # Replace, never duplicate: the old extraction disappears in the same transaction the new one appears.

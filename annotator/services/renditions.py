@@ -75,12 +75,13 @@ def display_pixels(pixels: np.ndarray, long_side: int = DISPLAY_LONG_SIDE, voi: 
 
 
 def image_voi(item: Item) -> VoiCurve | None:
-    """The VOI the import kept from a DICOM header (uploads are rendered from their DICOM at upload)."""
+    """The VOI the import or upload kept from a DICOM header, or None."""
     if isinstance(item, Image):
         dicom = item.metadata.get("dicom") if isinstance(item.metadata, dict) else None
         voi = dicom.get("voi") if isinstance(dicom, dict) else None
-        return voi if isinstance(voi, dict) else None
-    return None
+    else:
+        voi = item.voi
+    return voi if isinstance(voi, dict) else None
 
 
 def rendition_write(*, stem: str, pixels: np.ndarray, voi: VoiCurve | None, written: list[str]) -> str:

@@ -28,6 +28,7 @@ from ..models import Dataset, Image, Job, TrainedModel
 from .compute import worker_device, worker_precision
 from .image_data import ImageSplit, image_split_load
 from .job_state import JobReporter, job_finish_succeeded
+from .network_input import TRAINING_WINDOW
 from .patch_data import PatchSplit, patch_split_load
 from .training_checkpoints import (
     curves_of,
@@ -132,8 +133,17 @@ def trained_model_train(*, job: Job, progress: ProgressFn, cancelled: CancelFn) 
 
     def load(split: str, **patients: Any) -> PatchSplit | ImageSplit:
         if whole:
-            return image_split_load(dataset=dataset, splits=[split], classes=classes, size=int(size or 0), **patients)
-        return patch_split_load(dataset=dataset, splits=[split], classes=classes, size=size, **patients)
+            return image_split_load(
+                dataset=dataset,
+                splits=[split],
+                classes=classes,
+                size=int(size or 0),
+                window=TRAINING_WINDOW,
+                **patients,
+            )
+        return patch_split_load(
+            dataset=dataset, splits=[split], classes=classes, size=size, window=TRAINING_WINDOW, **patients
+        )
 
     train_split = load(TRAIN_SPLIT, exclude_patients=validation)
     val_split = load(TRAIN_SPLIT, patients=validation)
@@ -184,7 +194,7 @@ def trained_model_train(*, job: Job, progress: ProgressFn, cancelled: CancelFn) 
         {"input_size": int(train_split.crops.shape[-1]), "side_fraction": 1.0, "whole_image": True}
         if whole
         else _patch_params(dataset, train_split.crops.shape[-1])
-    )
+    ) | {"window": TRAINING_WINDOW}  # what explaining and mining must show it (network_input.model_window)
     checkpoint_name = unique_name("checkpoints", f"job{job.pk}-{network.architecture}", ".pt")
     with write_local_file_atomic(checkpoint_name) as checkpoint_file:
         checkpoint_save(

@@ -62,10 +62,8 @@ def upload_create(*, owner: Any, uploaded: UploadedFile | None) -> UploadedImage
     written = [name]
     try:
         write_png_atomic(name, loaded.pixels)
-        # Rendered now, while the DICOM's own window is at hand (uploads keep no header).
-        display = rendition_write(
-            stem=Path(original).stem, pixels=loaded.pixels, voi=loaded.metadata.get("voi"), written=written
-        )
+        voi = loaded.metadata.get("voi")  # kept: the zoomable view and the network window use it too
+        display = rendition_write(stem=Path(original).stem, pixels=loaded.pixels, voi=voi, written=written)
         with transaction.atomic():
             upload = UploadedImage.objects.create(
                 owner=owner,
@@ -76,6 +74,7 @@ def upload_create(*, owner: Any, uploaded: UploadedFile | None) -> UploadedImage
                 height=int(loaded.pixels.shape[0]),
                 bit_depth=loaded.bit_depth,
                 modality=loaded.modality[:16],
+                voi=voi,
             )
     except BaseException:
         delete_quietly(written)

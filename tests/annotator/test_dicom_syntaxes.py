@@ -30,6 +30,7 @@ from mining.imaging import read_image
 from mining.patches import PatchParams
 from mining.phantoms.mammograms import generate_mammogram_phantoms
 from mining.progress import never_cancelled, no_progress
+from mining.windowing import WINDOW_PERCENTILE, WINDOW_VOI, voi_uint8
 from tests.annotator.test_import_dataset import media_files, write_manifest
 from tests.mining.test_dicom_syntaxes import BIG, pydicom_file, with_syntax
 from tests.mining.test_imaging import write_dicom
@@ -143,14 +144,30 @@ def test_compressed_mammogram_gives_the_same_rows_renditions_and_patches(tmp_pat
     for image in images.values():
         image.split = "train"
     Image.objects.bulk_update(images.values(), ["split"])
-    split = patch_split_load(dataset=dataset, splits=["train"], classes=["normal", "benign", "malignant"])
+    classes = ["normal", "benign", "malignant"]
+    split = patch_split_load(dataset=dataset, splits=["train"], classes=classes, window=WINDOW_VOI)
     decoded = [
         read_image(tmp_path / Image.objects.get(pk=pk).source_name, max_pixels=BIG).pixels for pk in split.image_ids
     ]
-    np.testing.assert_array_equal(split.crops.numpy(), crop_table(decoded, split.table).numpy())
+    voi = reference.metadata["dicom"]["voi"]
+    np.testing.assert_array_equal(
+        split.crops.numpy(), crop_table([voi_uint8(d, voi) for d in decoded], split.table).numpy()
+    )
     per_image = [split.crops[split.table.image_index == i].numpy() for i in range(3)]
     np.testing.assert_array_equal(per_image[0], per_image[1])
     np.testing.assert_array_equal(per_image[0], per_image[2])
+    # The network sees the file's own window (PS3.3 C.11.2.1.2.1 over the stored values; MONOCHROME1 shown
+    # inverted, so bright = dense), as the display does.
+    stored = pydicom.dcmread(tmp_path / "plain.dcm").pixel_array.astype(np.float64)
+    windowed = 1.0 - np.clip((stored - 1999.5) / 2999 + 0.5, 0.0, 1.0)
+    first = split.table.subset(np.flatnonzero(split.table.image_index == 0))
+    first.image_index[:] = 0
+    by_header = crop_table([np.rint(windowed * 255).astype(np.uint8)], first).numpy().astype(np.int16)
+    assert np.abs(per_image[0].astype(np.int16) - by_header).max() <= 1
+    # A model trained before the window reached the network keeps its own: the percentile window.
+    legacy = patch_split_load(dataset=dataset, splits=["train"], classes=classes, window=WINDOW_PERCENTILE)
+    np.testing.assert_array_equal(legacy.crops.numpy(), crop_table(decoded, split.table).numpy())
+    assert not np.array_equal(legacy.crops.numpy(), split.crops.numpy())
 
 
 def test_unsupported_syntax_and_missing_plugin_are_bad_rows_and_nothing_is_imported(

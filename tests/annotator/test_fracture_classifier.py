@@ -37,7 +37,7 @@ def test_a_hip_training_job_trains_a_whole_image_fracture_classifier(hips, djang
     assert job_run(job_id=job.pk) == Job.Status.SUCCEEDED, Job.objects.get(pk=job.pk).error
     trained = TrainedModel.objects.get(job=job)
     assert trained.classes == ["no_fracture", "fracture"]
-    assert trained.patch_params == {"input_size": 128, "side_fraction": 1.0, "whole_image": True}
+    assert trained.patch_params == {"input_size": 128, "side_fraction": 1.0, "whole_image": True, "window": "dicom-voi"}
     splits = trained.metrics["splits"]
     assert splits["items"] == "images" and splits["metrics"] == "test"
     n_test = Image.objects.filter(dataset=hips, split="test").count()

@@ -18,6 +18,7 @@ from annotator.services.patch_data import PatchSplit, patch_split_load
 from mining.data import crop_table
 from mining.networks import checkpoint_load
 from mining.patch_store import PatchStore
+from mining.windowing import WINDOW_VOI
 
 pytestmark = pytest.mark.django_db
 CLASSES = ["normal", "benign", "malignant"]
@@ -47,22 +48,22 @@ def test_the_patch_job_writes_a_store_that_loading_streams_from(extracted, media
     side_folder = media_root / store["folder"] / f"side{store['side']}"
     assert (side_folder / "manifest.json").is_file() and len(list(side_folder.glob("chunk*.npy"))) == store["chunks"]
     for splits in (["train"], ["test", "holdout"]):
-        split = patch_split_load(dataset=dataset, splits=splits, classes=CLASSES)
+        split = patch_split_load(dataset=dataset, splits=splits, classes=CLASSES, window=WINDOW_VOI)
         assert isinstance(split.crops, PatchStore) and split.crops.shape[-1] == store["side"]
         assert torch.equal(split.crops[:], _in_memory(split))
-    whole = patch_split_load(dataset=dataset, splits=["train"], classes=CLASSES)
-    part = patch_split_load(dataset=dataset, splits=["train"], classes=CLASSES, shard=(1, 2))
+    whole = patch_split_load(dataset=dataset, splits=["train"], classes=CLASSES, window=WINDOW_VOI)
+    part = patch_split_load(dataset=dataset, splits=["train"], classes=CLASSES, shard=(1, 2), window=WINDOW_VOI)
     assert isinstance(part.crops, PatchStore) and torch.equal(part.crops[:], whole.crops[torch.from_numpy(part.rows)])
 
 
 def test_another_side_is_written_once_on_first_use(extracted, media_root):
     dataset, job = extracted
-    split = patch_split_load(dataset=dataset, splits=["train"], classes=CLASSES, size=64)
+    split = patch_split_load(dataset=dataset, splits=["train"], classes=CLASSES, size=64, window=WINDOW_VOI)
     side64 = media_root / job.result["store"]["folder"] / "side64"
     assert isinstance(split.crops, PatchStore) and (side64 / "manifest.json").is_file()
     assert torch.equal(split.crops[:], _in_memory(split, 64))
     written = (side64 / "chunk0.npy").stat().st_mtime_ns
-    patch_split_load(dataset=dataset, splits=["test"], classes=CLASSES, size=64)
+    patch_split_load(dataset=dataset, splits=["test"], classes=CLASSES, size=64, window=WINDOW_VOI)
     assert (side64 / "chunk0.npy").stat().st_mtime_ns == written
 
 
@@ -71,14 +72,14 @@ def test_a_re_extraction_replaces_the_store(extracted, media_root, django_captur
     second = _extract(dataset, django_capture_on_commit_callbacks)
     assert second.result["store"]["folder"] != first.result["store"]["folder"]
     assert not (media_root / first.result["store"]["folder"]).exists()
-    split = patch_split_load(dataset=dataset, splits=["train"], classes=CLASSES)
+    split = patch_split_load(dataset=dataset, splits=["train"], classes=CLASSES, window=WINDOW_VOI)
     assert isinstance(split.crops, PatchStore) and torch.equal(split.crops[:], _in_memory(split))
 
 
 def test_a_dataset_extracted_before_stores_loads_in_memory(extracted):
     dataset, job = extracted
     Job.objects.filter(pk=job.pk).update(result={**job.result, "store": None})
-    split = patch_split_load(dataset=dataset, splits=["train"], classes=CLASSES)
+    split = patch_split_load(dataset=dataset, splits=["train"], classes=CLASSES, window=WINDOW_VOI)
     assert isinstance(split.crops, torch.Tensor) and torch.equal(split.crops, _in_memory(split))
 
 
@@ -86,7 +87,7 @@ def test_a_store_of_other_patches_is_not_used(extracted, media_root):
     dataset, job = extracted
     dataset.images.order_by("id").first().patches.order_by("id").first().delete()  # rows the store lacks
     ids = np.load(media_root / job.result["store"]["folder"] / f"side{job.result['store']['side']}" / "patch_ids.npy")
-    split = patch_split_load(dataset=dataset, splits=["train", "test", "holdout"], classes=CLASSES)
+    split = patch_split_load(dataset=dataset, splits=["train", "test", "holdout"], classes=CLASSES, window=WINDOW_VOI)
     assert len(split) == len(ids) - 1 and isinstance(split.crops, PatchStore)  # a subset: still its rows
     assert torch.equal(split.crops[:], _in_memory(split))
 
@@ -116,5 +117,5 @@ def test_patches_the_store_lacks_load_in_memory(extracted):
     first = dataset.images.order_by("id").first().patches.order_by("id").first()
     first.pk = None  # a row added after the extraction: its crop is in no store
     first.save()
-    split = patch_split_load(dataset=dataset, splits=[first.image.split], classes=CLASSES)
+    split = patch_split_load(dataset=dataset, splits=[first.image.split], classes=CLASSES, window=WINDOW_VOI)
     assert isinstance(split.crops, torch.Tensor) and torch.equal(split.crops, _in_memory(split))

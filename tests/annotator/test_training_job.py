@@ -47,6 +47,7 @@ def test_train_job_stores_a_model_with_checkpoint_history_and_report(
     _info, checkpoint = checkpoint_load(trained.checkpoint.path)
     assert checkpoint["classes"] == ["normal", "benign", "malignant"] and checkpoint["epoch"] == trained.best_epoch
     assert checkpoint["patch_params"]["input_size"] == 64
+    assert checkpoint["patch_params"]["window"] == trained.patch_params["window"] == "dicom-voi"  # what it saw
     splits = trained.metrics["splits"]
     assert splits["best_epoch"] == "validation (10% of training patients)" and splits["metrics"] == "test"
     assert splits["sizes"]["test"]["patches"] == trained.metrics["n"]
