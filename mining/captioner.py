@@ -67,6 +67,7 @@ __all__ = [
     "encode_captions",
     "final_activation_map",
     "region_features",
+    "region_features_grid",
 ]
 
 PAD, START, END, UNK = 0, 1, 2, 3
@@ -156,9 +157,15 @@ def region_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
     Eval mode (restored after) and inference mode, on the model's device: the classifier stays frozen.
     """
+    return region_features_grid(model, x)[0]
+
+
+def region_features_grid(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """``region_features`` and the (h, w) grid of its regions (where each word's attention lies)."""
     with eval_mode(model), torch.inference_mode():
         maps = final_activation_map(model, x.to(model_device(model)))
-        return maps.flatten(2).transpose(1, 2).to("cpu", torch.float32).contiguous()
+        grid = (int(maps.shape[2]), int(maps.shape[3]))
+        return maps.flatten(2).transpose(1, 2).to("cpu", torch.float32).contiguous(), grid
 
 
 # ------------------------------------------------------------------------------------------- model

@@ -42,6 +42,7 @@ __all__ = [
     "location_correct",
     "parse_sentence",
     "sentence_from_tokens",
+    "sentence_words",
 ]
 
 CHARACTER_FIELDS = ("displacement", "comminution", "impaction", "avulsion")
@@ -135,6 +136,22 @@ def sentence_from_tokens(tokens: Sequence[str]) -> str:
         return fracture_sentence(parsed)
     text = " ".join(tokens)
     return f"{text[:1].upper()}{text[1:]}." if text else ""
+
+
+def sentence_words(tokens: Sequence[str]) -> list[tuple[str, int | None]]:
+    """``sentence_from_tokens(tokens)`` cut at its spaces, each piece with the index of the generated token
+    it shows (None for a piece that is no token of its own), so a page can tie every shown word to its
+    attention map. Pieces are matched in order by their ``tokenize_caption`` words."""
+    pieces: list[tuple[str, int | None]] = []
+    position = 0
+    for piece in sentence_from_tokens(tokens).split(" "):
+        words = tokenize_caption(piece)
+        if words and list(tokens[position : position + len(words)]) == words:
+            pieces.append((piece, position))
+            position += len(words)
+        else:
+            pieces.append((piece, None))
+    return pieces
 
 
 def field_correctness(sentence: Sentence, truth: FractureDescriptors, *, strict: bool = True) -> dict[str, bool]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -33,8 +33,9 @@ from mining.captioner import (
     captioner_load,
     captioner_save,
     encode_captions,
-    region_features,
+    region_features_grid,
 )
+from mining.heatmap import heat_rgba
 from mining.networks import checkpoint_load
 from mining.progress import CancelFn, ProgressFn, check_cancel
 from mining.sentence_parse import content_accuracy
@@ -51,7 +52,15 @@ from .image_data import image_input, image_split_load
 from .job_state import JobReporter, job_finish_succeeded
 from .network_input import model_window, network_pixels
 
-__all__ = ["CAPTION_DEFAULTS", "caption_params_validate", "image_sentence", "run_caption", "sentence_models_train"]
+__all__ = [
+    "CAPTION_DEFAULTS",
+    "ImageSentence",
+    "caption_params_validate",
+    "image_sentence",
+    "image_sentence_attention",
+    "run_caption",
+    "sentence_models_train",
+]
 
 SOURCES = ("auto", "labels", "import", "report")
 CAPTION_DEFAULTS: dict[str, Any] = {"source": "auto", "epochs": 30, "copies": 2, "beam_width": 3, "seed": 0}
@@ -239,15 +248,36 @@ def _evaluate(
     }
 
 
+@dataclass(frozen=True)
+class ImageSentence:
+    """A generated sentence and the (h, w) grid of the classifier's regions its words attend to."""
+
+    caption: Caption
+    grid: tuple[int, int]
+
+    def word_heats(self) -> list[list[int]]:
+        """Per generated token, its attention as an RGBA heat image of the grid (``mining.heatmap``, each
+        scaled to its own peak), flattened row-major: what the page paints over the image on hover."""
+        maps = self.caption.attention_maps(self.grid)
+        return [heat_rgba(word).ravel().tolist() for word in maps]
+
+
 def image_sentence(*, model: SentenceModel, image: Image | UploadedImage) -> Caption:
     """A sentence for one image or upload from ``model`` (beam search with its width), with each word's
     attention over the classifier's regions."""
+    return image_sentence_attention(model=model, image=image).caption
+
+
+def image_sentence_attention(*, model: SentenceModel, image: Image | UploadedImage) -> ImageSentence:
+    """``image_sentence`` with the grid its attention lies on (the whole image: a whole-image classifier
+    sees the image squeezed to its square input, so the grid spans it)."""
     classifier = network_for(model.classifier)  # loaded once per process, as the image page's explanation
     captioner, vocabulary = _generator(model.pk, model.checkpoint.name)
     x = image_input(network_pixels(image, classifier.window), classifier.input_size)
     with classifier.lock:
-        features = region_features(classifier.model, x)
-    return beam_search(captioner, features, vocabulary, width=int(model.config.get("beam_width", 3)))[0]
+        features, grid = region_features_grid(classifier.model, x)
+    caption = beam_search(captioner, features, vocabulary, width=int(model.config.get("beam_width", 3)))[0]
+    return ImageSentence(caption, grid)
 
 
 @functools.lru_cache(maxsize=2)

@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, Stream
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 
-from mining.sentence_parse import sentence_from_tokens
+from mining.sentence_parse import sentence_from_tokens, sentence_words
 
 from ..api.inputs import EXPORT_FORMATS
 from ..errors import ApplicationError
@@ -18,7 +18,7 @@ from ..models import Explanation, FractureDescriptor, Image, TrainedModel
 from ..permissions import user_sees_others_labels, user_sees_truth
 from ..selectors import explanations as selectors
 from ..selectors import trained_model_get, trained_model_list
-from ..services.captioning import image_sentence
+from ..services.captioning import image_sentence_attention
 from ..services.explanations import explanation_get
 from ..services.renditions import rendition_name
 from ..services.uploads import upload_create
@@ -73,10 +73,17 @@ def _generated(trained: TrainedModel, **target: Any) -> dict[str, Any]:
         return {}
     item = target.get("image") or target["upload"]
     try:
-        caption = image_sentence(model=sentence_model, image=item)
+        sentence = image_sentence_attention(model=sentence_model, image=item)
     except (OSError, ValueError) as exc:  # a checkpoint gone or unreadable: say so, keep the page
         return {"sentence_model": sentence_model, "sentence_error": f"no sentence: {exc}"}
-    return {"sentence_model": sentence_model, "generated": sentence_from_tokens(caption.tokens)}
+    tokens = sentence.caption.tokens
+    return {
+        "sentence_model": sentence_model,
+        "generated": sentence_from_tokens(tokens),
+        # Each shown word with its token's index, and every token's attention heat for the hover.
+        "generated_words": sentence_words(tokens),
+        "attention": {"grid": list(sentence.grid), "heats": sentence.word_heats(), "tokens": list(tokens)},
+    }
 
 
 def image_detail(request: HttpRequest, pk: int) -> HttpResponse:

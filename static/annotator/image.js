@@ -1,6 +1,7 @@
 // Image page: choose which map lies over the image (the class map or one unit's activation), toggle the
 // map and the finding outlines, and set the map's opacity; keyboard first (1-8, c, m, o, [ and ]). The image
-// itself is the deep zoom viewer (deepzoom.js), the maps and outlines its full-image overlays.
+// itself is the deep zoom viewer (deepzoom.js), the maps and outlines its full-image overlays. Pointing at
+// (or tabbing to) a word of the generated sentence paints that word's attention over the image instead.
 (function () {
   "use strict";
   const viewer = document.getElementById("viewer");
@@ -37,6 +38,43 @@
   if (outlineToggle && outlines) outlineToggle.addEventListener("change", () => { outlines.hidden = !outlineToggle.checked; });
   opacity.addEventListener("input", () => setOpacity(Number(opacity.value)));
   setOpacity(Number(opacity.value));
+
+  // Word attention: the page carries each token's heat as RGBA over the classifier's region grid; the
+  // canvas is that grid, stretched (and smoothed) over the whole image by the viewer.
+  const attentionLayer = document.getElementById("attention-layer");
+  const attentionData = document.getElementById("word-attention");
+  if (attentionLayer && attentionData) {
+    const attention = JSON.parse(attentionData.textContent);
+    const [rows, cols] = attention.grid;
+    attentionLayer.width = cols;
+    attentionLayer.height = rows;
+    const paint = attentionLayer.getContext("2d");
+    const words = Array.from(document.querySelectorAll("#generated-sentence .word"));
+    let shownName = null;
+    const showWord = (word) => {
+      const heat = attention.heats[Number(word.dataset.token)];
+      paint.putImageData(new ImageData(new Uint8ClampedArray(heat), cols, rows), 0, 0);
+      if (shownName === null) shownName = name.textContent;
+      name.textContent = `Attention of the generated word “${word.textContent.replace(/[.,]$/, "")}”`;
+      words.forEach((w) => w.classList.toggle("active", w === word));
+      attentionLayer.style.opacity = layer.style.opacity;
+      attentionLayer.hidden = false;
+      layer.hidden = true;
+    };
+    const hideWord = () => {
+      words.forEach((w) => w.classList.remove("active"));
+      attentionLayer.hidden = true;
+      layer.hidden = !mapToggle.checked;
+      if (shownName !== null) name.textContent = shownName;
+      shownName = null;
+    };
+    words.forEach((word) => {
+      word.addEventListener("mouseenter", () => showWord(word));
+      word.addEventListener("focus", () => showWord(word));
+      word.addEventListener("mouseleave", hideWord);
+      word.addEventListener("blur", hideWord);
+    });
+  }
 
   document.addEventListener("keydown", (event) => {
     if (event.target.closest("input, select, textarea") || event.ctrlKey || event.metaKey || event.altKey) return;

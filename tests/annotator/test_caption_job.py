@@ -10,9 +10,10 @@ from django.urls import reverse
 from annotator.demo import demo_fracture_dataset_create
 from annotator.errors import ApplicationError
 from annotator.models import FractureDescriptor, Image, Job, SentenceModel
-from annotator.services.captioning import image_sentence
+from annotator.services.captioning import image_sentence, image_sentence_attention
 from annotator.services.job_runs import job_run
 from annotator.services.jobs import job_create
+from mining.heatmap import heat_rgba
 from mining.sentences import FractureDescriptors, fracture_sentence
 from tests.factories import TrainedModelFactory, UserFactory, client_for, random_model
 
@@ -63,6 +64,13 @@ def test_a_caption_job_trains_evaluates_and_stores_a_sentence_generator(classifi
     assert caption.tokens and set(caption.tokens) <= words
     assert caption.attention.shape[0] == len(caption.tokens)
     assert caption.attention.sum(axis=1) == pytest.approx(1.0, abs=1e-4)
+    # The page carries every word's attention, as a heat image of the 2 x 2 region grid (64-px input).
+    with_grid = image_sentence_attention(model=model, image=test_image)
+    assert with_grid.caption.tokens == caption.tokens and with_grid.grid == (2, 2)
+    heats = with_grid.word_heats()
+    maps = caption.attention.reshape(len(caption.tokens), 2, 2)
+    assert heats == [heat_rgba(m).ravel().tolist() for m in maps]
+    assert 'id="word-attention"' in image_page and 0 < image_page.count('class="word"') <= len(caption.tokens)
 
 
 def test_expert_labels_are_the_sentences_when_a_dataset_has_them(classifier, django_capture_on_commit_callbacks):

@@ -13,6 +13,7 @@ from mining.sentence_parse import (
     location_correct,
     parse_sentence,
     sentence_from_tokens,
+    sentence_words,
 )
 from mining.sentences import NO_FRACTURE_SENTENCE, FractureDescriptors, all_descriptor_combinations, fracture_sentence
 from mining.textmetrics import tokenize_caption
@@ -34,6 +35,17 @@ def test_parses_back_every_sentence_the_grammar_produces(strict: bool) -> None:
         assert parse_sentence(text, strict=strict) == d, text
         assert parse_sentence(tokenize_caption(text), strict=strict) == d, text
         assert parse_sentence(text.upper().replace(",", ""), strict=strict) == d, text
+
+
+def test_sentence_words_ties_every_shown_word_to_its_token() -> None:
+    for d in ALL_PARTIAL:  # every sentence the grammar can say: each shown word is one token, in order
+        tokens = tokenize_caption(fracture_sentence(d))
+        pieces = sentence_words(tokens)
+        assert " ".join(text for text, _ in pieces) == fracture_sentence(d)
+        assert [index for _, index in pieces] == list(range(len(tokens)))
+    # Words the grammar cannot parse are shown joined, capitalised, with a full stop: still one each.
+    assert sentence_words(["on", "on", "femur"]) == [("On", 0), ("on", 1), ("femur.", 2)]
+    assert sentence_words([]) == [("", None)]
 
 
 def test_sentence_from_tokens_restores_the_template() -> None:
