@@ -28,7 +28,9 @@ Maps, for class c with final-layer weights W (C, U) and layer4 activations A (B,
 Activations come from a functional forward through the ResNet's own submodules (:func:`layer4_map`), which
 registers no hooks and keeps no buffer; forward hooks someone else scoped onto those submodules (such as
 ``causal.units_zeroed``) still apply, so an ablated FCN is ``with units_zeroed(model, units): fcn_forward(...)``.
-The model is a torchvision ResNet or any module with the same child names (:data:`BACKBONE`, ``fc``).
+The model is a torchvision ResNet or any module with the same child names (:data:`BACKBONE`, ``fc``), or
+a torchvision DenseNet (``features``, ``classifier``), whose map is ``relu(features(x))`` as its forward
+computes before pooling (:func:`feature_map`); "layer4" below stands for that map too.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ __all__ = [
     "class_activation_map",
     "classifier_weights",
     "fcn_forward",
+    "feature_map",
     "grad_cam",
     "image_input",
     "layer4_map",
@@ -141,11 +144,26 @@ def layer4_map(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def feature_map(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The map the final layer pools, for network input x (B, 3, H, W): float (B, U, h, w).
+
+    A ResNet (any module with ``layer4``): :func:`layer4_map`; a torchvision DenseNet: ``relu(features(x))``.
+    """
+    if hasattr(model, FEATURE_LAYER):
+        return layer4_map(model, x)
+    features = getattr(model, "features", None)
+    if isinstance(features, nn.Module):
+        return F.relu(features(x))
+    raise ValueError(f"{type(model).__name__} is neither a ResNet (layer4) nor a DenseNet (features)")
+
+
 def classifier_weights(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """The final layer's weight (C, U) and bias (C,) (zeros when it has none)."""
-    fc = model.get_submodule(CLASSIFIER_LAYER)
+    """The final layer's weight (C, U) and bias (C,) (zeros when it has none): ``fc`` of a ResNet,
+    ``classifier`` of a DenseNet."""
+    name = CLASSIFIER_LAYER if hasattr(model, CLASSIFIER_LAYER) else "classifier"
+    fc = model.get_submodule(name)
     if not isinstance(fc, nn.Linear):
-        raise ValueError(f"{CLASSIFIER_LAYER} must be an nn.Linear, got {type(fc).__name__}")
+        raise ValueError(f"{name} must be an nn.Linear, got {type(fc).__name__}")
     bias = fc.bias if fc.bias is not None else torch.zeros(fc.out_features, device=fc.weight.device)
     return fc.weight, bias
 
@@ -171,7 +189,7 @@ def fcn_forward(model: nn.Module, x: torch.Tensor, precision: Precision = FP32) 
     """
     with eval_mode(model), torch.inference_mode():
         with precision.autocast():
-            features = layer4_map(model, to_device(x, model_device(model)))
+            features = feature_map(model, to_device(x, model_device(model)))
         features = features.float()
         logits = logit_map(model, features)
         return FCNOutput(features, logits, torch.softmax(logits, dim=1))
@@ -247,7 +265,7 @@ def smoothgrad(
     with eval_mode(model), torch.inference_mode(False), torch.enable_grad():
         for rows in batches(len(noisy), batch_size):
             chunk = noisy[rows].to(device).requires_grad_(True)
-            features = layer4_map(model, chunk.expand(-1, 3, -1, -1))
+            features = feature_map(model, chunk.expand(-1, 3, -1, -1))
             score = logit_map(model, features)[:, class_index].mean(dim=(1, 2)).sum()
             (grad,) = torch.autograd.grad(score, chunk)
             grads[rows] = grad.detach().cpu()

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .cam import layer4_map
+from .cam import feature_map
 from .networks import eval_mode, model_device
 
 __all__ = [
@@ -140,16 +140,11 @@ def encode_captions(
 def final_activation_map(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The classifier's map before global pooling for network input x (B, 3, H, W): float (B, D, h, w).
 
-    A torchvision ResNet (or any module with its child names): layer4's output (``cam.layer4_map``); a
-    torchvision DenseNet: ``relu(features(x))``, as its forward computes before pooling. Grad mode is the
+    A torchvision ResNet (or any module with its child names): layer4's output; a torchvision DenseNet:
+    ``relu(features(x))``, as its forward computes before pooling (``cam.feature_map``). Grad mode is the
     caller's.
     """
-    if hasattr(model, "layer4"):
-        return layer4_map(model, x)
-    features = getattr(model, "features", None)
-    if isinstance(features, nn.Module):
-        return F.relu(features(x))
-    raise ValueError(f"{type(model).__name__} is neither a ResNet (layer4) nor a DenseNet (features)")
+    return feature_map(model, x)
 
 
 def region_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""The networks DeepMiner opens up: torchvision ResNets with a new final layer, and their checkpoints.
+"""The networks DeepMiner opens up: torchvision ResNets (and DenseNet-121, the hip-fracture paper's
+whole-image classifier) with a new final layer, and their checkpoints.
 
 Nothing here downloads: a network starts from random weights (``weights=None``) unless the caller
 names a local weights file, a state dict of the same torchvision architecture whose final layer may
@@ -25,6 +26,7 @@ from torchvision.models.feature_extraction import create_feature_extractor
 __all__ = [
     "ARCHITECTURES",
     "CHECKPOINT_FORMAT",
+    "RESNETS",
     "UNITS",
     "NetworkInfo",
     "build_network",
@@ -34,22 +36,32 @@ __all__ = [
     "feature_extractor",
     "load_weights_file",
     "model_device",
+    "network_layers",
 ]
 
-ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "densenet121")
+# Patch models must be ResNets: mining reads layer4 and fc by name. DenseNet-121 classifies whole images.
+RESNETS = ARCHITECTURES[:5]
 CHECKPOINT_FORMAT = "deepminer-checkpoint/1"
 
-_BUILDERS: dict[str, Callable[..., models.ResNet]] = {
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "resnet18": models.resnet18,
     "resnet34": models.resnet34,
     "resnet50": models.resnet50,
     "resnet101": models.resnet101,
     "resnet152": models.resnet152,
+    "densenet121": models.densenet121,
 }
-# Width of layer4's output (= the final layer's input): basic blocks end in 512 channels,
-# bottleneck blocks in 4 * 512. Known without building the (slow-ish) deep networks.
-UNITS: dict[str, int] = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048, "resnet152": 2048}
-_FINAL_KEYS = ("fc.weight", "fc.bias")
+# Width of the last feature map (= the final layer's input): basic blocks end in 512 channels,
+# bottleneck blocks in 4 * 512, DenseNet-121 in 1024. Known without building the (slow-ish) deep networks.
+UNITS: dict[str, int] = {
+    "resnet18": 512,
+    "resnet34": 512,
+    "resnet50": 2048,
+    "resnet101": 2048,
+    "resnet152": 2048,
+    "densenet121": 1024,
+}
 _SHOWN_KEYS = 5  # how many offending keys an error message lists
 
 
@@ -58,7 +70,8 @@ class NetworkInfo:
     """A network and what the mining code needs to know about it.
 
     feature_layer: the last convolutional block, whose ``num_units`` channels are DeepMiner's units;
-    its output is float (B, num_units, S/32, S/32) for input (B, 3, S, S).
+    its output is float (B, num_units, S/32, S/32) for input (B, 3, S, S) ("layer4" of a ResNet,
+    "features" of a DenseNet, whose forward applies a ReLU to it before pooling).
     classifier_layer: the final Linear(num_units, num_classes) on the globally pooled features.
     """
 
@@ -72,7 +85,7 @@ class NetworkInfo:
 
 
 def build_network(architecture: str, num_classes: int, weights_path: str | Path | None = None) -> NetworkInfo:
-    """A torchvision ResNet with a fresh Linear(num_units, num_classes) final layer.
+    """A torchvision ResNet or DenseNet-121 with a fresh Linear(num_units, num_classes) final layer.
 
     Random weights unless ``weights_path`` names a state dict of the same architecture (see
     :func:`load_weights_file`). Raises ValueError for an unknown architecture or a bad weights file.
@@ -82,25 +95,36 @@ def build_network(architecture: str, num_classes: int, weights_path: str | Path 
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
     model = _BUILDERS[architecture](weights=None)  # always None: nothing may be downloaded
-    num_units = model.fc.in_features
-    model.fc = nn.Linear(num_units, num_classes)
+    feature_layer, classifier_layer = network_layers(architecture)
+    final = model.get_submodule(classifier_layer)
+    assert isinstance(final, nn.Linear)
+    num_units = final.in_features
+    setattr(model, classifier_layer, nn.Linear(num_units, num_classes))
     initialisation = "random"
     if weights_path is not None:
         load_weights_file(model, architecture, weights_path)
         initialisation = f"weights file {weights_path}"
-    return NetworkInfo(model, architecture, num_classes, initialisation, num_units)
+    return NetworkInfo(model, architecture, num_classes, initialisation, num_units, feature_layer, classifier_layer)
+
+
+def network_layers(architecture: str) -> tuple[str, str]:
+    """(feature layer, classifier layer) names of ``architecture``."""
+    return ("features", "classifier") if architecture.startswith("densenet") else ("layer4", "fc")
 
 
 def load_weights_file(model: nn.Module, architecture: str, path: str | Path) -> None:
     """Load every weight of ``path`` except the final layer's into ``model`` (in place).
 
     The file is a state dict, or a dict holding one under "state_dict" or "model" (a "module."
-    prefix from DataParallel is dropped). All keys but fc.* must match the model's, with the same
-    shapes; otherwise ValueError names the missing, unexpected and mis-shaped keys.
+    prefix from DataParallel is dropped). All keys but the final layer's (fc.* of a ResNet, classifier.*
+    of a DenseNet) must match the model's, with the same shapes; otherwise ValueError names the missing,
+    unexpected and mis-shaped keys.
     """
     weights = _read_state_dict(Path(path))
-    own = {key: value for key, value in model.state_dict().items() if key not in _FINAL_KEYS}
-    given = {key: value for key, value in weights.items() if key not in _FINAL_KEYS}
+    final = network_layers(architecture)[1]
+    final_keys = (f"{final}.weight", f"{final}.bias")
+    own = {key: value for key, value in model.state_dict().items() if key not in final_keys}
+    given = {key: value for key, value in weights.items() if key not in final_keys}
     problems = _key_problems(own, given)
     if problems:
         raise ValueError(f"{path} does not hold {architecture} weights: {'; '.join(problems)}")

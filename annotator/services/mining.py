@@ -84,6 +84,8 @@ def mine_params_validate(params: dict[str, Any], dataset: Dataset | None) -> dic
         raise ApplicationError("a mining job needs a trained model (params.model)")
     if dataset is not None and trained.dataset_id != dataset.pk:
         raise ApplicationError(f"model #{trained.pk} was trained on another dataset")
+    if trained.patch_params.get("whole_image"):
+        raise ApplicationError(f"model #{trained.pk} is a whole-image classifier: mining reads a patch model's units")
     cleaned = {**MINE_DEFAULTS, **{k: v for k, v in params.items() if v not in (None, "")}, "model": trained.pk}
     try:
         cleaned["top_n"], cleaned["per_class"] = int(cleaned["top_n"]), int(cleaned["per_class"])

@@ -17,7 +17,7 @@ import torch
 from django.db import transaction
 
 from mining.metrics import evaluate
-from mining.networks import ARCHITECTURES, build_network, checkpoint_save
+from mining.networks import ARCHITECTURES, RESNETS, build_network, checkpoint_save
 from mining.progress import CancelFn, ProgressFn, check_cancel
 from mining.splits import carve_validation
 from mining.training import TrainConfig, predict, train
@@ -73,6 +73,11 @@ def train_params_validate(params: dict[str, Any], dataset: Dataset | None) -> di
     cleaned["architecture"] = params.get("architecture") or "resnet18"
     if cleaned["architecture"] not in ARCHITECTURES:
         raise ApplicationError(f"architecture must be one of {', '.join(ARCHITECTURES)}")
+    if cleaned["input"] == PATCHES and cleaned["architecture"] not in RESNETS:
+        # Mining reads a ResNet's layer4 and fc; a DenseNet is the whole-image (hip-fracture) classifier.
+        raise ApplicationError(
+            f"{cleaned['architecture']} classifies whole images only; a patch model is one of {', '.join(RESNETS)}"
+        )
     weights = (params.get("weights_file") or "").strip()
     if weights and not Path(weights).is_file():
         raise ApplicationError(f"weights file not found on the server: {weights}")

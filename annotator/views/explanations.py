@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, Stream
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 
+from mining.networks import network_layers
 from mining.sentence_parse import sentence_from_tokens, sentence_words
 
 from ..api.inputs import EXPORT_FORMATS
@@ -61,6 +62,7 @@ def _explained(request: HttpRequest, *, models: Any, **target: Any) -> dict[str,
         scores=[(name, explanation.scores[name]) for name in trained.classes],
         decided_score=explanation.scores[explanation.decided],
         whole_image=bool(trained.patch_params.get("whole_image")),
+        feature_layer=network_layers(trained.architecture)[0],  # units are its channels
     )
     context.update(_generated(trained, **target))
     return context

@@ -64,3 +64,47 @@ def test_a_mammogram_training_job_still_needs_patches(tmp_path):
         job_create(kind=Job.Kind.TRAIN, dataset=dataset, params={"input": "pixels"})
     job = job_create(kind=Job.Kind.TRAIN, dataset=dataset, params={"input": "whole_image"})
     assert job.params["input"] == "whole_image" and np.isfinite(job.params["validation_fraction"])
+
+
+@slow
+def test_densenet121_is_selectable_for_the_whole_image_classifier(tmp_path, django_capture_on_commit_callbacks):
+    """The paper's DenseNet: trained, explained (SmoothGrad, as its figure 3) and captioned like the ResNet;
+    a patch model stays a ResNet (mining reads layer4 and fc)."""
+    from annotator.errors import ApplicationError
+    from annotator.models import SentenceModel
+    from annotator.services.captioning import image_sentence
+
+    dataset, _ = demo_fracture_dataset_create(folder=tmp_path / "d", n_images=20, seed=1, name="densenet hips")
+    params = {"epochs": 1, "patch_size": 64, "architecture": "densenet121"}
+    with django_capture_on_commit_callbacks(execute=False):
+        job = job_create(kind=Job.Kind.TRAIN, dataset=dataset, params=params)
+    assert job_run(job_id=job.pk) == Job.Status.SUCCEEDED, Job.objects.get(pk=job.pk).error
+    trained = TrainedModel.objects.get(job=job)
+    info, checkpoint = checkpoint_load(trained.checkpoint.path)
+    assert trained.architecture == checkpoint["architecture"] == "densenet121"
+    assert info.model.classifier.out_features == 2 and info.feature_layer == "features"
+    image = Image.objects.filter(dataset=dataset, split="test").first()
+    explanation = explanation_get(trained=trained, image=image, method="smoothgrad")
+    assert sum(explanation.scores.values()) == pytest.approx(1.0, abs=1e-4)
+    assert all(0 <= unit["channel"] < 1024 for unit in explanation.units)
+    with django_capture_on_commit_callbacks(execute=False):
+        caption = job_create(kind=Job.Kind.CAPTION, dataset=dataset, params={"model": trained.pk, "epochs": 1})
+    assert job_run(job_id=caption.pk) == Job.Status.SUCCEEDED, Job.objects.get(pk=caption.pk).error
+    generator = SentenceModel.objects.get(job=caption)
+    assert generator.config["feature_dim"] == 1024  # DenseNet-121's map
+    assert image_sentence(model=generator, image=image).attention.shape[1] == 4  # 2 x 2 regions at 64 px
+    with pytest.raises(ApplicationError, match="whole-image classifier"):
+        job_create(kind=Job.Kind.MINE, dataset=dataset, params={"model": trained.pk})
+
+
+def test_a_patch_model_must_be_a_resnet(tmp_path):
+    from annotator.demo import demo_dataset_create
+    from annotator.errors import ApplicationError
+    from annotator.services.patches import patches_extract
+    from mining.patches import PatchParams
+    from mining.progress import never_cancelled, no_progress
+
+    dataset, _ = demo_dataset_create(folder=tmp_path / "m", n_images=4, seed=1, name="patches")
+    patches_extract(dataset=dataset, params=PatchParams(), progress=no_progress, cancelled=never_cancelled)
+    with pytest.raises(ApplicationError, match="densenet121 classifies whole images only"):
+        job_create(kind=Job.Kind.TRAIN, dataset=dataset, params={"architecture": "densenet121"})

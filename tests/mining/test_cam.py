@@ -28,6 +28,7 @@ from torch.nn import functional as F
 from mining.cam import (
     BACKBONE,
     class_activation_map,
+    classifier_weights,
     fcn_forward,
     grad_cam,
     image_input,
@@ -304,6 +305,40 @@ def test_smoothgrad_matches_captum_noise_tunnel(resnet: nn.Module, absolute: boo
     assert torch.allclose(again, ours, atol=1e-6)  # the batching does not change the noise
     assert not torch.allclose(smoothgrad(resnet, x, 2, samples=6, seed=8, absolute=absolute), ours, atol=TOL)
     assert all(p.grad is None for p in resnet.parameters())
+
+
+# ------------------------------------------------------------------------------------------ DenseNet
+
+
+@pytest.fixture(scope="module")
+def densenet() -> nn.Module:
+    """DenseNet-121 (the hip-fracture paper's classifier), seeded random weights, two classes."""
+    torch.manual_seed(3)
+    return build_network("densenet121", 2).model.eval()
+
+
+def test_a_densenets_map_and_head_are_its_own_forward(densenet: nn.Module) -> None:
+    x = network_input(96, 64)
+    out = fcn_forward(densenet, x)
+    with torch.inference_mode():
+        expected_map = F.relu(densenet.features(x))
+        expected = densenet(x)
+    assert out.features.shape == (1, 1024, 3, 2) and torch.allclose(out.features, expected_map, atol=TOL)
+    # The mean of the logit map is the classifier on the pooled map: the whole-image decision.
+    assert torch.allclose(out.logits.mean(dim=(2, 3)), expected, atol=TOL)
+    weight, bias = classifier_weights(densenet)
+    assert weight is densenet.classifier.weight and bias is densenet.classifier.bias
+
+
+def test_smoothgrad_of_a_densenet_matches_captum_noise_tunnel(densenet: nn.Module) -> None:
+    x = network_input(64, 64)
+    gray = x[:, :1].contiguous()
+    sigma = 0.15 * float(gray.max() - gray.min())
+    torch.manual_seed(7)
+    tunnel = NoiseTunnel(Saliency(lambda g: densenet(g.expand(-1, 3, -1, -1))))
+    reference = tunnel.attribute(gray, nt_type="smoothgrad", nt_samples=4, stdevs=sigma, target=1, abs=True)
+    ours = smoothgrad(densenet, x, 1, samples=4, noise_level=0.15, seed=7, batch_size=4)
+    assert torch.allclose(ours, reference[:, 0], atol=TOL)
 
 
 # ----------------------------------------------------------------------------------------- memory

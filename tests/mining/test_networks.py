@@ -31,7 +31,38 @@ def test_units_table_covers_every_architecture() -> None:
     # Basic-block ResNets end in 512 channels, bottleneck ones in 2048 (resnet34/101/152 are
     # not built here: slow, and torchvision's own tests cover their shapes).
     assert set(UNITS) == set(ARCHITECTURES)
-    assert [UNITS[a] for a in ARCHITECTURES] == [512, 512, 2048, 2048, 2048]
+    assert [UNITS[a] for a in ARCHITECTURES] == [512, 512, 2048, 2048, 2048, 1024]
+
+
+def test_densenet121_gets_a_new_classifier_and_loads_a_weights_file_but_its_classifier(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    imagenet = models.densenet121(weights=None).state_dict()  # classifier: 1000 classes
+    torch.save(imagenet, tmp_path / "densenet.pth")
+    info = build_network("densenet121", 2, weights_path=tmp_path / "densenet.pth")
+    assert (info.num_units, info.feature_layer, info.classifier_layer) == (1024, "features", "classifier")
+    assert info.model.classifier.weight.shape == (2, 1024) and UNITS["densenet121"] == 1024
+    loaded = info.model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in imagenet.items() if not k.startswith("classifier."))
+    # A ResNet's file is not a DenseNet's: every mismatch is named.
+    torch.save(models.resnet18(weights=None).state_dict(), tmp_path / "resnet.pth")
+    with pytest.raises(ValueError, match="does not hold densenet121 weights: missing keys features"):
+        build_network("densenet121", 2, weights_path=tmp_path / "resnet.pth")
+    # A checkpoint rebuilds it exactly.
+    checkpoint_save(
+        tmp_path / "d.pt",
+        model=info.model,
+        architecture="densenet121",
+        classes=["no_fracture", "fracture"],
+        patch_params={"input_size": 64, "whole_image": True},
+        epoch=1,
+        metrics={},
+        history=[],
+        config={},
+    )
+    again, _ = checkpoint_load(tmp_path / "d.pt")
+    x = torch.randn(2, 3, 64, 64)
+    info.model.eval()
+    assert torch.equal(again.model(x), info.model(x))
 
 
 def test_unknown_architecture_is_refused() -> None:
