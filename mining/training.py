@@ -49,6 +49,7 @@ from .training_state import TrainingState
 
 __all__ = [
     "MALIGNANT",
+    "SYMMETRIES",
     "EpochFn",
     "TrainConfig",
     "TrainResult",
@@ -66,6 +67,7 @@ __all__ = [
 ]
 
 MALIGNANT = CLASSES.index("malignant")
+SYMMETRIES = ("dihedral", "flip")
 
 # Called after every finished epoch with what resuming after it needs (its last history record included).
 EpochFn = Callable[[TrainingState], None]
@@ -84,7 +86,11 @@ class TrainConfig:
     batch_size: int = 64
     epochs: int = 12
     balanced: bool = True  # draw classes equally often (with replacement)
-    augment: bool = True  # random flips and transposes (the 8 dihedral symmetries)
+    augment: bool = True  # random symmetries of each image, drawn from ``symmetries``
+    # "dihedral": flips and transposes, the 8 symmetries of a square (mammogram patches have no preferred
+    # orientation); "flip": left-right only (radiographs of one kind share an orientation: a transposed
+    # hip is no hip, and left hips are stored mirrored anyway).
+    symmetries: str = "dihedral"
     channels_last: bool = True
     seed: int = 0
     eval_batch_size: int = 128
@@ -168,9 +174,12 @@ def dihedral(batch: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     return batch
 
 
-def random_dihedral(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """A uniformly random dihedral symmetry per image of (B, S, S)."""
-    codes = torch.randint(0, 8, (len(batch),), generator=generator)
+def random_dihedral(batch: torch.Tensor, generator: torch.Generator, symmetries: str = "dihedral") -> torch.Tensor:
+    """A uniformly random symmetry per image of (B, S, S): one of the 8 dihedral ones, or ("flip") the
+    identity or the left-right flip."""
+    if symmetries not in SYMMETRIES:
+        raise ValueError(f"symmetries must be one of {SYMMETRIES}, got {symmetries!r}")
+    codes = torch.randint(0, 8 if symmetries == "dihedral" else 2, (len(batch),), generator=generator)
     return dihedral(batch, codes)
 
 
@@ -452,7 +461,7 @@ def _step(run: TrainingRun, images: torch.Tensor, targets: torch.Tensor) -> torc
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     if run.config.augment:
-        images = random_dihedral(images, run.generator)
+        images = random_dihedral(images, run.generator, run.config.symmetries)
     # uint8 crosses to the device (a quarter of the float bytes) and is standardised there.
     inputs = to_input(to_device(images, run.device))
     if not run.config.channels_last:

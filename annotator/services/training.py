@@ -20,7 +20,7 @@ from mining.metrics import evaluate
 from mining.networks import ARCHITECTURES, RESNETS, build_network, checkpoint_save
 from mining.progress import CancelFn, ProgressFn, check_cancel
 from mining.splits import carve_validation
-from mining.training import TrainConfig, predict, train
+from mining.training import SYMMETRIES, TrainConfig, predict, train
 
 from ..errors import ApplicationError
 from ..files import delete_quietly, unique_name, write_local_file_atomic
@@ -101,6 +101,10 @@ def train_params_validate(params: dict[str, Any], dataset: Dataset | None) -> di
         raise ApplicationError(f"bad training parameter: {exc}") from exc
     if cleaned.get("epochs", 1) < 1:
         raise ApplicationError("epochs must be at least 1")
+    # A whole radiograph keeps its orientation (only mirrored); mammogram patches have none.
+    cleaned.setdefault("symmetries", "flip" if cleaned["input"] == WHOLE_IMAGE else "dihedral")
+    if cleaned["symmetries"] not in SYMMETRIES:
+        raise ApplicationError(f"symmetries must be one of {', '.join(SYMMETRIES)}")
     train_config_from(cleaned)  # refuses values TrainConfig itself would not take
     return cleaned
 

@@ -199,6 +199,15 @@ def test_random_dihedral_uses_all_eight_symmetries() -> None:
     assert len({tuple(o.flatten().tolist()) for o in out}) == 8
 
 
+def test_flip_symmetries_only_mirror_left_right() -> None:
+    image = torch.arange(25, dtype=torch.uint8).view(5, 5)
+    out = random_dihedral(image.expand(200, 5, 5), torch.Generator().manual_seed(0), "flip")
+    seen = {tuple(o.flatten().tolist()) for o in out}
+    assert seen == {tuple(image.flatten().tolist()), tuple(image.flip(1).flatten().tolist())}
+    with pytest.raises(ValueError, match="symmetries must be one of"):
+        random_dihedral(image[None], torch.Generator(), "rotate")
+
+
 def test_predict_gives_probabilities_in_eval_mode() -> None:
     torch.manual_seed(0)
     model = build_network("resnet18", 3).model
