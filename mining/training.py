@@ -61,6 +61,7 @@ __all__ = [
     "learning_rate",
     "predict",
     "random_dihedral",
+    "random_shift",
     "train",
     "train_one_epoch",
     "validation_aucs",
@@ -91,6 +92,9 @@ class TrainConfig:
     # orientation); "flip": left-right only (radiographs of one kind share an orientation: a transposed
     # hip is no hip, and left hips are stored mirrored anyway).
     symmetries: str = "dihedral"
+    # Then a random cyclic shift of the whole batch by up to this share of the side on each axis (one
+    # draw per batch; 0: none). A whole radiograph's anatomy sits a little differently in every image.
+    shift_fraction: float = 0.0
     channels_last: bool = True
     seed: int = 0
     eval_batch_size: int = 128
@@ -181,6 +185,16 @@ def random_dihedral(batch: torch.Tensor, generator: torch.Generator, symmetries:
         raise ValueError(f"symmetries must be one of {SYMMETRIES}, got {symmetries!r}")
     codes = torch.randint(0, 8 if symmetries == "dihedral" else 2, (len(batch),), generator=generator)
     return dihedral(batch, codes)
+
+
+def random_shift(batch: torch.Tensor, generator: torch.Generator, fraction: float) -> torch.Tensor:
+    """The batch (B, S, S) rolled by one random (dy, dx), each in [-k, k] with k = round(fraction * S);
+    unchanged, and no random draw made, when k is 0."""
+    k = round(fraction * batch.shape[-1])
+    if k <= 0:
+        return batch
+    dy, dx = torch.randint(-k, k + 1, (2,), generator=generator).tolist()
+    return torch.roll(batch, shifts=(dy, dx), dims=(-2, -1))
 
 
 def _logits(
@@ -462,6 +476,7 @@ def _step(run: TrainingRun, images: torch.Tensor, targets: torch.Tensor) -> torc
         group["lr"] = lr
     if run.config.augment:
         images = random_dihedral(images, run.generator, run.config.symmetries)
+        images = random_shift(images, run.generator, run.config.shift_fraction)
     # uint8 crosses to the device (a quarter of the float bytes) and is standardised there.
     inputs = to_input(to_device(images, run.device))
     if not run.config.channels_last:

@@ -35,6 +35,7 @@ def test_a_hip_training_job_trains_a_whole_image_fracture_classifier(hips, djang
         job = job_create(kind=Job.Kind.TRAIN, dataset=hips, params={"epochs": 1, "patch_size": 128})
     assert job.params["input"] == "whole_image"  # the default for a hip dataset: no patches needed
     assert job.params["symmetries"] == "flip"  # a radiograph keeps its orientation: mirrored at most
+    assert job.params["shift_fraction"] == 0.0625  # and shifted a little
     assert job_run(job_id=job.pk) == Job.Status.SUCCEEDED, Job.objects.get(pk=job.pk).error
     trained = TrainedModel.objects.get(job=job)
     assert trained.classes == ["no_fracture", "fracture"]

@@ -38,7 +38,7 @@ def test_train_job_stores_a_model_with_checkpoint_history_and_report(
             kind=Job.Kind.TRAIN, dataset=phantom_dataset, params={"epochs": 2, "batch_size": 32, "patch_size": 64}
         )
     assert job.params["architecture"] == "resnet18" and job.params["preset"] == "from_scratch"
-    assert job.params["symmetries"] == "dihedral"  # patches have no orientation
+    assert job.params["symmetries"] == "dihedral" and "shift_fraction" not in job.params  # patches: no orientation
     assert job_run(job_id=job.pk) == Job.Status.SUCCEEDED, Job.objects.get(pk=job.pk).error
     trained = TrainedModel.objects.get(job=job)
     assert trained.initialisation == "random"

@@ -23,6 +23,7 @@ from mining.training import (
     learning_rate,
     predict,
     random_dihedral,
+    random_shift,
     train,
     train_one_epoch,
     validation_aucs,
@@ -206,6 +207,23 @@ def test_flip_symmetries_only_mirror_left_right() -> None:
     assert seen == {tuple(image.flatten().tolist()), tuple(image.flip(1).flatten().tolist())}
     with pytest.raises(ValueError, match="symmetries must be one of"):
         random_dihedral(image[None], torch.Generator(), "rotate")
+
+
+def test_random_shift_rolls_the_batch_by_at_most_its_share() -> None:
+    batch = torch.arange(2 * 16 * 16, dtype=torch.int64).view(2, 16, 16)
+    seen = set()
+    for seed in range(40):
+        out = random_shift(batch, torch.Generator().manual_seed(seed), 0.125)  # k = 2
+        dy, dx = torch.randint(-2, 3, (2,), generator=torch.Generator().manual_seed(seed)).tolist()
+        assert torch.equal(out, torch.roll(batch, (dy, dx), (-2, -1)))  # one shift for the whole batch
+        seen.add((dy, dx))
+    assert len(seen) > 10 and all(abs(dy) <= 2 and abs(dx) <= 2 for dy, dx in seen)
+    generator = torch.Generator().manual_seed(0)
+    assert random_shift(batch, generator, 0.0) is batch  # no shift: no draw either
+    assert torch.equal(
+        torch.randint(0, 9, (3,), generator=generator),
+        torch.randint(0, 9, (3,), generator=torch.Generator().manual_seed(0)),
+    )
 
 
 def test_predict_gives_probabilities_in_eval_mode() -> None:

@@ -13,7 +13,9 @@ from annotator.models import Dataset, Image, Job, TrainedModel
 from annotator.selectors import job_list
 from annotator.services.jobs import job_create
 
-HIP_EPOCHS, HIP_INPUT = 4, 128  # the demo hip classifier: a couple of minutes on 2 cores
+# The demo hip classifier: about 80 s on 2 cores. Mirrored and shifted (the whole-image default), 20 epochs
+# of 32 reached test AUC 0.945 on 200 hip phantoms (140 training), against 0.76 after 4 epochs.
+HIP_EPOCHS, HIP_INPUT, HIP_BATCH = 20, 128, 32
 
 
 class Command(BaseCommand):
@@ -66,7 +68,7 @@ class Command(BaseCommand):
             return
         classifier = TrainedModel.objects.filter(dataset=hips).order_by("-created_at").first()
         if classifier is None:
-            params = {"input": "whole_image", "epochs": HIP_EPOCHS, "patch_size": HIP_INPUT}
+            params = {"input": "whole_image", "epochs": HIP_EPOCHS, "patch_size": HIP_INPUT, "batch_size": HIP_BATCH}
             self._follow(job_create(kind=Job.Kind.TRAIN, dataset=hips, params=params), timeout)
             classifier = TrainedModel.objects.filter(dataset=hips).order_by("-created_at").first()
         if classifier is not None and not classifier.sentence_models.exists():
