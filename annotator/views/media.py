@@ -1,7 +1,8 @@
 """The media view: stored files (images, crops, masks, plots) to signed-in users only, never outside the
 media root (no `..`, no symlink out of it), never the deep-zoom pyramids, which their own views guard, and
 never an image's finding outlines or a finding's mask to a user the truth rule hides that dataset's truth
-from (their names are unguessable, but a name seen once, in an admin's page or a shared link, is no key).
+from (their names are unguessable, but a name seen once, in an admin's page or a shared link, is no key),
+and never a reader study's picture to anyone but admins and the study's own readers.
 
 With media in a bucket the same checks run first; then the user is redirected to a presigned URL valid for
 MEDIA_URL_SECONDS (MEDIA_REDIRECT) or the app streams the object. Masks are always streamed: the survey
@@ -19,8 +20,8 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponseRedirect
 from django.http.response import HttpResponseBase
 
 from ..files import media_is_local, media_storage
-from ..models import Finding, Image
-from ..permissions import truth_hidden_q
+from ..models import Finding, Image, StudyItem
+from ..permissions import truth_hidden_q, user_is_admin
 
 _PRIVATE = "private, max-age=3600"
 _STREAMED_FOLDERS = frozenset({"masks"})
@@ -31,7 +32,7 @@ def media(request: HttpRequest, path: str) -> HttpResponseBase:
     name = _stored_name(path)
     if name.split("/", 1)[0] == "deepzoom":
         raise Http404("no such file")  # pyramids and outlines go through their own views' permission checks
-    if _hidden_truth(request, name):
+    if _hidden_truth(request, name) or _foreign_study_picture(request, name):
         raise Http404("no such file")  # as if it did not exist: a 403 would say the file is truth
     return media_response(name, cache_control=_PRIVATE)
 
@@ -81,3 +82,11 @@ def _hidden_truth(request: HttpRequest, name: str) -> bool:
         hidden = truth_hidden_q(request.user, dataset="image__dataset")
         return Finding.objects.filter(mask=name).filter(hidden).exists()
     return False
+
+
+def _foreign_study_picture(request: HttpRequest, name: str) -> bool:
+    """Whether ``name`` is a reader study's picture (under reader_studies/) that ``request``'s user neither
+    administers nor reads: a study's pictures show its images under its arms' maps, for its readers only."""
+    if name.split("/", 1)[0] != "reader_studies" or user_is_admin(request.user):
+        return False
+    return not StudyItem.objects.filter(content__picture=name, study__assignments__reader=request.user.pk).exists()

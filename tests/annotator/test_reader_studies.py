@@ -15,8 +15,8 @@ from django.urls import reverse
 from scipy.stats import wilcoxon
 
 from annotator.errors import ApplicationError
-from annotator.files import media_path, read_png
-from annotator.models import Explanation, Image, ReaderStudy, StudyItem, StudyRating
+from annotator.files import media_path, read_png, write_bytes_atomic
+from annotator.models import Explanation, Image, ReaderStudy, StudyAssignment, StudyItem, StudyRating
 from annotator.selectors.reader_studies import reader_view, study_assignment, study_results
 from annotator.services.captioning import image_sentence
 from annotator.services.reader_studies import StudyDesign, reader_study_create, study_images_choose, study_rating_save
@@ -431,3 +431,20 @@ def test_the_new_study_page_shows_a_refusal_on_the_form_and_keeps_nothing(admin_
     assert not ReaderStudy.objects.exists()
     bad_ids = client.post(reverse("study-new"), {**form, "images": "1, x"}).content.decode()
     assert "image ids are whole numbers" in bad_ids
+
+
+def test_a_studys_pictures_are_served_to_its_readers_and_admins_only(planted, expert_user, admin_user, media_root):
+    study, other_reader = planted
+    item = study.items.first()
+    name = write_bytes_atomic("reader_studies/" + "ab" * 16 + ".png", b"\x89PNG picture of the study")
+    item.content = {**item.content, "picture": name}
+    item.save(update_fields=["content"])
+    url = reverse("media", args=[name])
+    for user in (expert_user, other_reader, admin_user):  # its readers, and admins
+        response = client_for(user).get(url)
+        assert response.status_code == 200 and b"".join(response.streaming_content) == b"\x89PNG picture of the study"
+    outsider = UserFactory(username="not-a-reader", groups=["expert"])
+    for user in (outsider, UserFactory(groups=["researcher"])):  # anyone else: as if no such file
+        assert client_for(user).get(url).status_code == 404
+    StudyAssignment.objects.filter(study=study, reader=other_reader).delete()
+    assert client_for(other_reader).get(url).status_code == 404
