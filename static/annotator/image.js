@@ -27,6 +27,8 @@
     const v = Math.max(0, Math.min(100, value));
     opacity.value = String(v);
     layer.style.opacity = String(v / 100);
+    const attention = document.getElementById("attention-layer");
+    if (attention) attention.style.opacity = String(v / 100);
   }
 
   cards.forEach((card) => {
@@ -57,7 +59,6 @@
       if (shownName === null) shownName = name.textContent;
       name.textContent = `Attention of the generated word “${word.textContent.replace(/[.,]$/, "")}”`;
       words.forEach((w) => w.classList.toggle("active", w === word));
-      attentionLayer.style.opacity = layer.style.opacity;
       attentionLayer.hidden = false;
       layer.hidden = true;
     };

@@ -76,6 +76,8 @@ def test_hovering_a_generated_word_shows_its_attention_over_the_image(live_serve
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "image-page-word-attention.png"), full_page=True)
 
+    page.keyboard.press("[")  # the opacity keys and slider act on the attention too
+    expect(layer).to_have_css("opacity", "0.7")
     page.mouse.move(1, 1)  # off the word: the class map is back
     expect(layer).to_be_hidden()
     expect(heat).to_be_visible()
