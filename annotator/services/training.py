@@ -45,7 +45,8 @@ PATCHES, WHOLE_IMAGE = "patches", "whole_image"  # what the network sees: DeepMi
 WHOLE_IMAGE_SIZE = 256  # default input side of a whole-image classifier
 # A whole-image classifier's augmentation: left-right mirror and a shift of up to 1/16 of the side. On
 # 1,000 hip phantoms (700 training, 128 px, ResNet-18 from random weights, 30 epochs of 32) it gave test
-# AUC 0.966, against 0.943 mirrored only and 0.74 with the 8 dihedral symmetries (400 phantoms).
+# AUC 0.943 in bench/hip_classifier.py against 0.919 with the 8 dihedral symmetries (0.966 in an earlier
+# run of the same setup: multi-threaded CPU training is not bit-reproducible).
 WHOLE_IMAGE_AUGMENTATION = {"symmetries": "flip", "shift_fraction": 0.0625}
 VALIDATION_FRACTION = 0.1  # share of the training patients carved out to pick the best epoch
 _TUNABLE = {f.name for f in fields(TrainConfig)}
