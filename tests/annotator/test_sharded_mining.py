@@ -35,6 +35,17 @@ def _snapshot(trained: TrainedModel) -> dict[int, tuple]:
     }
 
 
+def _close(ours: object, theirs: object, rel: float = 1e-5) -> bool:
+    """Equal structures whose floats agree to ``rel`` (ints, strings and None exactly)."""
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        return ours.keys() == theirs.keys() and all(_close(ours[k], theirs[k], rel) for k in ours)
+    if isinstance(ours, list) and isinstance(theirs, list):
+        return len(ours) == len(theirs) and all(_close(a, b, rel) for a, b in zip(ours, theirs, strict=True))
+    if isinstance(ours, float) and isinstance(theirs, float):
+        return ours == pytest.approx(theirs, rel=rel, abs=1e-9)
+    return ours == theirs
+
+
 def test_two_workers_sharded_result_equals_single_pass(media_root, tmp_path):
     dataset, _ = demo_dataset_create(folder=tmp_path / "phantoms", n_images=24, seed=5, name="sharding")
     job_run(job_id=job_create(kind=Job.Kind.EXTRACT_PATCHES, dataset=dataset).pk)
@@ -64,7 +75,11 @@ def test_two_workers_sharded_result_equals_single_pass(media_root, tmp_path):
     # Both passes ran as chords on the two workers; coverage, IoU counts and the causal check are the same.
     assert all("deepminer.dissect_shard" in worker.log() for worker in workers), [w.log()[-2000:] for w in workers]
     trained.refresh_from_db()
-    assert {key: value for key, value in trained.mining.items() if key != "shards"} == expected_mining
+    mining = {key: value for key, value in trained.mining.items() if key != "shards"}
+    # The causal check's drops are float32 sums over other batches in the shards (a CPU's kernels may
+    # round a batch of another size differently): equal to 1e-5, everything else exactly.
+    assert _close(mining.pop("causal"), expected_mining.pop("causal"))
+    assert mining == expected_mining
     # The shards wrote crops of all their candidates; the merge kept those of the patches units show.
     shown = Patch.objects.filter(top_activations__unit__model=trained).distinct()
     assert shown.exists() and all((media_root / patch.crop.name).is_file() for patch in shown)
