@@ -32,7 +32,7 @@ from ..files import delete_quietly, media_local_file, read_png, unique_name, wri
 from ..models import Explanation, Image, TrainedModel, Unit, UploadedImage
 from ..selectors.explanations import UnitName, unit_names
 from .compute import worker_device, worker_precision
-from .network_input import model_window, network_pixels
+from .network_input import model_window, windowed
 from .patches import patch_params_from
 from .renditions import display_size
 
@@ -124,8 +124,9 @@ def _explain(
     network: Network, source: Image | UploadedImage, trained: TrainedModel, method: str
 ) -> tuple[Explained, dict[int, UnitName], np.ndarray]:
     names = unit_names(trained=trained)
-    tissue = tissue_mask(read_png(source.file.name))  # found on the stored pixels, as the patches were
-    pixels = network_pixels(source, network.window)
+    stored = read_png(source.file.name)
+    tissue = tissue_mask(stored)  # found on the stored pixels, as the patches were
+    pixels = windowed(stored, source, network.window)  # one read of a large image, not two
     size = display_size(int(pixels.shape[0]), int(pixels.shape[1]))
     with network.lock:
         result = explain_image(

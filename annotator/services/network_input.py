@@ -13,7 +13,7 @@ from ..files import read_png
 from ..models import Dataset, Image, TrainedModel, UploadedImage
 from .renditions import image_voi
 
-__all__ = ["TRAINING_WINDOW", "model_window", "network_pixels", "store_window"]
+__all__ = ["TRAINING_WINDOW", "model_window", "network_pixels", "store_window", "windowed"]
 
 TRAINING_WINDOW = WINDOW_VOI
 
@@ -25,7 +25,12 @@ def model_window(trained: TrainedModel) -> str:
 
 def network_pixels(item: Image | UploadedImage, window: str) -> np.ndarray:
     """uint8 (H, W), writable: ``item``'s stored pixels under ``window``."""
-    return np.array(window_uint8(read_png(item.file.name), image_voi(item), window))
+    return windowed(read_png(item.file.name), item, window)
+
+
+def windowed(pixels: np.ndarray, item: Image | UploadedImage, window: str) -> np.ndarray:
+    """uint8 (H, W), writable: ``pixels`` (``item``'s stored pixels, already read) under ``window``."""
+    return np.array(window_uint8(pixels, image_voi(item), window))
 
 
 def store_window(dataset: Dataset, window: str) -> str:

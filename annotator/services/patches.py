@@ -13,15 +13,13 @@ from django.db import transaction
 from mining.data import PatchTable, crop_table
 from mining.patches import CLASSES, PatchParams, extract_patches
 from mining.progress import CancelFn, ProgressFn, check_cancel
-from mining.windowing import window_uint8
 
 from ..errors import ApplicationError
 from ..files import delete_tree_quietly, read_mask, read_png
 from ..models import Dataset, Job, Patch
 from .job_state import JobReporter
-from .network_input import TRAINING_WINDOW, store_window
+from .network_input import TRAINING_WINDOW, store_window, windowed
 from .patch_store import PatchStoreWriter, patch_store_folder, patch_store_new_folder
-from .renditions import image_voi
 
 __all__ = ["patch_params_from", "patch_params_validate", "patches_extract", "run_extract_patches"]
 
@@ -73,7 +71,7 @@ def patches_extract(
                 table = PatchTable(boxes, np.zeros(len(boxes), dtype=np.int64), labels)
                 store = store or PatchStoreWriter(folder, table.side, window)
                 # Patches are found on the stored pixels; the network sees them through the window.
-                store.add(crop_table([window_uint8(pixels, image_voi(image), window)], table, store.side))
+                store.add(crop_table([windowed(pixels, image, window)], table, store.side))
             progress(index, len(images), f"Image {index}/{len(images)}: {len(patch_set.boxes)} patches")
         check_cancel(cancelled)
         # Replace, never duplicate: the old extraction disappears in the same transaction the new one appears.
