@@ -187,7 +187,13 @@ def main() -> None:
     print(f"{'threads':<48}" + "".join(f"{row['threads']:>12}" for row in rows))
     for key, label, fmt in TABLE:
         print(f"{label:<48}" + "".join(f"{row[key]:>12{fmt}}" for row in rows))
-    print(f"decoded: {best['mean_decoded_words']:.1f} words on average, e.g. {best['example']!r}")
+    target_words = float((ids[:, 1:] != PAD).sum()) / args.images - 1  # less <end>
+    # Decoding time grows with the sentences' length (the recurrence runs until every beam has ended), so a
+    # model that stops early decodes faster: both lengths are shown, to judge the figure by.
+    print(
+        f"decoded: {best['mean_decoded_words']:.1f} words on average (targets: {target_words:.1f}), "
+        f"e.g. {best['example']!r}"
+    )
     print(
         f"targets judged at {best['threads']} thread(s), the fastest decoding here (a deployment sets "
         "DEEPMINER_TORCH_THREADS): "
@@ -195,7 +201,11 @@ def main() -> None:
         f"beam {best['beam3_sentences_per_s']:.0f}/s (>= {TARGET_BEAM_PER_S:.0f}), "
         f"batched / one at a time {best['batched_vs_one_at_a_time']:.1f}x (>= {TARGET_BATCHED_RATIO})"
     )
-    figures: dict[str, float] = {"feature_copies_per_s": round(2 * args.images / feature_s, 1)}
+    figures: dict[str, float] = {
+        "feature_copies_per_s": round(2 * args.images / feature_s, 1),
+        "mean_decoded_words": round(best["mean_decoded_words"], 1),
+        "mean_target_words": round(target_words, 1),
+    }
     for row in rows:
         for key, _, _ in TABLE:
             figures[f"{key}_{row['threads']}t"] = round(row[key], 4 if "vs" in key else 1)
