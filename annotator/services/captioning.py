@@ -191,7 +191,8 @@ def sentence_models_train(*, job: Job, progress: ProgressFn, cancelled: CancelFn
     check_cancel(cancelled)
     progress(1, 1, "Evaluating on the test split")
     decoded = beam_search(captioner.eval(), test_x[:, 0], vocabulary, width=params["beam_width"])
-    metrics = _evaluate(Image.objects.in_bulk(test_ids), test_ids, decoded, tokens, source)
+    constant = _constant_sentence(Image.objects.in_bulk(train_ids), train_ids, tokens)
+    metrics = _evaluate(Image.objects.in_bulk(test_ids), test_ids, decoded, tokens, source, constant)
     name = unique_name("checkpoints", f"job{job.pk}-captioner", ".pt")
     with write_local_file_atomic(name) as checkpoint_file:
         captioner_save(checkpoint_file, captioner, vocabulary, config=asdict(config), source=source)
@@ -223,23 +224,48 @@ def sentence_models_train(*, job: Job, progress: ProgressFn, cancelled: CancelFn
     return summary
 
 
+def _constant_sentence(images: dict[int, Image], ids: list[int], tokens: dict[int, list[str]]) -> list[str]:
+    """The training images' most common sentence among their fracture cases (among all of them where none
+    has a known fracture; the earliest on a tie): the baseline said for every test case, which needs no
+    image, so the model page can show what the generator learned beyond the grammar's usual sentence."""
+    fractured = [i for i in ids if (truth := _truth(images[i])) is not None and truth.fracture]
+    counts = Counter(tuple(tokens[i]) for i in (fractured or ids))
+    return list(counts.most_common(1)[0][0]) if counts else []
+
+
+def _text_scores(
+    sentences: list[list[str]], ids: list[int], rows: list[int], truths: list[Any], tokens: dict[int, list[str]]
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """BLEU-1..4 (x 100) of ``sentences`` (one per test image) on ``rows``, and content on the judged images."""
+    bleu = bleu_scores([sentences[r] for r in rows], [[tokens[ids[r]]] for r in rows]) if rows else []
+    judged = [(" ".join(sentences[r]), truths[r]) for r in range(len(ids)) if truths[r] is not None]
+    content = content_accuracy([s for s, _ in judged], [t for _, t in judged]) if judged else {}
+    return {f"bleu{n}": round(100 * value, 2) for n, value in enumerate(bleu, start=1)}, content
+
+
 def _evaluate(
-    images: dict[int, Image], ids: list[int], decoded: list[Caption], tokens: dict[int, list[str]], source: str
+    images: dict[int, Image],
+    ids: list[int],
+    decoded: list[Caption],
+    tokens: dict[int, list[str]],
+    source: str,
+    constant: list[str],
 ) -> dict[str, Any]:
-    """BLEU-1..4 on the fracture cases (the paper's), and the grammar's content correctness."""
+    """BLEU-1..4 on the fracture cases (the paper's), and the grammar's content correctness; the same for
+    ``constant``, the most common training sentence said for every image (not the paper's: a baseline)."""
     truths = [_truth(images[i]) for i in ids]
     fractured = [row for row, truth in enumerate(truths) if truth is not None and truth.fracture]
     rows = fractured if fractured else list(range(len(ids)))
-    bleu = bleu_scores([decoded[r].tokens for r in rows], [[tokens[ids[r]]] for r in rows]) if rows else []
-    judged = [(" ".join(decoded[r].tokens), truths[r]) for r in range(len(ids)) if truths[r] is not None]
-    content = content_accuracy([s for s, _ in judged], [t for _, t in judged if t is not None]) if judged else {}
+    bleu, content = _text_scores([c.tokens for c in decoded], ids, rows, truths, tokens)
+    constant_bleu, constant_content = _text_scores([constant] * len(ids), ids, rows, truths, tokens)
     return {
         "split": "test",
         "images": len(ids),
         "bleu_images": len(rows),
         "bleu_on": "fracture cases" if fractured else "all test images",
-        "bleu": {f"bleu{n}": round(100 * value, 2) for n, value in enumerate(bleu, start=1)},
+        "bleu": bleu,
         "content": content,
+        "constant": {"sentence": " ".join(constant), "bleu": constant_bleu, "content": constant_content},
         "examples": [
             {"image": ids[r], "generated": " ".join(decoded[r].tokens), "truth": " ".join(tokens[ids[r]])}
             for r in range(min(8, len(ids)))

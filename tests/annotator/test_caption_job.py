@@ -15,6 +15,7 @@ from annotator.services.job_runs import job_run
 from annotator.services.jobs import job_create
 from mining.heatmap import heat_rgba
 from mining.sentences import FractureDescriptors, fracture_sentence
+from mining.textmetrics import bleu_scores, tokenize_caption
 from tests.factories import TrainedModelFactory, UserFactory, client_for, random_model
 
 pytestmark = pytest.mark.django_db
@@ -44,6 +45,26 @@ def test_a_caption_job_trains_evaluates_and_stores_a_sentence_generator(classifi
     assert all(0 <= value <= 100 for value in metrics["bleu"].values())
     n_test = Image.objects.filter(dataset=dataset, split="test").count()
     assert metrics["images"] == n_test and metrics["bleu_on"] in ("fracture cases", "all test images")
+    # The baseline row: the most common training fracture sentence said for every test fracture case,
+    # scored by the same BLEU, recomputed here from the images' own descriptors.
+    truths = {
+        image.pk: FractureDescriptors.from_dict(image.metadata) for image in Image.objects.filter(dataset=dataset)
+    }
+    train_sentences = {
+        tuple(tokenize_caption(fracture_sentence(t)))
+        for pk, t in truths.items()
+        if t.fracture and Image.objects.get(pk=pk).split == "train"
+    }
+    constant = metrics["constant"]["sentence"].split()
+    assert tuple(constant) in train_sentences
+    test_refs = [
+        [tokenize_caption(fracture_sentence(t))]
+        for pk, t in sorted(truths.items())
+        if t.fracture and Image.objects.get(pk=pk).split == "test"
+    ]
+    expected = bleu_scores([constant] * len(test_refs), test_refs)
+    assert metrics["constant"]["bleu"] == {f"bleu{n}": round(100 * v, 2) for n, v in enumerate(expected, start=1)}
+    assert metrics["constant"]["content"]["count"] == len(test_refs) == metrics["bleu_images"]
     test_image = Image.objects.get(pk=metrics["examples"][0]["image"])
     assert (
         metrics["examples"][0]["truth"].split()[:1]
@@ -57,6 +78,12 @@ def test_a_caption_job_trains_evaluates_and_stores_a_sentence_generator(classifi
     admin = UserFactory(groups=["admin"])
     page = client_for(admin).get(reverse("model-detail", args=[classifier.pk])).content.decode()
     assert "Sentence generators" in page and f"#{model.pk}" in page and "BLEU-4" in page
+    quoted = f"&quot;{metrics['constant']['sentence']}&quot;"  # in the baseline row's title
+    assert "baseline: the most common training sentence" in page and quoted in page
+    blind = UserFactory(groups=["expert"])  # labels blind: no sentence that comes from the truth
+    blind_page = client_for(blind).get(reverse("model-detail", args=[classifier.pk])).content.decode()
+    assert "baseline: the most common training sentence" in blind_page
+    assert quoted not in blind_page
     image_page = client_for(admin).get(reverse("image-detail", args=[test_image.pk])).content.decode()
     assert 'id="generated-sentence"' in image_page and "A whole-image classifier" in image_page
 
