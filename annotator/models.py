@@ -128,6 +128,7 @@ class Job(models.Model):
         EXPLAIN = "explain", "Batch explanation"
         CAPTION = "caption", "Sentence generator training"
         IMPORT = "import_dataset", "Dataset import"
+        READER_STUDY = "reader_study", "Reader study creation"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

@@ -17,6 +17,7 @@ from .explanation_batch import explain_params_validate, run_explain
 from .job_state import JobReporter, Sharded
 from .mining import mine_params_validate, run_mine
 from .patches import patch_params_validate, run_extract_patches
+from .reader_study_jobs import reader_study_params_validate, run_reader_study
 from .training import run_train, train_params_validate
 
 __all__ = ["JOB_KINDS", "JobKind"]
@@ -37,4 +38,5 @@ JOB_KINDS: dict[str, JobKind] = {
     Job.Kind.EXPLAIN: JobKind(run=run_explain, validate=explain_params_validate),
     Job.Kind.CAPTION: JobKind(run=run_caption, validate=caption_params_validate),
     Job.Kind.IMPORT: JobKind(run=run_import, validate=import_params_validate),
+    Job.Kind.READER_STUDY: JobKind(run=run_reader_study, validate=reader_study_params_validate),
 }

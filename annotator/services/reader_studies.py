@@ -54,13 +54,15 @@ __all__ = [
     "StudyDesign",
     "reader_study_create",
     "reader_study_store",
+    "study_design_validate",
+    "study_image_content",
     "study_images_choose",
     "study_rating_save",
 ]
 
 Arm = ReaderStudy.Arm
 SENTENCE_ARMS = (Arm.SENTENCE, Arm.BOTH, Arm.COMPARISON)
-MAX_IMAGES = 100  # content is computed in the creating request (a SmoothGrad map per image)
+MAX_IMAGES = 1000  # content is computed by a worker (reader_study_jobs), a SmoothGrad map per image
 HEAT_OPACITY = 0.6
 
 
@@ -114,7 +116,7 @@ def study_images_choose(
     return images
 
 
-def _validate(design: StudyDesign) -> StudyDesign:
+def study_design_validate(design: StudyDesign) -> StudyDesign:
     """``design`` with its name trimmed and its arms in their canonical order, once all is checked."""
     name, dataset, classifier, sentence_model = design.name, design.dataset, design.classifier, design.sentence_model
     arms, readers = design.arms, design.readers
@@ -189,7 +191,8 @@ def _expert_sentence(image: Image, readers: Sequence[Any]) -> str:
     return Counter(sentences).most_common(1)[0][0] if sentences else ""
 
 
-def _content(image: Image, design: StudyDesign, written: list[str]) -> ImageContent:
+def study_image_content(image: Image, design: StudyDesign, written: list[str]) -> ImageContent:
+    """What the study shows of ``image`` under each arm; the media names it writes are appended to ``written``."""
     arms, sentence_model = design.arms, design.sentence_model
     heat = None
     if Arm.SALIENCY in arms or Arm.BOTH in arms:
@@ -216,12 +219,12 @@ def reader_study_create(
     seed: int = 0,
 ) -> ReaderStudy:
     """Create a study: check it, choose its images, compute every item's content and store it all."""
-    design = _validate(design)
+    design = study_design_validate(design)
     images = study_images_choose(dataset=design.dataset, split=split, sample=sample, image_ids=image_ids, seed=seed)
     selection = {"split": split, "sample": sample, "seed": seed} if not image_ids else {"images": len(images)}
     written: list[str] = []
     try:
-        contents = [_content(image, design, written) for image in images]
+        contents = [study_image_content(image, design, written) for image in images]
         return reader_study_store(design=design, selection=selection, contents=contents, seed=seed)
     except BaseException:
         delete_quietly(written)  # no study row names them

@@ -10,9 +10,12 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from ..errors import ApplicationError
+from ..models import Job
 from ..permissions import user_is_admin
 from ..selectors import reader_studies as selectors
-from ..services.reader_studies import StudyDesign, reader_study_create
+from ..services.jobs import job_create
+from ..services.reader_studies import StudyDesign
+from ..services.reader_study_jobs import reader_study_job_params
 from ..study_forms import ReaderStudyForm
 
 __all__ = ["study_new", "study_rate", "study_results"]
@@ -34,13 +37,15 @@ def study_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             design = StudyDesign(created_by=request.user, **form.design_arguments())
-            study = reader_study_create(design=design, **form.selection_arguments())
+            params = reader_study_job_params(design, **form.selection_arguments())
+            job = job_create(kind=Job.Kind.READER_STUDY, dataset=design.dataset, params=params, created_by=request.user)
         except ApplicationError as exc:
             field = exc.extra.get("field")
             form.add_error(field if field in form.fields else None, exc.message)
         else:
-            messages.success(request, f"Reader study {study.name!r} created with {study.items.count()} items.")
-            return redirect("study-results", pk=study.pk)
+            # A worker computes the items' content (a saliency map and a sentence per image): follow it there.
+            messages.success(request, f"Reader study {design.name!r}: its {len(params['images'])} images are queued.")
+            return redirect("job-detail", pk=job.pk)
     return render(request, "annotator/study_new.html", {"form": form})
 
 

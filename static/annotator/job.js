@@ -123,6 +123,13 @@
     const cancel = field("cancel");
     if (cancel && FINISHED.has(job.status)) cancel.remove();
     const result = job.result || {};
+    const study = field("study-link");  // a reader-study job links its study once stored
+    if (study && result.reader_study && !study.querySelector("a")) {
+      const link = document.createElement("a");
+      link.href = study.dataset.url.replace("/0/", "/" + Number(result.reader_study) + "/");
+      link.textContent = "study #" + Number(result.reader_study);
+      study.replaceChildren(link, " (" + Number(result.items) + " items)");
+    }
     drawCurves(result.history || [], Number(result.epochs || (job.params || {}).epochs) || 0);
   }
 

@@ -1,7 +1,7 @@
 """Fault injection (issue 12): the worker of every kind of job SIGKILLed at seeded random points.
 
-For each job kind (patch extraction, training, mining, sharded mining, batch explanation, sentence
-generator: every row of `job_kinds.JOB_KINDS`, which a test below keeps in step) one undisturbed run in a
+For each job kind (import, patch extraction, training, mining, sharded mining, batch explanation, sentence
+generator, reader-study creation: every row of `job_kinds.JOB_KINDS`, which a test below keeps in step) one undisturbed run in a
 real worker gives the reference result and the job's duration D. Then, N times (below), the same job
 is started again and its worker's process group is SIGKILLed u·D after the job started running, with u
 drawn from a seeded RNG uniform over [0.02, 0.98), so kills land while it loads, in its batches and
@@ -25,11 +25,11 @@ job's shard tasks still queued delete the finished shards' files, `job_runs._sha
 the last task, or in a single-pass mining's writing leaves its crops and sprites: nothing sweeps them).
 
 Each kind's inputs are tiny (12 phantoms with 85 training patches, 6 explained phantoms, 30 hips for the
-sentence generator), so a run takes a second to a few on two free cores. Workers are forked from one warm
+sentence generator and the reader study's saliency items), so a run takes a second to a few on two free cores. Workers are forked from one warm
 parent (`tests.worker_fork`) that imported torch and the services once: each is a real solo
 `celery worker` in its own process group, ready in about a second instead of nine.
 
-Kill points per kind: 10 (the issue's) for patch extraction and batch explanation, 5 for training,
+Kill points per kind: 10 (the issue's) for patch extraction, batch explanation and reader-study creation, 5 for training,
 mining, sharded mining and the sentence generator, whose every point costs a worker start, a kill, a
 sweep and a whole re-run of a job of several seconds (mining stores 512 units and checks the selected
 ones causally). With these counts the module took 22 minutes on SQLite on a two-core machine shared with
@@ -70,12 +70,14 @@ from PIL import Image as PILImage
 
 from annotator.demo import demo_dataset_create
 from annotator.files import media_path
-from annotator.models import Dataset, Explanation, Image, Job, Patch, SentenceModel, TrainedModel
+from annotator.models import Dataset, Explanation, Image, Job, Patch, ReaderStudy, SentenceModel, TrainedModel
 from annotator.services.import_jobs import dataset_import_job_create
 from annotator.services.job_kinds import JOB_KINDS
 from annotator.services.job_runs import job_run
 from annotator.services.job_state import jobs_fail_stale
 from annotator.services.jobs import job_create
+from annotator.services.reader_studies import StudyDesign
+from annotator.services.reader_study_jobs import reader_study_job_params
 from mining.phantoms import generate_mammogram_phantoms
 from tests.annotator.import_zips import dataset_folder, folder_zip
 from tests.annotator.test_caption_job import classifier  # noqa: F401  (fixture)
@@ -84,7 +86,7 @@ from tests.annotator.test_sharded_mining import _snapshot
 from tests.annotator.test_worker_cancel import PATCH_SIZE, _random_model
 from tests.annotator.test_worker_integration import _dataset, wait_for
 from tests.conftest import ROOT, _purge_broker, worker_environment
-from tests.factories import DatasetFactory, ImageFactory, random_model
+from tests.factories import DatasetFactory, ImageFactory, UserFactory, random_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -295,13 +297,16 @@ class Scenario:
     outcome: Callable[[Job], Any]  # a succeeded job's result, to compare with the undisturbed run's
     left_by: Callable[[Job], int] = lambda job: 0  # result rows a killed job left: must be none
     label: str = ""  # in the table and the RNG's seed; the kind when empty
+    # Each run's params from the scenario's, where two runs cannot share them (a study's unique name).
+    fresh: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     @property
     def name(self) -> str:
         return self.label or self.kind
 
     def create(self) -> Job:
-        return job_create(kind=self.kind, dataset=self.dataset, params=dict(self.params))
+        params = self.fresh(dict(self.params)) if self.fresh else dict(self.params)
+        return job_create(kind=self.kind, dataset=self.dataset, params=params)
 
 
 @dataclass
@@ -436,6 +441,7 @@ KINDS_TESTED = {
     Job.Kind.MINE,
     Job.Kind.EXPLAIN,
     Job.Kind.CAPTION,
+    Job.Kind.READER_STUDY,
 }
 
 
@@ -599,6 +605,39 @@ def test_sentence_generator_killed_anywhere(classifier, workers):  # noqa: F811
         left_by=lambda job: SentenceModel.objects.filter(job=job).count(),
     )
     _inject(scenario, workers)
+
+
+@KILLS
+def test_reader_study_creation_killed_anywhere(classifier, workers):  # noqa: F811
+    dataset = classifier.dataset
+    reader = UserFactory(username="fault-reader", groups=["expert"])
+    design = StudyDesign(
+        name="fault study",
+        dataset=dataset,
+        classifier=classifier,
+        sentence_model=None,
+        arms=["saliency"],
+        readers=[reader],
+    )
+    names = itertools.count(1)
+
+    def visible() -> Any:  # the studies readers and admins see
+        return sorted(ReaderStudy.objects.filter(dataset=dataset).values_list("pk", flat=True))
+
+    def outcome(job: Job) -> Any:
+        study = ReaderStudy.objects.get(pk=job.result["reader_study"])
+        items = sorted(study.items.values_list("image_id", "arm"))
+        return study.arms, study.selection, items, study.assignments.count(), job.result["items"]
+
+    scenario = Scenario(
+        Job.Kind.READER_STUDY,
+        dataset,
+        reader_study_job_params(design, split="train", seed=0),
+        visible=visible,
+        outcome=outcome,
+        fresh=lambda params: {**params, "name": f"fault study {next(names)}"},
+    )
+    _inject(scenario, workers, QUICK_POINTS)
 
 
 # --- The deployment's servers restarted mid-job -------------------------------------------------
